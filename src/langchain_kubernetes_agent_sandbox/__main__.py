@@ -1,0 +1,7 @@
+"""`python -m langchain_kubernetes_agent_sandbox` does what the console script does."""
+
+import sys
+
+from .server.cli import main
+
+sys.exit(main())

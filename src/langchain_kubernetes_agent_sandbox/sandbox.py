@@ -1,0 +1,141 @@
+"""The sandbox contract: what every provider gives the layers above.
+
+Public methods validate arguments and resolve paths once, here; providers implement the underscored
+operations and receive only normalised absolute paths and checked limits.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from . import paths
+from .errors import InvalidArgumentError, TooLargeError
+from .limits import ExecutionLimits
+from .results import CommandResult, FileEntry
+
+
+@dataclass(frozen=True)
+class SandboxInfo:
+    """What is known about a sandbox without asking it anything."""
+
+    id: str
+    provider: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    created_at: float = field(default_factory=time.time)
+    expires_at: float | None = None
+    network: bool = False
+
+
+class Sandbox(abc.ABC):
+    """One isolated place to run commands, whose files persist between calls."""
+
+    def __init__(self, info: SandboxInfo, limits: ExecutionLimits) -> None:
+        self._info = info
+        self.limits = limits
+
+    @property
+    def id(self) -> str:
+        return self._info.id
+
+    @property
+    def info(self) -> SandboxInfo:
+        return self._info
+
+    async def run(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,
+        cwd: str = paths.WORKDIR,
+        env: Mapping[str, str] | None = None,
+    ) -> CommandResult:
+        """Run `command` through `/bin/sh -c` in `cwd`; past `timeout` seconds it is killed, output kept."""
+        if not isinstance(command, str) or not command.strip():
+            raise InvalidArgumentError("The command is empty: give a shell command such as 'ls -la'.")
+        if "\x00" in command:
+            raise InvalidArgumentError("The command contains a NUL byte, which no shell accepts: remove it.")
+        for name in env or {}:
+            if not name or "=" in name or "\x00" in name:
+                raise InvalidArgumentError(f"Environment variable name {name!r} is not valid.")
+        return await self._run(
+            command, timeout=self.limits.timeout_for(timeout), cwd=paths.resolve(cwd), env=dict(env or {})
+        )
+
+    async def write_file(self, path: str, data: bytes) -> str:
+        """Write `data` to `path`, creating parent directories; returns the absolute path written."""
+        if len(data) > self.limits.max_file_bytes:
+            raise TooLargeError(
+                f"{len(data)} bytes exceed the file size limit of {self.limits.max_file_bytes} bytes: "
+                "split the content into several files."
+            )
+        resolved = paths.resolve(path)
+        await self._write_file(resolved, bytes(data))
+        return resolved
+
+    async def read_file(self, path: str) -> bytes:
+        """Read the whole file at `path`, up to the file size limit."""
+        return await self._read_file(paths.resolve(path), self.limits.max_file_bytes)
+
+    async def list_dir(self, path: str = paths.WORKDIR) -> list[FileEntry]:
+        """List the entries of the directory at `path`, sorted by name."""
+        return sorted(await self._list_dir(paths.resolve(path)), key=lambda entry: entry.name)
+
+    async def exists(self, path: str) -> bool:
+        return await self._exists(paths.resolve(path))
+
+    @abc.abstractmethod
+    async def _run(self, command: str, *, timeout: float, cwd: str, env: dict[str, str]) -> CommandResult: ...
+
+    @abc.abstractmethod
+    async def _write_file(self, path: str, data: bytes) -> None: ...
+
+    @abc.abstractmethod
+    async def _read_file(self, path: str, max_bytes: int) -> bytes: ...
+
+    @abc.abstractmethod
+    async def _list_dir(self, path: str) -> list[FileEntry]: ...
+
+    @abc.abstractmethod
+    async def _exists(self, path: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def set_expiry(self, expires_at: float | None) -> None:
+        """Move the time after which the sandbox may be reaped (sliding idle timeouts call this on use)."""
+
+    @abc.abstractmethod
+    async def terminate(self) -> None:
+        """Destroy the sandbox and everything in it; terminating twice is harmless."""
+
+
+class SandboxProvider(abc.ABC):
+    """Creates sandboxes and finds them again, also after the process that created them restarted."""
+
+    name: str
+
+    @abc.abstractmethod
+    async def create(
+        self,
+        *,
+        labels: Mapping[str, str] | None = None,
+        lifetime: float | None = None,
+        network: bool = False,
+    ) -> Sandbox:
+        """A new sandbox, reaped after `lifetime` seconds unless its expiry is moved."""
+
+    @abc.abstractmethod
+    async def get(self, sandbox_id: str) -> Sandbox:
+        """The sandbox with this id; `NotFoundError` when there is none."""
+
+    @abc.abstractmethod
+    async def list(self, labels: Mapping[str, str] | None = None) -> list[Sandbox]:
+        """This provider's sandboxes whose labels include all of `labels`."""
+
+    @abc.abstractmethod
+    async def check(self) -> None:
+        """Raise `BackendUnavailableError` when the provider cannot serve (for readiness probes)."""
+
+    async def aclose(self) -> None:
+        """Release connections and helpers; sandboxes themselves live on."""
