@@ -63,6 +63,10 @@ class CappedBuffer:
     def dropped_bytes(self) -> int:
         return self.total_bytes - len(self._head) - len(self._tail)
 
+    def data(self) -> bytes:
+        """The kept bytes, head then tail, without a marker (for callers that check `dropped_bytes`)."""
+        return bytes(self._head + self._tail)
+
     def text(self) -> str:
         """The kept output as text: invalid UTF-8 is replaced, never an error; a cut is marked in place."""
         head = self._head.decode("utf-8", "replace")

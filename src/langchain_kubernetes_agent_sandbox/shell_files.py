@@ -29,12 +29,12 @@ def _quoted(path: str) -> str:
     return shlex.quote(path)
 
 
-def check_readable(path: str) -> str:
-    """Exit 0 with the file's size on stdout when `path` is a readable regular file."""
+def readable_file_checks(path: str) -> str:
+    """Exit with a distinct code unless `path` is a readable regular file; append the read to run after it."""
     p = _quoted(path)
     return (
         f"p={p}; [ -e \"$p\" ] || exit {_NOT_FOUND}; [ -d \"$p\" ] && exit {_IS_DIRECTORY}; "
-        f"[ -r \"$p\" ] || exit {_PERMISSION_DENIED}; wc -c < \"$p\""
+        f"[ -r \"$p\" ] || exit {_PERMISSION_DENIED}"
     )
 
 

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Idempotent set-up on a Debian-like machine: system packages, the virtual environment, the package.
+# Safe to run again: each step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV="${VENV:-.venv}"
+SYSTEM_PACKAGES=(bubblewrap python3 python3-venv)
+
+missing_system_packages() {
+    command -v bwrap >/dev/null 2>&1 || echo bubblewrap
+    [ -x /usr/bin/python3 ] || echo python3
+    command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' 2>/dev/null || echo python3-venv
+}
+
+missing=$(missing_system_packages | sort -u | tr '\n' ' ')
+if [ -n "${missing// /}" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing system packages: $missing"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y --no-install-recommends $missing >/dev/null 2>&1 \
+            || { apt-get update >/dev/null && apt-get install -y --no-install-recommends $missing >/dev/null; }
+    else
+        echo "setup: please install these system packages, then run again: $missing" >&2
+        echo "setup: (Debian/Ubuntu: sudo apt-get install ${SYSTEM_PACKAGES[*]})" >&2
+        exit 1
+    fi
+fi
+
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+    echo "setup: installing the package and its test dependencies into $VENV"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip >/dev/null
+    "$VENV/bin/python" -m pip install --quiet -e '.[test]'
+    rm -f "$VENV"/.installed-*
+    touch "$stamp"
+fi

@@ -1,0 +1,135 @@
+"""The bubblewrap command line that isolates one command of one local sandbox.
+
+What the sandboxed command sees: its workspace at `/app`, a private `/tmp` that lasts as long as the
+sandbox, the host's system folders read-only, a handful of harmless `/etc` files, no network unless asked,
+a cleared environment, its own pid, ipc, uts and user namespaces, no capabilities, and no way to create
+further user namespaces. It dies with its parent, so killing the launcher kills everything it started.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...errors import BackendUnavailableError
+
+INSTALL_HINT = (
+    "bubblewrap (bwrap) is not installed, and the local provider isolates every command with it. "
+    "Install it (Debian/Ubuntu: `apt-get install bubblewrap`; Fedora: `dnf install bubblewrap`; "
+    "Arch: `pacman -S bubblewrap`), or, only on a machine you trust, start with --unisolated to run "
+    "commands without isolation."
+)
+
+SYSTEM_FOLDERS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+ETC_FILES = (
+    "alternatives",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "nsswitch.conf",
+    "mime.types",
+    "fonts",
+    "matplotlibrc",
+    "ssl",
+    "ca-certificates",
+    "ca-certificates.conf",
+)
+NETWORK_ETC_FILES = ("resolv.conf", "hosts", "host.conf", "gai.conf")
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin:/opt/sandbox/bin"
+
+
+def find_bwrap() -> str:
+    """The bwrap executable, or a `BackendUnavailableError` that says how to install it."""
+    path = shutil.which("bwrap")
+    if path is None:
+        raise BackendUnavailableError(INSTALL_HINT)
+    return path
+
+
+@dataclass(frozen=True)
+class UserDrop:
+    """Run the sandbox as this host user: a server running as root must not make sandboxed code root."""
+
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True)
+class Mounts:
+    """Host folders of one sandbox."""
+
+    workspace: Path
+    tmp: Path
+    etc_passwd: Path
+    etc_group: Path
+
+
+def python_link_target() -> str | None:
+    """Where `python` should point inside when the host has only `python3` (the deepagents suite calls both)."""
+    for directory in ("/usr/local/bin", "/usr/bin", "/bin"):
+        if os.path.exists(f"{directory}/python"):
+            return None
+    for directory in ("/usr/local/bin", "/usr/bin", "/bin"):
+        if os.path.exists(f"{directory}/python3"):
+            return f"{directory}/python3"
+    return None
+
+
+def bwrap_argv(
+    bwrap: str,
+    mounts: Mounts,
+    *,
+    cwd: str,
+    network: bool,
+    env: Mapping[str, str],
+    command: Sequence[str],
+) -> list[str]:
+    """The full bwrap invocation; `command` runs inside with exactly `env` as its environment."""
+    argv = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session"]
+    if network:
+        argv.append("--share-net")
+    argv += ["--hostname", "sandbox"]
+    for folder in SYSTEM_FOLDERS:
+        if os.path.islink(folder):
+            argv += ["--symlink", os.readlink(folder), folder]
+        elif os.path.isdir(folder):
+            argv += ["--ro-bind", folder, folder]
+    for name in ETC_FILES + (NETWORK_ETC_FILES if network else ()):
+        argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    argv += ["--ro-bind", str(mounts.etc_passwd), "/etc/passwd", "--ro-bind", str(mounts.etc_group), "/etc/group"]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    argv += ["--bind", str(mounts.workspace), "/app", "--bind", str(mounts.tmp), "/tmp"]
+    argv += ["--symlink", "/tmp", "/var/tmp"]
+    link_target = python_link_target()
+    if link_target:
+        argv += ["--dir", "/opt/sandbox/bin", "--symlink", link_target, "/opt/sandbox/bin/python"]
+    argv += ["--chdir", cwd, "--clearenv"]
+    for name, value in env.items():
+        argv += ["--setenv", name, value]
+    return [*argv, "--", *command]
+
+
+def launcher_argv(
+    inner: Sequence[str],
+    *,
+    procs_files: Sequence[Path],
+    ulimits: Sequence[str],
+    user: UserDrop | None,
+) -> list[str]:
+    """Wrap `inner` in a shell that joins the sandbox's cgroups and sets rlimits, then drops to `user`.
+
+    The launcher joins the cgroups itself, before bubblewrap starts, so that no process of the sandbox ever
+    runs outside them (attaching from the parent after spawning would race with a fork bomb).
+    """
+    steps = [f"echo $$ > {shlex.quote(str(path))}" for path in procs_files]
+    steps += list(ulimits)
+    steps.append('exec "$@"')
+    prefix: list[str] = []
+    if user is not None:
+        prefix = ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "--"]
+    return ["/bin/sh", "-c", " && ".join(steps), "kas-launcher", *prefix, *inner]

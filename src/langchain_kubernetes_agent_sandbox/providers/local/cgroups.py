@@ -1,0 +1,152 @@
+"""Per-sandbox cgroups for memory and process limits, on cgroup v2 or v1 (hybrid hosts have both).
+
+Detection happens once, at provider start: a host is v2 when `/sys/fs/cgroup` holds `cgroup.controllers`,
+v1 when it has separate `memory` and `pids` hierarchies. Where neither is writable, there is no cgroup and
+the sandbox falls back to rlimits (see `limits.ResourceLimits.ulimit_lines`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from .limits import ResourceLimits
+
+BASE_NAME = "kubernetes-agent-sandbox"
+
+
+@dataclass(frozen=True)
+class SandboxCgroup:
+    """The cgroup folders of one sandbox: a process joins by writing its pid to each `cgroup.procs`."""
+
+    directories: tuple[Path, ...]
+
+    @property
+    def procs_files(self) -> list[Path]:
+        return [directory / "cgroup.procs" for directory in self.directories]
+
+    def kill_all(self) -> None:
+        """SIGKILL every process still in the sandbox (a background process left behind, say)."""
+        for directory in self.directories:
+            kill_file = directory / "cgroup.kill"
+            if kill_file.exists():
+                with contextlib.suppress(OSError):
+                    kill_file.write_text("1")
+                continue
+            with contextlib.suppress(OSError):
+                for pid in (directory / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)
+
+    def remove(self) -> None:
+        self.kill_all()
+        for directory in self.directories:
+            with contextlib.suppress(FileNotFoundError):
+                _rmdir_when_empty(directory)
+
+    def memory_events_oom(self) -> bool:
+        """Whether the kernel has killed a process here for exceeding the memory limit."""
+        for directory in self.directories:
+            with contextlib.suppress(OSError):
+                if (directory / "memory.events").exists():
+                    for line in (directory / "memory.events").read_text().splitlines():
+                        key, _, value = line.partition(" ")
+                        if key == "oom_kill" and int(value) > 0:
+                            return True
+                elif (directory / "memory.oom_control").exists():
+                    for line in (directory / "memory.oom_control").read_text().splitlines():
+                        key, _, value = line.partition(" ")
+                        if key == "oom_kill" and int(value) > 0:
+                            return True
+        return False
+
+
+def _rmdir_when_empty(directory: Path) -> None:
+    """Remove a cgroup folder; the kernel refuses until its last process has been reaped, so try briefly."""
+    for _ in range(50):
+        try:
+            directory.rmdir()
+            return
+        except OSError as error:
+            if isinstance(error, FileNotFoundError):
+                return
+            time.sleep(0.01)
+
+
+class CgroupManager:
+    """Creates and finds the cgroups of sandboxes under one base folder per hierarchy."""
+
+    def __init__(self, version: Literal[1, 2], bases: tuple[Path, ...]) -> None:
+        self.version = version
+        self._bases = bases
+
+    @classmethod
+    def detect(cls, root: Path = Path("/sys/fs/cgroup")) -> CgroupManager | None:
+        """The manager for this host, or None when no memory and pids cgroup can be created here."""
+        if (root / "cgroup.controllers").exists():
+            return cls._detect_v2(root)
+        if (root / "memory").is_dir() and (root / "pids").is_dir():
+            return cls._detect_v1(root)
+        return None
+
+    @classmethod
+    def _detect_v2(cls, root: Path) -> CgroupManager | None:
+        available = (root / "cgroup.controllers").read_text().split()
+        if not {"memory", "pids"} <= set(available):
+            return None
+        base = root / BASE_NAME
+        try:
+            base.mkdir(exist_ok=True)
+            for directory in (root, base):
+                enabled = (directory / "cgroup.subtree_control").read_text().split()
+                missing = [f"+{name}" for name in ("memory", "pids") if name not in enabled]
+                if missing:
+                    (directory / "cgroup.subtree_control").write_text(" ".join(missing))
+        except OSError:
+            return None
+        return cls(2, (base,))
+
+    @classmethod
+    def _detect_v1(cls, root: Path) -> CgroupManager | None:
+        bases = (root / "memory" / BASE_NAME, root / "pids" / BASE_NAME)
+        try:
+            for base in bases:
+                base.mkdir(exist_ok=True)
+        except OSError:
+            return None
+        return cls(1, bases)
+
+    def ensure(self, sandbox_id: str, limits: ResourceLimits) -> SandboxCgroup:
+        """The sandbox's cgroup with `limits` applied, created if missing (after a reboot, say)."""
+        directories = tuple(base / sandbox_id for base in self._bases)
+        for directory in directories:
+            directory.mkdir(exist_ok=True)
+        if self.version == 2:
+            (directory,) = directories
+            _write(directory / "memory.max", limits.memory_bytes)
+            _write_if_present(directory / "memory.swap.max", 0)
+            _write(directory / "pids.max", limits.max_processes)
+        else:
+            memory, pids = directories
+            _write(memory / "memory.limit_in_bytes", limits.memory_bytes)
+            _write_if_present(memory / "memory.memsw.limit_in_bytes", limits.memory_bytes)
+            _write(pids / "pids.max", limits.max_processes)
+        return SandboxCgroup(directories)
+
+    def existing(self, sandbox_id: str) -> SandboxCgroup:
+        return SandboxCgroup(tuple(base / sandbox_id for base in self._bases))
+
+
+def _write(path: Path, value: int) -> None:
+    path.write_text(str(value))
+
+
+def _write_if_present(path: Path, value: int) -> None:
+    if path.exists():
+        with contextlib.suppress(OSError):
+            path.write_text(str(value))

@@ -1,0 +1,323 @@
+"""The local provider, the embedded default: each sandbox is a workspace folder, each command runs under
+bubblewrap with the sandbox's cgroup (or rlimits) around it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import posixpath
+import secrets
+import shlex
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from ... import paths, shell_files
+from ...errors import BackendUnavailableError, NotFoundError, SandboxGoneError, TooLargeError
+from ...limits import ExecutionLimits
+from ...output import OutputLimit
+from ...results import TIMEOUT_EXIT_CODE, CommandResult, FileEntry
+from ...sandbox import Sandbox, SandboxInfo, SandboxProvider
+from .bubblewrap import SANDBOX_PATH, Mounts, UserDrop, bwrap_argv, find_bwrap, launcher_argv
+from .cgroups import CgroupManager, SandboxCgroup
+from .files import HostFiles, NeedsSandbox
+from .limits import ResourceLimits
+from .process import Completed, run_process
+from .state import SandboxRecord, StateFolder, default_state_dir
+
+logger = logging.getLogger(__name__)
+
+NOBODY = UserDrop(65534, 65534)
+_FILE_OPERATION_TIMEOUT = 120.0
+_LAUNCHER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+"""bwrap's own pid 1 keeps the environment it was started with (readable at /proc/1/environ), so bwrap never
+sees the server's environment, which may hold credentials."""
+
+UNISOLATED_WARNING = (
+    "The local provider runs UNISOLATED: sandboxed commands run as %s with full access to this machine's "
+    "files and network, and /app is only the workspace folder for the file tools. Use this only on a machine "
+    "you trust; install bubblewrap to isolate them."
+)
+
+
+class LocalProvider(SandboxProvider):
+    """Sandboxes that are folders on this machine, isolated by bubblewrap.
+
+    Sandboxes survive a restart of the process: they are records in `state_dir`, found again by id or labels.
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str] | None = None,
+        *,
+        limits: ExecutionLimits | None = None,
+        resources: ResourceLimits | None = None,
+        unisolated: bool = False,
+        sandbox_user: UserDrop | None = None,
+    ) -> None:
+        self.limits = limits or ExecutionLimits()
+        self.resources = resources or ResourceLimits()
+        self.unisolated = unisolated
+        self._bwrap = None if unisolated else find_bwrap()
+        if os.geteuid() == 0:
+            self._owner: UserDrop | None = sandbox_user or NOBODY
+        else:
+            self._owner = None
+        self.state = StateFolder(Path(state_dir) if state_dir else default_state_dir(), self._owner)
+        self._cgroups = CgroupManager.detect()
+        if unisolated:
+            logger.warning(UNISOLATED_WARNING, f"uid {os.getuid()}")
+
+    @property
+    def isolation(self) -> str:
+        """A one-line description of how commands are contained, for `session_info` and logs."""
+        how = "none (unisolated)" if self.unisolated else "bubblewrap"
+        limits = f"cgroup v{self._cgroups.version}" if self._cgroups else "rlimits"
+        return f"{how}; limits by {limits}; sandbox uid {self._owner.uid if self._owner else os.getuid()}"
+
+    async def create(
+        self,
+        *,
+        labels: Mapping[str, str] | None = None,
+        lifetime: float | None = None,
+        network: bool = False,
+    ) -> LocalSandbox:
+        await self._reap_expired()
+        now = time.time()
+        record = SandboxRecord(
+            id=self.state.new_id(),
+            created_at=now,
+            expires_at=now + lifetime if lifetime is not None else None,
+            network=network,
+            labels=dict(labels or {}),
+        )
+        await asyncio.to_thread(self.state.create, record)
+        return self._sandbox(record)
+
+    async def get(self, sandbox_id: str) -> LocalSandbox:
+        record = await asyncio.to_thread(self.state.load, sandbox_id)
+        if record.expires_at is not None and record.expires_at <= time.time():
+            await self._sandbox(record).terminate()
+            raise NotFoundError(f"The local sandbox {sandbox_id} expired and was removed: create a new one.")
+        return self._sandbox(record)
+
+    async def list(self, labels: Mapping[str, str] | None = None) -> list[Sandbox]:
+        await self._reap_expired()
+        wanted = dict(labels or {}).items()
+        records = await asyncio.to_thread(self.state.all)
+        return [self._sandbox(record) for record in records if wanted <= record.labels.items()]
+
+    async def check(self) -> None:
+        if not self.unisolated:
+            find_bwrap()
+        if not os.access(self.state.root, os.W_OK):
+            raise BackendUnavailableError(f"The state folder {self.state.root} is not writable.")
+
+    async def _reap_expired(self) -> None:
+        """Remove sandboxes whose time ran out, also those that expired while no server was running."""
+        now = time.time()
+        for record in await asyncio.to_thread(self.state.all):
+            if record.expires_at is not None and record.expires_at <= now:
+                await self._sandbox(record).terminate()
+
+    def _sandbox(self, record: SandboxRecord) -> LocalSandbox:
+        return LocalSandbox(self, record)
+
+    def _cgroup(self, sandbox_id: str) -> SandboxCgroup | None:
+        return self._cgroups.ensure(sandbox_id, self.resources) if self._cgroups else None
+
+    def _argv(self, record: SandboxRecord, inner: Sequence[str], *, cwd: str, env: Mapping[str, str]) -> list[str]:
+        cgroup = self._cgroup(record.id)
+        ulimits = self.resources.ulimit_lines(
+            per_process_memory=cgroup is None, process_count=cgroup is None and self._owner is not None
+        )
+        procs = cgroup.procs_files if cgroup else []
+        if self._bwrap is None:
+            return launcher_argv(inner, procs_files=procs, ulimits=ulimits, user=None)
+        sandboxed = bwrap_argv(
+            self._bwrap, self.state.mounts(record.id), cwd=cwd, network=record.network, env=env, command=inner
+        )
+        return launcher_argv(sandboxed, procs_files=procs, ulimits=ulimits, user=self._owner)
+
+    def _environment(self, mounts: Mounts, env: Mapping[str, str]) -> dict[str, str]:
+        home = str(mounts.tmp) if self.unisolated else "/tmp"
+        base = {"PATH": SANDBOX_PATH, "HOME": home, "LANG": "C.UTF-8", "PWD": paths.WORKDIR, "TERM": "dumb"}
+        return {**base, **env}
+
+
+class LocalSandbox(Sandbox):
+    """One local sandbox; cheap to construct, since all its state is on disk."""
+
+    def __init__(self, provider: LocalProvider, record: SandboxRecord) -> None:
+        super().__init__(
+            SandboxInfo(
+                id=record.id,
+                provider=provider.name,
+                labels=dict(record.labels),
+                created_at=record.created_at,
+                expires_at=record.expires_at,
+                network=record.network,
+            ),
+            provider.limits,
+        )
+        self._provider = provider
+        self._record = record
+        self._mounts = provider.state.mounts(record.id)
+        self._files = HostFiles({paths.WORKDIR: self._mounts.workspace, "/tmp": self._mounts.tmp}, provider._owner)
+
+    async def _run(self, command: str, *, timeout: float, cwd: str, env: dict[str, str]) -> CommandResult:
+        if cwd != paths.WORKDIR and not await self._exists(cwd):
+            raise NotFoundError(f"The working directory {cwd} does not exist: create it first, or use /app.")
+        completed = await self._launch(["/bin/sh", "-c", command], timeout=timeout, cwd=cwd, env=env)
+        stderr = completed.stderr.text()
+        if self._out_of_memory(completed):
+            stderr += (
+                f"\n[killed: the sandbox exceeded its memory limit of "
+                f"{self._provider.resources.memory_bytes // (1024 * 1024)} MiB]\n"
+            )
+        if completed.timed_out:
+            stderr += f"\n[timed out after {timeout:g} s: the command and everything it started were killed]\n"
+        return CommandResult(
+            stdout=completed.stdout.text(),
+            stderr=stderr,
+            exit_code=_exit_code(completed),
+            duration=completed.duration,
+            timed_out=completed.timed_out,
+            stdout_bytes=completed.stdout.total_bytes,
+            stderr_bytes=completed.stderr.total_bytes,
+            dropped_bytes=completed.stdout.dropped_bytes + completed.stderr.dropped_bytes,
+        )
+
+    async def _launch(
+        self,
+        inner: Sequence[str],
+        *,
+        timeout: float,
+        cwd: str = paths.WORKDIR,
+        env: Mapping[str, str] | None = None,
+        output: OutputLimit | None = None,
+        stdin: bytes | None = None,
+    ) -> Completed:
+        self._require_alive()
+        environment = self._provider._environment(self._mounts, env or {})
+        argv = self._provider._argv(self._record, inner, cwd=cwd, env=environment)
+        if self._provider.unisolated:
+            host_cwd = str(self._mounts.workspace / posixpath.relpath(cwd, paths.WORKDIR))
+            return await run_process(
+                argv, timeout=timeout, output=output or self.limits.output, env=environment, stdin=stdin, cwd=host_cwd
+            )
+        self._oom_before = self._oom_kills()
+        return await run_process(
+            argv, timeout=timeout, output=output or self.limits.output, env=_LAUNCHER_ENV, stdin=stdin, cwd="/"
+        )
+
+    def _oom_kills(self) -> bool:
+        cgroup = self._provider._cgroups.existing(self.id) if self._provider._cgroups else None
+        return cgroup.memory_events_oom() if cgroup else False
+
+    def _out_of_memory(self, completed: Completed) -> bool:
+        killed = completed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL)
+        return killed and not completed.timed_out and self._oom_kills()
+
+    async def _inside(
+        self, script: str, *, stdin: bytes | None = None, max_output: int = 1024 * 1024
+    ) -> tuple[CommandResult, bytes]:
+        """Run one of `shell_files`' scripts in the sandbox, keeping its stdout as raw bytes."""
+        completed = await self._launch(
+            ["/bin/sh", "-c", script],
+            timeout=_FILE_OPERATION_TIMEOUT,
+            output=OutputLimit(max_bytes=max_output + 1, head_share=1.0),
+            stdin=stdin,
+        )
+        result = CommandResult(
+            stdout="",
+            stderr=completed.stderr.text(),
+            exit_code=_exit_code(completed),
+            duration=completed.duration,
+            timed_out=completed.timed_out,
+        )
+        if completed.stdout.dropped_bytes or completed.stdout.total_bytes > max_output:
+            raise TooLargeError(f"The output exceeds the limit of {max_output} bytes.")
+        return result, completed.stdout.data()
+
+    async def _write_file(self, path: str, data: bytes) -> None:
+        self._require_alive()
+        try:
+            await asyncio.to_thread(self._files.write, path, data)
+        except (NeedsSandbox, PermissionError):
+            staging = f"{posixpath.dirname(path)}/.kas-{secrets.token_hex(6)}.part"
+            script = (
+                f"{shell_files.prepare_write(path, staging)} && "
+                f"{{ cat > {_q(staging)} && {shell_files.commit_write(path, staging)} || "
+                f"{{ {shell_files.discard(staging)}; exit 1; }}; }}"
+            )
+            result, _ = await self._inside(script, stdin=data)
+            shell_files.raise_for_status(result, path, "write")
+
+    async def _read_file(self, path: str, max_bytes: int) -> bytes:
+        self._require_alive()
+        try:
+            return await asyncio.to_thread(self._files.read, path, max_bytes)
+        except (NeedsSandbox, PermissionError):
+            script = f'{shell_files.readable_file_checks(path)}; exec cat -- "$p"'
+            try:
+                result, data = await self._inside(script, max_output=max_bytes)
+            except TooLargeError:
+                raise TooLargeError(
+                    f"{path} is larger than the limit of {max_bytes} bytes: read it in parts with `head -c`."
+                ) from None
+            shell_files.raise_for_status(result, path, "read")
+            return data
+
+    async def _list_dir(self, path: str) -> list[FileEntry]:
+        self._require_alive()
+        try:
+            return await asyncio.to_thread(self._files.list, path)
+        except (NeedsSandbox, PermissionError):
+            result, data = await self._inside(shell_files.list_dir(path), max_output=16 * 1024 * 1024)
+            shell_files.raise_for_status(result, path, "list")
+            return shell_files.parse_listing(path, data.decode("utf-8", "replace"))
+
+    async def _exists(self, path: str) -> bool:
+        self._require_alive()
+        try:
+            return await asyncio.to_thread(self._files.exists, path)
+        except (NeedsSandbox, PermissionError):
+            result, _ = await self._inside(shell_files.exists(path))
+            return result.exit_code == 0
+
+    async def set_expiry(self, expires_at: float | None) -> None:
+        self._require_alive()
+        self._record.expires_at = expires_at
+        self._info = SandboxInfo(**{**self._info.__dict__, "expires_at": expires_at})
+        await asyncio.to_thread(self._provider.state.save, self._record)
+
+    async def terminate(self) -> None:
+        cgroups = self._provider._cgroups
+        if cgroups is not None:
+            await asyncio.to_thread(cgroups.existing(self.id).remove)
+        if self._mounts.workspace.parent.exists():
+            await asyncio.to_thread(self._provider.state.remove, self.id)
+
+    def _require_alive(self) -> None:
+        if not self._mounts.workspace.is_dir():
+            raise SandboxGoneError(
+                f"The sandbox {self.id} is gone: it was terminated, expired, or its workspace was deleted. "
+                "Create a new sandbox."
+            )
+
+
+def _exit_code(completed: Completed) -> int:
+    if completed.timed_out:
+        return TIMEOUT_EXIT_CODE
+    if completed.returncode < 0:
+        return 128 - completed.returncode
+    return completed.returncode
+
+
+def _q(path: str) -> str:
+    return shlex.quote(path)
