@@ -1,0 +1,182 @@
+"""What the tools return: pydantic models (the output schemas) that also render as text for clients that
+show only text content."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from ..results import CommandResult
+from ..sessions import Session
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds")
+
+
+class Rendered(BaseModel):
+    """An output model that can also say itself as text."""
+
+    def render(self) -> str:
+        raise NotImplementedError
+
+
+class CommandOutput(Rendered):
+    """The outcome of one command: stdout and stderr apart, the exit code, and whether limits cut it short."""
+
+    session_id: str
+    stdout: str
+    stderr: str
+    exit_code: int = Field(description="124 when the command was killed at its timeout.")
+    timed_out: bool
+    truncated: bool = Field(description="Whether the middle of the output was dropped to respect the output cap.")
+    stdout_bytes: int
+    stderr_bytes: int
+    dropped_bytes: int
+    duration_seconds: float
+    timeout_seconds: float
+
+    @classmethod
+    def of(cls, session: Session, result: CommandResult, timeout: float) -> CommandOutput:
+        return cls(
+            session_id=session.id,
+            stdout=result.stdout,
+            stderr=result.stderr,
+            exit_code=result.exit_code,
+            timed_out=result.timed_out,
+            truncated=result.truncated,
+            stdout_bytes=result.stdout_bytes,
+            stderr_bytes=result.stderr_bytes,
+            dropped_bytes=result.dropped_bytes,
+            duration_seconds=round(result.duration, 3),
+            timeout_seconds=timeout,
+        )
+
+    def render(self) -> str:
+        parts = []
+        if self.stdout:
+            parts.append(self.stdout.rstrip("\n"))
+        if self.stderr:
+            parts.append("[stderr]\n" + self.stderr.rstrip("\n"))
+        if not parts:
+            parts.append("(no output)")
+        parts.append(f"[exit code {self.exit_code}]")
+        if self.timed_out:
+            parts.append(
+                f"[timed out: killed after {self.timeout_seconds:g} s; the output above is what it wrote until then]"
+            )
+        if self.truncated:
+            parts.append(
+                f"[output truncated: {self.dropped_bytes} of {self.stdout_bytes + self.stderr_bytes} bytes dropped "
+                "from the middle; redirect to a file and read it in parts to see everything]"
+            )
+        return "\n".join(parts)
+
+
+class UploadedFile(Rendered):
+    session_id: str
+    path: str = Field(description="The absolute path written.")
+    size: int
+    sha256: str
+
+    def render(self) -> str:
+        return f"Wrote {self.size} bytes to {self.path} (sha256 {self.sha256})."
+
+
+class DownloadedFile(Rendered):
+    session_id: str
+    path: str
+    size: int
+    sha256: str
+    encoding: Literal["utf-8", "base64"]
+    mime_type: str
+    content: str
+
+    def render(self) -> str:
+        header = f"{self.path}: {self.size} bytes, {self.mime_type}, sha256 {self.sha256}"
+        if self.mime_type.startswith("image/"):
+            return header + " (the image follows)"
+        return f"{header}, {self.encoding}:\n{self.content}"
+
+
+class FileItem(BaseModel):
+    name: str
+    path: str
+    kind: Literal["file", "directory", "symlink", "other"]
+    size: int
+    modified_at: str | None
+
+
+class FileListing(Rendered):
+    session_id: str
+    path: str
+    entries: list[FileItem]
+    total: int = Field(description="Entries in the directory, including any left out by max_entries.")
+    truncated: bool
+
+    def render(self) -> str:
+        lines = [
+            f"{self.path}: {self.total} entries" + (f", first {len(self.entries)} shown" if self.truncated else "")
+        ]
+        for entry in self.entries:
+            suffix = "/" if entry.kind == "directory" else ("@" if entry.kind == "symlink" else "")
+            lines.append(f"{entry.size:>12}  {entry.modified_at}  {entry.name}{suffix}")
+        return "\n".join(lines)
+
+
+class SessionDescription(Rendered):
+    session_id: str
+    default: bool = Field(description="Whether this is the session used by calls that give no session_id.")
+    provider: str
+    created_at: str | None
+    expires_at: str | None = Field(description="When the session ends unless it is used again (UTC).")
+    ends_at: str | None = Field(description="When the session ends however busy it is (its maximum lifetime, UTC).")
+    idle_timeout_seconds: float
+    network: bool
+    labels: dict[str, str]
+    working_directory: str
+
+    @classmethod
+    def of(cls, session: Session, working_directory: str) -> SessionDescription:
+        return cls(
+            session_id=session.id,
+            default=session.is_default,
+            provider=session.sandbox.info.provider,
+            created_at=_iso(session.created_at),
+            expires_at=_iso(session.expires_at),
+            ends_at=_iso(session.ends_at),
+            idle_timeout_seconds=session.idle_timeout,
+            network=session.network,
+            labels=session.labels,
+            working_directory=working_directory,
+        )
+
+    def render(self) -> str:
+        labels = ", ".join(f"{key}={value}" for key, value in self.labels.items()) or "none"
+        return (
+            f"session {self.session_id}{' (default)' if self.default else ''} on {self.provider}: "
+            f"working directory {self.working_directory}, network {'on' if self.network else 'off'}, "
+            f"idle timeout {self.idle_timeout_seconds:g} s, expires {self.expires_at} unless used, "
+            f"ends by {self.ends_at}, labels {labels}"
+        )
+
+
+class SessionList(Rendered):
+    sessions: list[SessionDescription]
+
+    def render(self) -> str:
+        if not self.sessions:
+            return "No open sessions; a call without session_id will create your default session."
+        return "\n".join(session.render() for session in self.sessions)
+
+
+class ClosedSession(Rendered):
+    session_id: str
+    closed: bool
+
+    def render(self) -> str:
+        return f"Closed session {self.session_id}; its sandbox and files are gone."

@@ -1,0 +1,101 @@
+"""execute and execute_python: run code in the session's sandbox and report what it printed."""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING, Annotated
+
+from mcp.types import CallToolResult, ToolAnnotations
+from pydantic import Field
+
+from ...errors import TooLargeError
+from ...paths import WORKDIR
+from ..models import CommandOutput
+from ..principal import current_principal
+from . import reply
+
+if TYPE_CHECKING:
+    from ..app import SandboxMCP
+
+MAX_CODE_BYTES = 64 * 1024
+"""Code travels inside the command line, which the kernel caps at 128 KiB per argument."""
+
+SessionId = Annotated[
+    str | None,
+    Field(
+        default=None,
+        max_length=64,
+        description="A session from create_session; omit it to use your default session.",
+    ),
+]
+Timeout = Annotated[
+    float | None,
+    Field(
+        default=None,
+        gt=0,
+        le=24 * 3600,
+        description="Seconds before the run is killed; its output so far is kept. Omit for the server default "
+        "(300 s unless configured); the server's maximum applies.",
+    ),
+]
+
+RUNS = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=False)
+
+
+def python_command(code: str) -> str:
+    """A shell command that runs `code` with python3; base64 keeps every byte of it away from the shell."""
+    encoded = base64.b64encode(code.encode("utf-8")).decode("ascii")
+    return f'exec python3 -c "$(printf %s {encoded} | base64 -d)"'
+
+
+def register(mcp: SandboxMCP) -> None:
+    @mcp.tool(annotations=RUNS)
+    async def execute_python(
+        code: Annotated[str, Field(min_length=1, max_length=MAX_CODE_BYTES, description="Python 3 source.")],
+        session_id: SessionId = None,
+        timeout: Timeout = None,  # noqa: ASYNC109 (the tool argument the issue names)
+    ) -> Annotated[CallToolResult, CommandOutput]:
+        """Run Python 3 source in the sandbox as a fresh `python3` process, in the working directory /app.
+
+        Print what you want to see: stdout and stderr come back separately with the exit code (a traceback
+        arrives on stderr with exit code 1). Variables do not survive between calls, but files do: write
+        intermediate results to files in /app (or /tmp) and read them in the next call. Output beyond the
+        server's cap keeps its beginning and end. The sandbox has no network unless the session was created
+        with network=true. At most 64 KiB of code; for larger programs upload a file and run it with execute.
+        """
+        size = len(code.encode("utf-8"))
+        if size > MAX_CODE_BYTES:
+            raise TooLargeError(
+                f"The code is {size} bytes, over the {MAX_CODE_BYTES}-byte limit: upload it with upload_file "
+                "and run it with execute('python3 <file>')."
+            )
+        async with mcp.registry.use(current_principal.get(), session_id) as session:
+            limit = session.sandbox.limits.timeout_for(timeout)
+            result = await session.sandbox.run(
+                python_command(code), timeout=limit, env={"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+            )
+        return reply(CommandOutput.of(session, result, limit))
+
+    @mcp.tool(annotations=RUNS)
+    async def execute(
+        command: Annotated[
+            str, Field(min_length=1, max_length=MAX_CODE_BYTES, description="A shell command for /bin/sh -c.")
+        ],
+        session_id: SessionId = None,
+        timeout: Timeout = None,  # noqa: ASYNC109 (the tool argument the issue names)
+        cwd: Annotated[
+            str, Field(max_length=4096, description="Directory to run in; relative paths resolve against /app.")
+        ] = WORKDIR,
+    ) -> Annotated[CallToolResult, CommandOutput]:
+        """Run a shell command (`/bin/sh -c`) in the sandbox, by default in the working directory /app.
+
+        Returns stdout and stderr separately with the exit code; a command that runs past its timeout is
+        killed and reported with exit code 124 and the output it had written. Files persist within the
+        session, so later calls (and download_file) see what this one wrote. Each call starts a new shell:
+        `cd` and exported variables do not carry over. Output beyond the server's cap keeps its beginning and
+        end. No network unless the session was created with network=true.
+        """
+        async with mcp.registry.use(current_principal.get(), session_id) as session:
+            limit = session.sandbox.limits.timeout_for(timeout)
+            result = await session.sandbox.run(command, timeout=limit, cwd=cwd)
+        return reply(CommandOutput.of(session, result, limit))

@@ -1,0 +1,75 @@
+"""create_session, list_sessions, close_session and session_info: sessions are the caller's, by principal."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+from mcp.types import CallToolResult, ToolAnnotations
+from pydantic import Field
+
+from ...paths import WORKDIR
+from ..models import ClosedSession, SessionDescription, SessionList
+from ..principal import current_principal
+from . import reply
+from .commands import SessionId
+
+if TYPE_CHECKING:
+    from ..app import SandboxMCP
+
+READS = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
+
+
+def register(mcp: SandboxMCP) -> None:
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False))
+    async def create_session(
+        ttl_seconds: Annotated[
+            int | None,
+            Field(
+                default=None,
+                ge=1,
+                le=7 * 24 * 3600,
+                description="Idle timeout: the session ends this many seconds after its last use. "
+                "Omit for the server default (30 minutes unless configured); the server's maximum applies.",
+            ),
+        ] = None,
+        network: Annotated[
+            bool, Field(description="Whether the sandbox may reach the network; the server may refuse it.")
+        ] = False,
+        labels: Annotated[
+            dict[str, str] | None,
+            Field(default=None, description="Up to 16 key=value tags (letters, digits, '-', '_', '.') to find it by."),
+        ] = None,
+    ) -> Annotated[CallToolResult, SessionDescription]:
+        """Create a new, empty sandbox session and return its session_id; pass that id to the other tools.
+
+        Each session is a separate sandbox whose files persist between calls until close_session, until it
+        goes unused for its idle timeout (every call resets the clock), or until the server's maximum
+        lifetime. Calls without session_id use your default session instead, so create one only for a
+        clean or separate workspace. Your number of open sessions is limited.
+        """
+        session = await mcp.registry.create(
+            current_principal.get(), idle_timeout=ttl_seconds, network=network, labels=labels
+        )
+        return reply(SessionDescription.of(session, WORKDIR))
+
+    @mcp.tool(annotations=READS)
+    async def list_sessions() -> Annotated[CallToolResult, SessionList]:
+        """List your open sessions (oldest first) with their ids, labels and when each expires."""
+        sessions = await mcp.registry.list_for(current_principal.get())
+        return reply(SessionList(sessions=[SessionDescription.of(session, WORKDIR) for session in sessions]))
+
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False))
+    async def close_session(
+        session_id: Annotated[str, Field(min_length=1, max_length=64, description="The session to close.")],
+    ) -> Annotated[CallToolResult, ClosedSession]:
+        """Close a session: its sandbox and every file in it are destroyed, and its id stops working.
+        Closing your default session is allowed; the next call without session_id starts a fresh one."""
+        await mcp.registry.close(current_principal.get(), session_id)
+        return reply(ClosedSession(session_id=session_id, closed=True))
+
+    @mcp.tool(annotations=READS)
+    async def session_info(session_id: SessionId = None) -> Annotated[CallToolResult, SessionDescription]:
+        """Describe a session (default: your default session, created if needed): its provider, working
+        directory, network access, labels, idle timeout, and when it expires."""
+        session = await mcp.registry.resolve(current_principal.get(), session_id)
+        return reply(SessionDescription.of(session, WORKDIR))

@@ -1,0 +1,324 @@
+"""The session registry: sandboxes with owners, kept on the sandboxes' labels rather than in this process.
+
+Any replica, or this one after a restart, finds a session again by asking the provider for sandboxes with
+the session's labels; the in-memory map is only a cache of what the provider already knows.
+
+Concurrency: calls on one session run in parallel, like two shells on one machine. They share the session's
+files; each file write is atomic (a reader sees the old or the new content, never half), and nothing orders
+concurrent calls against each other, so a caller that needs an order waits for one call before making the
+next. Calls on different sessions never wait for each other. A principal's default session is created under
+a per-principal lock, so two first calls that race get the same session; across replicas a race may make two
+default sessions, and every replica then picks the same one (the oldest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+
+from ..errors import (
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    SandboxError,
+    SandboxGoneError,
+)
+from ..sandbox import Sandbox, SandboxProvider
+from . import labels as lb
+from .policy import SessionPolicy
+
+logger = logging.getLogger(__name__)
+
+SLIDE_SLACK = 0.05
+"""A use moves the expiry only when that gains more than this share of the idle timeout, which spares the
+provider a write per call; the idle timeout a session gets is therefore at least 95% of the one asked for."""
+
+
+@dataclass
+class Session:
+    """A sandbox with an owner; `expires_at` is the only field that changes, as use slides it."""
+
+    id: str
+    sandbox: Sandbox
+    owner: str
+    is_default: bool
+    idle_timeout: float
+    labels: dict[str, str]
+    created_at: float
+    ends_at: float
+    """When the maximum lifetime runs out; the idle deadline never moves past it."""
+    expires_at: float | None
+
+    @property
+    def network(self) -> bool:
+        return self.sandbox.info.network
+
+    def expired(self, now: float) -> bool:
+        deadline = min(self.ends_at, math.inf if self.expires_at is None else self.expires_at)
+        return now >= deadline
+
+
+class SessionRegistry:
+    """Creates, finds, slides, closes and reaps the sessions of every principal."""
+
+    def __init__(
+        self,
+        provider: SandboxProvider,
+        policy: SessionPolicy | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.provider = provider
+        self.policy = policy or SessionPolicy()
+        self._clock = clock
+        self._sessions: dict[str, Session] = {}
+        self._defaults: dict[str, str] = {}
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._running: Counter[str] = Counter()
+
+    async def create(
+        self,
+        principal: str,
+        *,
+        idle_timeout: float | None = None,
+        network: bool = False,
+        labels: Mapping[str, str] | None = None,
+    ) -> Session:
+        """A new session for `principal`, counted against its session quota."""
+        idle = self._idle_timeout(idle_timeout)
+        if network and not self.policy.allow_network:
+            raise PermissionDeniedError(
+                "This server does not give sandboxes network access: create the session without network, "
+                "or ask the operator to start the server with --allow-network."
+            )
+        user_labels = lb.validate_user_labels(labels)
+        owner = lb.owner_of(principal)
+        async with self._locks[owner]:
+            return await self._create_locked(owner, idle, network, user_labels, default=False)
+
+    async def get(self, principal: str, session_id: str) -> Session:
+        """The session `session_id` of `principal`; `NotFoundError` when it is someone else's or gone."""
+        owner = lb.owner_of(principal)
+        session = self._sessions.get(session_id)
+        if session is not None and session.expired(self._clock()):
+            session = None  # another replica may have slid it; ask the provider
+        if session is None and lb.looks_like_session_id(session_id):
+            found = await self.provider.list({lb.ROLE: lb.ROLE_SESSION, lb.SESSION_ID: session_id, lb.OWNER: owner})
+            session = next((s for s in map(self._session_from, found) if s is not None), None)
+            if session is not None and session.expired(self._clock()):
+                await self._discard(session)
+                raise NotFoundError(
+                    f"Session {session_id} has expired and was removed with its files: "
+                    "create a new one with create_session, or omit session_id to use your default session."
+                )
+            if session is not None:
+                self._sessions[session.id] = session
+        if session is None or session.owner != owner:
+            raise NotFoundError(
+                f"No session {session_id!r} is open for you: it was closed, expired or never existed. "
+                "Call list_sessions to see your sessions, create_session for a new one, "
+                "or omit session_id to use your default session."
+            )
+        return session
+
+    async def default(self, principal: str) -> Session:
+        """The principal's default session, made on first use."""
+        owner = lb.owner_of(principal)
+        cached = self._cached_default(owner)
+        if cached is not None:
+            return cached
+        async with self._locks[owner]:
+            cached = self._cached_default(owner)
+            if cached is not None:
+                return cached
+            candidates = [s for s in await self._live(owner) if s.is_default]
+            if candidates:
+                session = min(candidates, key=lambda s: (s.created_at, s.id))
+            else:
+                session = await self._create_locked(
+                    owner, self.policy.idle_timeout, network=False, user_labels={}, default=True
+                )
+            self._sessions.setdefault(session.id, session)
+            self._defaults[owner] = session.id
+            return self._sessions[session.id]
+
+    async def resolve(self, principal: str, session_id: str | None) -> Session:
+        return await (self.default(principal) if session_id is None else self.get(principal, session_id))
+
+    @contextlib.asynccontextmanager
+    async def use(self, principal: str, session_id: str | None = None) -> AsyncIterator[Session]:
+        """Hold one of the principal's run slots while working in a session, and slide its idle deadline.
+
+        When the sandbox turns out to be gone, the session is dropped and the error says what the caller can do.
+        """
+        owner = lb.owner_of(principal)
+        if self._running[owner] >= self.policy.max_concurrent_runs:
+            raise QuotaExceededError(
+                f"You already have {self._running[owner]} sandbox calls running, the most allowed at once: "
+                "wait for one to finish, then retry."
+            )
+        self._running[owner] += 1
+        try:
+            session = await self.resolve(principal, session_id)
+            try:
+                await self._touch(session)
+                yield session
+            except SandboxGoneError as error:
+                await self._discard(session)
+                raise SandboxGoneError(_gone_message(session, error)) from error
+        finally:
+            self._running[owner] -= 1
+            if self._running[owner] <= 0:
+                del self._running[owner]
+
+    async def list_for(self, principal: str) -> list[Session]:
+        """The principal's live sessions, oldest first."""
+        sessions = []
+        for found in await self._live(lb.owner_of(principal)):
+            cached = self._sessions.setdefault(found.id, found)
+            cached.expires_at = found.expires_at
+            sessions.append(cached)
+        return sorted(sessions, key=lambda s: (s.created_at, s.id))
+
+    async def close(self, principal: str, session_id: str) -> None:
+        """Terminate the session and everything in it."""
+        session = await self.get(principal, session_id)
+        self._forget(session)
+        await session.sandbox.terminate()
+
+    async def reap(self) -> int:
+        """Terminate every expired session, whoever owns it; returns how many were reaped."""
+        reaped = 0
+        now = self._clock()
+        for sandbox in await self.provider.list({lb.ROLE: lb.ROLE_SESSION}):
+            session = self._session_from(sandbox)
+            if session is not None and session.expired(now):
+                await self._discard(session)
+                reaped += 1
+        return reaped
+
+    async def reap_forever(self) -> None:
+        """Reap every `policy.reap_interval` seconds until cancelled; a failed sweep is logged and retried."""
+        while True:
+            await asyncio.sleep(self.policy.reap_interval)
+            try:
+                reaped = await self.reap()
+            except SandboxError as error:
+                logger.warning("reaping expired sessions failed: %s", error)
+            else:
+                if reaped:
+                    logger.info("reaped %d expired sessions", reaped)
+
+    def _idle_timeout(self, requested: float | None) -> float:
+        if requested is None:
+            return self.policy.idle_timeout
+        if not 0 < requested <= self.policy.max_idle_timeout:
+            raise InvalidArgumentError(
+                f"ttl_seconds must lie between 1 and {self.policy.max_idle_timeout:g}, got {requested:g}."
+            )
+        return float(requested)
+
+    def _cached_default(self, owner: str) -> Session | None:
+        session_id = self._defaults.get(owner)
+        session = self._sessions.get(session_id) if session_id else None
+        if session is None or session.expired(self._clock()):
+            return None
+        return session
+
+    async def _create_locked(
+        self, owner: str, idle: float, network: bool, user_labels: dict[str, str], *, default: bool
+    ) -> Session:
+        live = await self._live(owner)
+        if len(live) >= self.policy.max_sessions:
+            raise QuotaExceededError(
+                f"You hold {len(live)} sessions, the most allowed: close one with close_session "
+                "(list_sessions shows them) and retry."
+            )
+        labels = {
+            lb.ROLE: lb.ROLE_SESSION,
+            lb.SESSION_ID: lb.new_session_id(),
+            lb.OWNER: owner,
+            lb.DEFAULT: "true" if default else "false",
+            lb.IDLE_SECONDS: _label_number(idle),
+            **{lb.USER_PREFIX + key: value for key, value in user_labels.items()},
+        }
+        sandbox = await self.provider.create(
+            labels=labels, lifetime=min(idle, self.policy.max_lifetime), network=network
+        )
+        session = self._session_from(sandbox)
+        if session is None:
+            raise SandboxError(f"The provider dropped the session labels of sandbox {sandbox.id}.")
+        self._sessions[session.id] = session
+        return session
+
+    async def _live(self, owner: str) -> list[Session]:
+        now = self._clock()
+        found = await self.provider.list({lb.ROLE: lb.ROLE_SESSION, lb.OWNER: owner})
+        return [s for s in map(self._session_from, found) if s is not None and not s.expired(now)]
+
+    async def _touch(self, session: Session) -> None:
+        target = min(self._clock() + session.idle_timeout, session.ends_at)
+        current = session.expires_at
+        if current is None or target - current > session.idle_timeout * SLIDE_SLACK:
+            await session.sandbox.set_expiry(target)
+            session.expires_at = target
+
+    def _session_from(self, sandbox: Sandbox) -> Session | None:
+        info = sandbox.info
+        labels = info.labels
+        session_id = labels.get(lb.SESSION_ID)
+        owner = labels.get(lb.OWNER)
+        if labels.get(lb.ROLE) != lb.ROLE_SESSION or not session_id or not owner:
+            return None
+        try:
+            idle = float(labels.get(lb.IDLE_SECONDS, ""))
+        except ValueError:
+            idle = self.policy.idle_timeout
+        return Session(
+            id=session_id,
+            sandbox=sandbox,
+            owner=owner,
+            is_default=labels.get(lb.DEFAULT) == "true",
+            idle_timeout=idle,
+            labels=lb.user_labels_of(labels),
+            created_at=info.created_at,
+            ends_at=info.created_at + self.policy.max_lifetime,
+            expires_at=info.expires_at,
+        )
+
+    def _forget(self, session: Session) -> None:
+        self._sessions.pop(session.id, None)
+        if self._defaults.get(session.owner) == session.id:
+            del self._defaults[session.owner]
+
+    async def _discard(self, session: Session) -> None:
+        """Forget a session and terminate its sandbox, tolerating one that is already gone."""
+        self._forget(session)
+        try:
+            await session.sandbox.terminate()
+        except SandboxError as error:
+            logger.info("terminating the sandbox of session %s failed: %s", session.id, error)
+
+
+def _label_number(seconds: float) -> str:
+    """Seconds as a label value: plain digits, never an exponent (a '+' is not allowed in labels)."""
+    return format(seconds, "f").rstrip("0").rstrip(".")
+
+
+def _gone_message(session: Session, error: SandboxGoneError) -> str:
+    if session.is_default:
+        return (
+            f"The sandbox of your default session stopped or was removed ({error}); its files are lost. "
+            "Retry: your next call starts a fresh default session."
+        )
+    return (
+        f"The sandbox of session {session.id} stopped or was removed ({error}); its files are lost. "
+        "Create a new session with create_session, or omit session_id to use your default session."
+    )
