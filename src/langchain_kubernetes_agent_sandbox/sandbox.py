@@ -7,6 +7,7 @@ operations and receive only normalised absolute paths and checked limits.
 from __future__ import annotations
 
 import abc
+import builtins
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -130,12 +131,12 @@ class SandboxProvider(abc.ABC):
         """The sandbox with this id; `NotFoundError` when there is none."""
 
     @abc.abstractmethod
-    async def list(self, labels: Mapping[str, str] | None = None) -> list[Sandbox]:
+    async def list(self, labels: Mapping[str, str] | None = None) -> builtins.list[Sandbox]:
         """This provider's sandboxes whose labels include all of `labels`."""
 
     @abc.abstractmethod
     async def check(self) -> None:
         """Raise `BackendUnavailableError` when the provider cannot serve (for readiness probes)."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - a provider without connections has nothing to release
         """Release connections and helpers; sandboxes themselves live on."""

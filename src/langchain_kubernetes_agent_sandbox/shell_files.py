@@ -33,8 +33,8 @@ def readable_file_checks(path: str) -> str:
     """Exit with a distinct code unless `path` is a readable regular file; append the read to run after it."""
     p = _quoted(path)
     return (
-        f"p={p}; [ -e \"$p\" ] || exit {_NOT_FOUND}; [ -d \"$p\" ] && exit {_IS_DIRECTORY}; "
-        f"[ -r \"$p\" ] || exit {_PERMISSION_DENIED}"
+        f'p={p}; [ -e "$p" ] || exit {_NOT_FOUND}; [ -d "$p" ] && exit {_IS_DIRECTORY}; '
+        f'[ -r "$p" ] || exit {_PERMISSION_DENIED}'
     )
 
 
@@ -47,11 +47,11 @@ def prepare_write(path: str, staging: str) -> str:
     """Create the parents of `path`, check that it can be written, and start an empty staging file beside it."""
     p, s = _quoted(path), _quoted(staging)
     return (
-        f"p={p}; d=$(dirname -- \"$p\"); "
-        f"if [ ! -d \"$d\" ]; then mkdir -p -- \"$d\" 2>/dev/null || "
-        f"{{ [ -e \"$d\" ] && exit {_NOT_A_DIRECTORY}; exit {_PERMISSION_DENIED}; }}; fi; "
-        f"[ -d \"$p\" ] && exit {_IS_DIRECTORY}; "
-        f"{{ [ -e \"$p\" ] && [ ! -w \"$p\" ]; }} && exit {_PERMISSION_DENIED}; "
+        f'p={p}; d=$(dirname -- "$p"); '
+        f'if [ ! -d "$d" ]; then mkdir -p -- "$d" 2>/dev/null || '
+        f'{{ [ -e "$d" ] && exit {_NOT_A_DIRECTORY}; exit {_PERMISSION_DENIED}; }}; fi; '
+        f'[ -d "$p" ] && exit {_IS_DIRECTORY}; '
+        f'{{ [ -e "$p" ] && [ ! -w "$p" ]; }} && exit {_PERMISSION_DENIED}; '
         f"( : > {s} ) 2>/dev/null || exit {_PERMISSION_DENIED}"
     )
 
@@ -75,11 +75,11 @@ def list_dir(path: str) -> str:
     """One line per entry: type, size, mtime and name, separated by '/' (which no name contains)."""
     p = _quoted(path)
     return (
-        f"p={p}; [ -e \"$p\" ] || exit {_NOT_FOUND}; [ -d \"$p\" ] || exit {_NOT_A_DIRECTORY}; "
-        f"[ -r \"$p\" ] && [ -x \"$p\" ] || exit {_PERMISSION_DENIED}; cd -- \"$p\" || exit {_PERMISSION_DENIED}; "
-        "for f in * .*; do case \"$f\" in .|..) continue;; esac; [ -e \"$f\" ] || [ -L \"$f\" ] || continue; "
-        "if [ -L \"$f\" ]; then t=symlink; elif [ -d \"$f\" ]; then t=directory; elif [ -f \"$f\" ]; then t=file; "
-        "else t=other; fi; printf '%s/%s/%s\\n' \"$t\" \"$(stat -c '%s/%Y' -- \"$f\")\" \"$f\"; done"
+        f'p={p}; [ -e "$p" ] || exit {_NOT_FOUND}; [ -d "$p" ] || exit {_NOT_A_DIRECTORY}; '
+        f'[ -r "$p" ] && [ -x "$p" ] || exit {_PERMISSION_DENIED}; cd -- "$p" || exit {_PERMISSION_DENIED}; '
+        'for f in * .*; do case "$f" in .|..) continue;; esac; [ -e "$f" ] || [ -L "$f" ] || continue; '
+        'if [ -L "$f" ]; then t=symlink; elif [ -d "$f" ]; then t=directory; elif [ -f "$f" ]; then t=file; '
+        'else t=other; fi; printf \'%s/%s/%s\\n\' "$t" "$(stat -c \'%s/%Y\' -- "$f")" "$f"; done'
     )
 
 

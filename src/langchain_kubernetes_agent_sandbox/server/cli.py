@@ -15,8 +15,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run AI agents' code in isolated sandboxes: Kubernetes agent-sandbox pods or local workspaces.",
     )
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from . import demo_command
+    from . import demo_command, serve_command
 
+    serve_command.register(subcommands)
     demo_command.register(subcommands)
     return parser
 

@@ -35,7 +35,10 @@ async def _tour(state_dir: str | None) -> int:
         try:
             path = await sandbox.write_file("data.csv", b"city,temp\nOslo,4\nLima,19\nPerth,25\n")
             print(f"uploaded {path}")
-            code = "import csv; rows = list(csv.DictReader(open('data.csv'))); print(sum(int(r['temp']) for r in rows) / len(rows))"
+            code = (
+                "import csv; rows = list(csv.DictReader(open('data.csv'))); "
+                "print(sum(int(r['temp']) for r in rows) / len(rows))"
+            )
             result = await sandbox.run(f"python3 -c {shlex.quote(code)} > mean.txt && cat mean.txt")
             print(f"python3 computed the mean temperature: {result.stdout.strip()} (exit {result.exit_code})")
             print(f"downloaded mean.txt: {(await sandbox.read_file('/app/mean.txt')).decode().strip()}")
@@ -43,8 +46,10 @@ async def _tour(state_dir: str | None) -> int:
             probe = await sandbox.run("cat /etc/shadow; ls /root", timeout=10)
             print(f"host secrets are out of reach (exit {probe.exit_code}): {probe.stderr.strip().splitlines()[0]}")
             slow = await sandbox.run("echo started; sleep 30", timeout=1)
-            print(f"a 30 s command under a 1 s limit: timed_out={slow.timed_out}, exit {slow.exit_code}, "
-                  f"kept output {slow.stdout.strip()!r}")
+            print(
+                f"a 30 s command under a 1 s limit: timed_out={slow.timed_out}, exit {slow.exit_code}, "
+                f"kept output {slow.stdout.strip()!r}"
+            )
         finally:
             await sandbox.terminate()
             print(f"terminated {sandbox.id}")

@@ -56,7 +56,7 @@ class HostFiles:
                 raise NotFoundError(f"No such file: {path}. Check the path with list_files.") from None
             except OSError as error:
                 raise NeedsSandbox from error
-            with os.fdopen(fd, "rb") as file:
+            try:
                 info = os.fstat(fd)
                 if stat.S_ISDIR(info.st_mode):
                     raise IsDirectoryError(f"{path} is a directory: name a file inside it, or list it instead.")
@@ -68,7 +68,10 @@ class HostFiles:
                         f"{path} holds {info.st_size} bytes, more than the limit of {max_bytes}: "
                         "read it in parts with a command such as `head -c`, or compress it first."
                     )
-                return file.read(max_bytes + 1)[:max_bytes]
+                with os.fdopen(os.dup(fd), "rb") as file:
+                    return file.read(max_bytes + 1)[:max_bytes]
+            finally:
+                os.close(fd)
 
     def write(self, path: str, data: bytes) -> None:
         """Replace the file in one rename, so that no reader ever sees half of it."""
@@ -87,7 +90,9 @@ class HostFiles:
                 self._require(existing, WRITE)
                 mode = stat.S_IMODE(existing.st_mode)
             staging = f".kas-{secrets.token_hex(6)}.part"
-            fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=directory)
+            fd = os.open(
+                staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=directory
+            )
             try:
                 with os.fdopen(fd, "wb") as file:
                     file.write(data)
@@ -100,7 +105,7 @@ class HostFiles:
                     os.unlink(staging, dir_fd=directory)
                 raise
 
-    def list(self, path: str) -> list[FileEntry]:
+    def list_dir(self, path: str) -> list[FileEntry]:
         root, parts = self._locate(path)
         fd = self._walk(root, parts, create=False, path=path)
         try:

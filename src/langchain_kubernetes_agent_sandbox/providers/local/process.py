@@ -54,7 +54,8 @@ async def run_process(
         cwd=cwd,
         process_group=0,
     )
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
     stdout, stderr = CappedBuffer(output), CappedBuffer(output)
     pumps = asyncio.gather(_pump(process.stdout, stdout), _pump(process.stderr, stderr), _feed(process, stdin))
     timed_out = False

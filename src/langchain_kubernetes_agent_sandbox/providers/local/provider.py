@@ -4,6 +4,7 @@ bubblewrap with the sandbox's cgroup (or rlimits) around it."""
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import os
 import posixpath
@@ -58,6 +59,7 @@ class LocalProvider(SandboxProvider):
         resources: ResourceLimits | None = None,
         unisolated: bool = False,
         sandbox_user: UserDrop | None = None,
+        use_cgroups: bool = True,
     ) -> None:
         self.limits = limits or ExecutionLimits()
         self.resources = resources or ResourceLimits()
@@ -68,7 +70,7 @@ class LocalProvider(SandboxProvider):
         else:
             self._owner = None
         self.state = StateFolder(Path(state_dir) if state_dir else default_state_dir(), self._owner)
-        self._cgroups = CgroupManager.detect()
+        self._cgroups = CgroupManager.detect() if use_cgroups else None
         if unisolated:
             logger.warning(UNISOLATED_WARNING, f"uid {os.getuid()}")
 
@@ -105,7 +107,7 @@ class LocalProvider(SandboxProvider):
             raise NotFoundError(f"The local sandbox {sandbox_id} expired and was removed: create a new one.")
         return self._sandbox(record)
 
-    async def list(self, labels: Mapping[str, str] | None = None) -> list[Sandbox]:
+    async def list(self, labels: Mapping[str, str] | None = None) -> builtins.list[Sandbox]:
         await self._reap_expired()
         wanted = dict(labels or {}).items()
         records = await asyncio.to_thread(self.state.all)
@@ -130,7 +132,9 @@ class LocalProvider(SandboxProvider):
     def _cgroup(self, sandbox_id: str) -> SandboxCgroup | None:
         return self._cgroups.ensure(sandbox_id, self.resources) if self._cgroups else None
 
-    def _argv(self, record: SandboxRecord, inner: Sequence[str], *, cwd: str, env: Mapping[str, str]) -> list[str]:
+    def _argv(
+        self, record: SandboxRecord, inner: Sequence[str], *, cwd: str, env: Mapping[str, str]
+    ) -> builtins.list[str]:
         cgroup = self._cgroup(record.id)
         ulimits = self.resources.ulimit_lines(
             per_process_memory=cgroup is None, process_count=cgroup is None and self._owner is not None
@@ -276,7 +280,7 @@ class LocalSandbox(Sandbox):
     async def _list_dir(self, path: str) -> list[FileEntry]:
         self._require_alive()
         try:
-            return await asyncio.to_thread(self._files.list, path)
+            return await asyncio.to_thread(self._files.list_dir, path)
         except (NeedsSandbox, PermissionError):
             result, data = await self._inside(shell_files.list_dir(path), max_output=16 * 1024 * 1024)
             shell_files.raise_for_status(result, path, "list")

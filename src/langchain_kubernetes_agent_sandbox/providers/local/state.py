@@ -63,7 +63,9 @@ class StateFolder:
 
     def mounts(self, sandbox_id: str) -> Mounts:
         folder = self._sandboxes / sandbox_id
-        return Mounts(workspace=folder / "app", tmp=folder / "tmp", etc_passwd=self.etc_passwd, etc_group=self.etc_group)
+        return Mounts(
+            workspace=folder / "app", tmp=folder / "tmp", etc_passwd=self.etc_passwd, etc_group=self.etc_group
+        )
 
     def create(self, record: SandboxRecord) -> None:
         folder = self._sandboxes / record.id
@@ -87,7 +89,9 @@ class StateFolder:
         try:
             data = json.loads((self._sandboxes / sandbox_id / "sandbox.json").read_text())
         except (FileNotFoundError, NotADirectoryError):
-            raise NotFoundError(f"No local sandbox has the id {sandbox_id!r}: it never existed or was removed.") from None
+            raise NotFoundError(
+                f"No local sandbox has the id {sandbox_id!r}: it never existed or was removed."
+            ) from None
         return SandboxRecord(**data)
 
     def all(self) -> list[SandboxRecord]:
