@@ -1,0 +1,232 @@
+"""Server settings from flags, environment variables and an optional TOML file, validated once at start.
+
+Precedence: flag, then environment variable, then file, then default. Every setting is declared once in
+`SETTINGS`, which drives `serve --help`, the environment variable names and the file keys alike, so the three
+cannot drift apart. A bad value stops the server with a message naming the setting and where it came from.
+"""
+
+from __future__ import annotations
+
+import getpass
+import ipaddress
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+ENV_PREFIX = "KUBERNETES_AGENT_SANDBOX_"
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+
+
+class ConfigError(Exception):
+    """A setting is missing, malformed or contradicts another; the message names it."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    help: str
+    kind: Literal["str", "int", "float", "bool", "list"] = "str"
+    choices: tuple[str, ...] = ()
+    flag: bool = True
+    """Secrets (tokens) get no flag: a command line is visible to every user of the machine."""
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("transport", "stdio for desktop clients, http for streamable HTTP at /mcp.", choices=("stdio", "http")),
+    Setting("host", "Address the HTTP server binds (default 127.0.0.1)."),
+    Setting("port", "Port the HTTP server binds (default 8000).", "int"),
+    Setting("stateless", "Serve HTTP in stateless mode: no MCP session ids, so replicas need no affinity.", "bool"),
+    Setting("json_response", "Answer HTTP requests with JSON instead of SSE streams (drops progress/logs).", "bool"),
+    Setting("public_url", "The URL clients reach /mcp at, advertised in the OAuth resource metadata."),
+    Setting("allowed_hosts", "Extra Host header values to accept, comma-separated (e.g. mcp.example.com:443).", "list"),
+    Setting(
+        "allowed_origins", "Extra Origin values to accept, comma-separated (e.g. https://app.example.com).", "list"
+    ),
+    Setting("token_file", "File of bearer tokens, one 'TOKEN PRINCIPAL' pair per line ('#' starts a comment)."),
+    Setting("tokens", "Bearer tokens as in --token-file, pairs separated by newlines or commas.", flag=False),
+    Setting("jwks_url", "Also accept JWTs signed by a key from this JWKS URL."),
+    Setting("jwt_issuer", "Required 'iss' of accepted JWTs."),
+    Setting("jwt_audience", "Required 'aud' of accepted JWTs."),
+    Setting("jwt_principal_claim", "JWT claim that names the principal (default sub)."),
+    Setting("allow_unauthenticated", "Serve HTTP without authentication; refused unless bound to loopback.", "bool"),
+    Setting("principal", "The principal owning sessions over stdio and unauthenticated HTTP (default: OS user)."),
+    Setting("provider", "Where sandboxes run (default local).", choices=("local", "kubernetes")),
+    Setting("state_dir", "Local provider: folder holding the sandboxes (default: a per-user state folder)."),
+    Setting("unisolated", "Local provider: run without bubblewrap, for trusted machines only.", "bool"),
+    Setting("namespace", "Kubernetes provider: namespace of the SandboxClaims."),
+    Setting("warm_pool", "Kubernetes provider: SandboxWarmPool (or template) to claim sandboxes from."),
+    Setting("connection", "Kubernetes provider: how to reach sandboxes (gateway, direct, in-cluster, tunnel)."),
+    Setting("api_url", "Kubernetes provider: URL of the sandbox router, for the direct connection."),
+    Setting("gateway_name", "Kubernetes provider: Gateway to reach sandboxes through."),
+    Setting("gateway_namespace", "Kubernetes provider: namespace of that Gateway."),
+    Setting("idle_timeout", "Seconds an unused session lives (default 1800).", "float"),
+    Setting("max_idle_timeout", "Largest idle timeout create_session may ask for (default 86400).", "float"),
+    Setting("max_lifetime", "Seconds after creation when every session ends (default 86400).", "float"),
+    Setting("max_sessions", "Sessions one principal may hold (default 8).", "int"),
+    Setting("max_concurrent_runs", "Tool calls one principal may run at once (default 8).", "int"),
+    Setting("allow_network", "Let create_session(network=true) give sandboxes network access.", "bool"),
+    Setting("reap_interval", "Seconds between sweeps for expired sessions (default 60).", "float"),
+    Setting("default_timeout", "Seconds a command may run when the call names no timeout (default 300).", "float"),
+    Setting("max_timeout", "Largest timeout a call may ask for (default 3600).", "float"),
+    Setting("max_output_bytes", "Bytes of stdout and of stderr kept per command (default 262144).", "int"),
+    Setting("max_transfer_bytes", "Largest file upload_file and download_file move (default 10485760).", "int"),
+    Setting("log_level", "Logging level (default WARNING).", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+)
+BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+class ServerConfig(BaseModel):
+    """Every setting of the server, with its default; `load` fills it from the outside world."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    transport: Literal["stdio", "http"] = "stdio"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    stateless: bool = False
+    json_response: bool = False
+    public_url: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    token_file: Path | None = None
+    tokens: str | None = None
+    jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_principal_claim: str = "sub"
+    allow_unauthenticated: bool = False
+    principal: str = Field(default_factory=getpass.getuser, min_length=1)
+    provider: Literal["local", "kubernetes"] = "local"
+    state_dir: Path | None = None
+    unisolated: bool = False
+    namespace: str | None = None
+    warm_pool: str | None = None
+    connection: str | None = None
+    api_url: str | None = None
+    gateway_name: str | None = None
+    gateway_namespace: str | None = None
+    idle_timeout: float = Field(1800.0, gt=0)
+    max_idle_timeout: float = Field(86400.0, gt=0)
+    max_lifetime: float = Field(86400.0, gt=0)
+    max_sessions: int = Field(8, ge=1)
+    max_concurrent_runs: int = Field(8, ge=1)
+    allow_network: bool = False
+    reap_interval: float = Field(60.0, gt=0)
+    default_timeout: float = Field(300.0, gt=0)
+    max_timeout: float = Field(3600.0, gt=0)
+    max_output_bytes: int = Field(256 * 1024, ge=64)
+    max_transfer_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+    @property
+    def loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def has_auth(self) -> bool:
+        return bool(self.token_file or self.tokens or self.jwks_url)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServerConfig:
+        if self.idle_timeout > self.max_idle_timeout:
+            raise ValueError("idle_timeout must not exceed max_idle_timeout")
+        if self.default_timeout > self.max_timeout:
+            raise ValueError("default_timeout must not exceed max_timeout")
+        if self.transport == "http" and not self.has_auth:
+            if not self.loopback:
+                raise ValueError(
+                    f"refusing to serve HTTP on {self.host} without authentication: give --token-file, "
+                    f"{ENV_PREFIX}TOKENS or --jwks-url (unauthenticated HTTP is only allowed on loopback)"
+                )
+            if not self.allow_unauthenticated:
+                raise ValueError(
+                    "HTTP needs authentication: give --token-file, "
+                    f"{ENV_PREFIX}TOKENS or --jwks-url, or pass --allow-unauthenticated to serve loopback "
+                    "without it"
+                )
+        if self.allow_unauthenticated and not self.loopback:
+            raise ValueError(f"allow_unauthenticated is only allowed on loopback, not on host {self.host}")
+        if (self.jwt_issuer or self.jwt_audience) and not self.jwks_url:
+            raise ValueError("jwt_issuer and jwt_audience need jwks_url")
+        return self
+
+
+def load(flags: Mapping[str, Any], environ: Mapping[str, str], config_file: str | None = None) -> ServerConfig:
+    """Merge file, environment and flags (given only when set), then validate."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    path = config_file or environ.get(CONFIG_ENV)
+    if path:
+        for name, value in _read_file(Path(path)).items():
+            values[name], sources[name] = value, f"{path}: {name}"
+    for setting in SETTINGS:
+        if setting.env in environ:
+            values[setting.name] = _parse(setting, environ[setting.env], f"${setting.env}")
+            sources[setting.name] = f"${setting.env}"
+    for name, value in flags.items():
+        if value is not None:
+            values[name], sources[name] = value, BY_NAME[name].option
+    try:
+        return ServerConfig.model_validate(values)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, sources)) from None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"cannot read the configuration file {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"the configuration file {path} is not valid TOML: {error}") from None
+    values = {key.replace("-", "_"): value for key, value in data.items()}
+    unknown = sorted(set(values) - set(BY_NAME))
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]!r} in {path}; known settings: {', '.join(sorted(BY_NAME))}")
+    return {
+        name: _parse(BY_NAME[name], value, str(path)) if isinstance(value, str) else value
+        for name, value in values.items()
+    }
+
+
+def _parse(setting: Setting, raw: str, source: str) -> Any:
+    """Text from the environment or a file, as the setting's type; pydantic checks ranges afterwards."""
+    if setting.kind == "bool":
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"setting {setting.name} ({source}): expected true or false, got {raw!r}")
+    if setting.kind == "list":
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+    return raw
+
+
+def _describe(error: ValidationError, sources: Mapping[str, str]) -> str:
+    problems = []
+    for problem in error.errors(include_url=False):
+        name = str(problem["loc"][0]) if problem["loc"] else ""
+        if name in BY_NAME:
+            where = sources.get(name, "default")
+            problems.append(f"setting {name} ({where}): {problem['msg']}, got {problem.get('input')!r}")
+        else:
+            problems.append(str(problem["msg"]).removeprefix("Value error, "))
+    return "invalid configuration: " + "; ".join(problems)

@@ -1,0 +1,161 @@
+"""From a `ServerConfig` to a running server: the provider, the session registry and its reaper, the MCP
+app with auth and health routes, and the transport."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import socket
+from collections.abc import AsyncIterator, Sequence
+
+import uvicorn
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import AnyHttpUrl
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from ..errors import SandboxError
+from ..limits import ExecutionLimits
+from ..output import OutputLimit
+from ..sandbox import SandboxProvider
+from ..sessions import SessionPolicy, SessionRegistry
+from .app import SandboxMCP, ToolLimits
+from .auth import build_verifier
+from .config import ConfigError, ServerConfig
+
+logger = logging.getLogger(__name__)
+
+READINESS_TIMEOUT = 5.0
+LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*")
+LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
+
+
+def make_provider(config: ServerConfig) -> SandboxProvider:
+    """The provider the configuration names; a missing prerequisite raises `BackendUnavailableError`."""
+    limits = ExecutionLimits(
+        default_timeout=config.default_timeout,
+        max_timeout=config.max_timeout,
+        output=OutputLimit(max_bytes=config.max_output_bytes),
+    )
+    if config.provider == "local":
+        from ..providers.local import LocalProvider
+
+        return LocalProvider(config.state_dir, limits=limits, unisolated=config.unisolated)
+    try:
+        kubernetes = importlib.import_module("langchain_kubernetes_agent_sandbox.providers.kubernetes")
+        from_config = kubernetes.provider_from_config
+    except (ImportError, AttributeError):
+        raise ConfigError(
+            "setting provider: the kubernetes provider is not available in this version yet; use --provider local"
+        ) from None
+    provider: SandboxProvider = from_config(config, limits)
+    return provider
+
+
+def session_policy(config: ServerConfig) -> SessionPolicy:
+    return SessionPolicy(
+        idle_timeout=config.idle_timeout,
+        max_idle_timeout=config.max_idle_timeout,
+        max_lifetime=config.max_lifetime,
+        max_sessions=config.max_sessions,
+        max_concurrent_runs=config.max_concurrent_runs,
+        allow_network=config.allow_network,
+        reap_interval=config.reap_interval,
+    )
+
+
+def transport_security(config: ServerConfig) -> TransportSecuritySettings:
+    """The SDK's Host and Origin checks, on unless the operator lists '*' as an allowed host."""
+    if "*" in config.allowed_hosts:
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    hosts = [*LOOPBACK_HOSTS, *config.allowed_hosts]
+    if not config.loopback and config.host not in ("0.0.0.0", "::"):
+        hosts.append(f"{config.host}:*")
+    return TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=[*LOOPBACK_ORIGINS, *config.allowed_origins])
+
+
+def build_server(config: ServerConfig, registry: SessionRegistry) -> SandboxMCP:
+    """The MCP server for `registry`, with authentication and health routes as configured."""
+    verifier = build_verifier(config)
+    base = config.public_url or f"http://{config.host}:{config.port}/mcp"
+    auth = None
+    if verifier is not None:
+        auth = AuthSettings(
+            issuer_url=AnyHttpUrl(config.jwt_issuer or base),
+            resource_server_url=AnyHttpUrl(base),
+            validate_token_resource=False,
+        )
+    mcp = SandboxMCP(
+        registry,
+        local_principal=config.principal,
+        limits=ToolLimits(max_transfer_bytes=config.max_transfer_bytes),
+        token_verifier=verifier,
+        auth=auth,
+        transport_security=transport_security(config),
+        stateless_http=config.stateless,
+        json_response=config.json_response,
+        host=config.host,
+        port=config.port,
+    )
+
+    async def healthz(request: Request) -> JSONResponse:
+        """Liveness: the process answers."""
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> JSONResponse:
+        """Readiness: the provider answers, so tool calls can work."""
+        try:
+            await asyncio.wait_for(registry.provider.check(), READINESS_TIMEOUT)
+        except (SandboxError, TimeoutError) as error:
+            reason = str(error) or f"the provider did not answer within {READINESS_TIMEOUT:g} s"
+            return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+        return JSONResponse({"status": "ready", "provider": registry.provider.name})
+
+    mcp.custom_route("/healthz", methods=["GET"])(healthz)
+    mcp.custom_route("/readyz", methods=["GET"])(readyz)
+    return mcp
+
+
+@contextlib.asynccontextmanager
+async def running(config: ServerConfig, provider: SandboxProvider | None = None) -> AsyncIterator[SandboxMCP]:
+    """A checked provider, a registry whose reaper runs in the background, and the MCP server on top."""
+    provider = provider or make_provider(config)
+    try:
+        await provider.check()
+        registry = SessionRegistry(provider, session_policy(config))
+        mcp = build_server(config, registry)
+        reaper = asyncio.create_task(registry.reap_forever())
+        try:
+            yield mcp
+        finally:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
+    finally:
+        await provider.aclose()
+
+
+async def serve(config: ServerConfig, sockets: Sequence[socket.socket] | None = None) -> None:
+    """Serve until stopped, on the configured transport."""
+    async with running(config) as mcp:
+        if config.transport == "stdio":
+            await mcp.run_stdio_async()
+            return
+        if not config.has_auth:
+            logger.warning("serving HTTP WITHOUT authentication on %s (loopback only)", config.host)
+        server = uvicorn.Server(http_config(mcp, config))
+        await server.serve(sockets=list(sockets) if sockets else None)
+
+
+def http_config(mcp: SandboxMCP, config: ServerConfig) -> uvicorn.Config:
+    return uvicorn.Config(
+        mcp.streamable_http_app(),
+        host=config.host,
+        port=config.port,
+        log_level=config.log_level.lower(),
+        lifespan="on",
+        access_log=False,
+    )
