@@ -53,7 +53,7 @@ def register(mcp: SandboxMCP) -> None:
     async def execute_python(
         code: Annotated[str, Field(min_length=1, max_length=MAX_CODE_BYTES, description="Python 3 source.")],
         session_id: SessionId = None,
-        timeout: Timeout = None,  # noqa: ASYNC109 (the tool argument the issue names)
+        timeout: Timeout = None,
     ) -> Annotated[CallToolResult, CommandOutput]:
         """Run Python 3 source in the sandbox as a fresh `python3` process, in the working directory /app.
 
@@ -82,7 +82,7 @@ def register(mcp: SandboxMCP) -> None:
             str, Field(min_length=1, max_length=MAX_CODE_BYTES, description="A shell command for /bin/sh -c.")
         ],
         session_id: SessionId = None,
-        timeout: Timeout = None,  # noqa: ASYNC109 (the tool argument the issue names)
+        timeout: Timeout = None,
         cwd: Annotated[
             str, Field(max_length=4096, description="Directory to run in; relative paths resolve against /app.")
         ] = WORKDIR,
