@@ -1,0 +1,122 @@
+"""Imitation pods: one runtime process each, started from a command template and probed like a kubelet would."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+from .serving import listen
+
+DEFAULT_RUNTIME_COMMAND = (
+    sys.executable,
+    "-m",
+    "langchain_kubernetes_agent_sandbox.testing.runtime",
+    "--port",
+    "{port}",
+    "--state-dir",
+    "{state_dir}",
+)
+"""`{port}` and `{state_dir}` are filled in per pod; any server of the legacy runtime protocol can be dropped in."""
+
+READY_TIMEOUT = 60.0
+_addresses = itertools.count(2)
+
+
+def _next_pod_ip() -> str:
+    n = next(_addresses)
+    return f"10.244.{n // 250}.{n % 250 + 2}"
+
+
+class PodStartError(RuntimeError):
+    """A runtime process exited or did not answer its readiness probe."""
+
+
+@dataclass
+class Pod:
+    name: str
+    port: int
+    state_dir: str
+    process: asyncio.subprocess.Process
+    ip: str = field(default_factory=_next_pod_ip)
+    """The pod IP the Sandbox status reports (the router routes by name, as the imitation has no pod network)."""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
+    def kill(self) -> None:
+        """SIGKILL the runtime and everything it started, as an OOM kill or node loss would."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+    async def stop(self) -> None:
+        if self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), 5)
+            except TimeoutError:
+                self.kill()
+                await self.process.wait()
+        await asyncio.to_thread(shutil.rmtree, self.state_dir, True)
+
+
+class PodLauncher:
+    """Starts runtime processes from `command`, a template in which `{port}` and `{state_dir}` are replaced."""
+
+    def __init__(self, command: tuple[str, ...], work_dir: str, log_dir: str | None = None) -> None:
+        self.command = command
+        self.work_dir = work_dir
+        self.log_dir = log_dir
+
+    async def start(self, name: str) -> Pod:
+        sock = listen()
+        port = sock.getsockname()[1]
+        sock.close()
+        state_dir = os.path.join(self.work_dir, name)
+        os.makedirs(state_dir, exist_ok=True)
+        argv = [part.format(port=port, state_dir=state_dir) for part in self.command]
+        log = open(os.path.join(self.log_dir, f"{name}.log"), "ab") if self.log_dir else None  # noqa: SIM115, ASYNC230
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log or asyncio.subprocess.DEVNULL,
+                stderr=log or asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            if log is not None:
+                log.close()
+        pod = Pod(name, port, state_dir, process)
+        try:
+            await self._probe(pod)
+        except BaseException:
+            await pod.stop()
+            raise
+        return pod
+
+    async def _probe(self, pod: Pod) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if not pod.alive:
+                    raise PodStartError(f"runtime of pod {pod.name} exited with {pod.process.returncode}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(pod.url + "/")).status_code == 200:
+                        return
+                await asyncio.sleep(0.05)
+        raise PodStartError(f"runtime of pod {pod.name} did not answer GET / within {READY_TIMEOUT:g} s")
