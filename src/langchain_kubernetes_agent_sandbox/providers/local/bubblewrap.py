@@ -25,7 +25,7 @@ INSTALL_HINT = (
 )
 
 SYSTEM_FOLDERS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-ETC_FILES = (
+ETC_ENTRIES = (
     "alternatives",
     "ld.so.cache",
     "ld.so.conf",
@@ -39,7 +39,7 @@ ETC_FILES = (
     "ca-certificates",
     "ca-certificates.conf",
 )
-NETWORK_ETC_FILES = ("resolv.conf", "hosts", "host.conf", "gai.conf")
+NETWORK_ETC_ENTRIES = ("resolv.conf", "hosts", "host.conf", "gai.conf")
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin:/opt/sandbox/bin"
 
 
@@ -65,8 +65,8 @@ class Mounts:
 
     workspace: Path
     tmp: Path
-    etc_passwd: Path
-    etc_group: Path
+    etc: Path
+    """A snapshot of the harmless part of the host's /etc, with the sandbox's own passwd and group files."""
 
 
 def python_link_target() -> str | None:
@@ -99,9 +99,7 @@ def bwrap_argv(
             argv += ["--symlink", os.readlink(folder), folder]
         elif os.path.isdir(folder):
             argv += ["--ro-bind", folder, folder]
-    for name in ETC_FILES + (NETWORK_ETC_FILES if network else ()):
-        argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    argv += ["--ro-bind", str(mounts.etc_passwd), "/etc/passwd", "--ro-bind", str(mounts.etc_group), "/etc/group"]
+    argv += ["--ro-bind", str(mounts.etc), "/etc"]
     argv += ["--proc", "/proc", "--dev", "/dev"]
     argv += ["--bind", str(mounts.workspace), "/app", "--bind", str(mounts.tmp), "/tmp"]
     argv += ["--symlink", "/tmp", "/var/tmp"]

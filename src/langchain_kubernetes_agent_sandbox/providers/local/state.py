@@ -6,6 +6,7 @@ and `tmp/` (the sandbox's private `/tmp`). `<state>/etc/` holds the passwd and g
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ...errors import BackendUnavailableError, NotFoundError
-from .bubblewrap import Mounts, UserDrop
+from .bubblewrap import ETC_ENTRIES, Mounts, UserDrop
 from .files import SEARCH, user_may
 
 ID_PATTERN = re.compile(r"^local-[0-9a-f]{24}$")
@@ -56,16 +57,14 @@ class StateFolder:
             ) from error
         if owner is not None:
             self._check_reachable(owner)
-        self.etc_passwd, self.etc_group = self._write_identity()
+        self.etc = self._snapshot_etc()
 
     def new_id(self) -> str:
         return f"local-{secrets.token_hex(12)}"
 
     def mounts(self, sandbox_id: str) -> Mounts:
         folder = self._sandboxes / sandbox_id
-        return Mounts(
-            workspace=folder / "app", tmp=folder / "tmp", etc_passwd=self.etc_passwd, etc_group=self.etc_group
-        )
+        return Mounts(workspace=folder / "app", tmp=folder / "tmp", etc=self.etc)
 
     def create(self, record: SandboxRecord) -> None:
         folder = self._sandboxes / record.id
@@ -120,20 +119,51 @@ class StateFolder:
                     "/var/lib/kubernetes-agent-sandbox, or run `chmod o+x` on that folder."
                 )
 
-    def _write_identity(self) -> tuple[Path, Path]:
+    def _snapshot_etc(self) -> Path:
+        """Copy the harmless part of the host's /etc once, so each command mounts one folder, not a dozen.
+
+        The copy is named by a fingerprint of its sources, so a host change makes a new one while running
+        sandboxes keep the old; only world-readable entries are copied (never /etc/ssl/private, say).
+        """
         uid, gid = (self._owner.uid, self._owner.gid) if self._owner else (os.getuid(), os.getgid())
-        etc = self.root / "etc"
-        etc.mkdir(exist_ok=True)
-        etc.chmod(0o755)
-        files = (
-            (etc / "passwd", f"root:x:0:0:root:/root:/bin/sh\nsandbox:x:{uid}:{gid}:sandbox:/tmp:/bin/sh\n"),
-            (etc / "group", f"root:x:0:\nsandbox:x:{gid}:\n"),
-        )
-        for path, content in files:
-            if not path.exists() or path.read_text() != content:
-                path.write_text(content)
-            path.chmod(0o644)
-        return files[0][0], files[1][0]
+        identity = {
+            "passwd": f"root:x:0:0:root:/root:/bin/sh\nsandbox:x:{uid}:{gid}:sandbox:/tmp:/bin/sh\n",
+            "group": f"root:x:0:\nsandbox:x:{gid}:\n",
+        }
+        sources = [Path("/etc", name) for name in ETC_ENTRIES if os.path.lexists(f"/etc/{name}")]
+        fingerprint = hashlib.sha256(repr(sorted(identity.items())).encode())
+        for source in sources:
+            info = source.lstat()
+            fingerprint.update(f"{source}:{info.st_mtime_ns}:{info.st_size}".encode())
+        target = self.root / f"etc-{fingerprint.hexdigest()[:16]}"
+        if target.is_dir():
+            return target
+        staging = self.root / f".etc-{secrets.token_hex(6)}"
+        staging.mkdir(mode=0o755)
+        for source in sources:
+            if source.is_symlink():
+                (staging / source.name).symlink_to(os.readlink(source))
+            elif source.is_dir():
+                shutil.copytree(source, staging / source.name, symlinks=True, ignore=_unreadable_by_others)
+            elif source.stat().st_mode & stat.S_IROTH:
+                shutil.copy2(source, staging / source.name)
+        for name, content in identity.items():
+            (staging / name).write_text(content)
+            (staging / name).chmod(0o644)
+        try:
+            staging.rename(target)
+        except OSError:
+            shutil.rmtree(staging)
+        return target
+
+
+def _unreadable_by_others(folder: str, names: list[str]) -> set[str]:
+    skipped = set()
+    for name in names:
+        info = os.lstat(os.path.join(folder, name))
+        if not stat.S_ISLNK(info.st_mode) and not info.st_mode & stat.S_IROTH:
+            skipped.add(name)
+    return skipped
 
 
 def _make_writable_and_retry(function: object, path: str, _excinfo: object) -> None:
