@@ -82,16 +82,14 @@ async def main(runs: int) -> None:
             rows.append((label, measured, baseline, ">= 200 MB/s"))
 
     print(f"Local provider, median of {runs} runs; {provider.isolation}")
-    print(
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}"
-    )
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}"
+    print(f"Machine: {machine}, Python {platform.python_version()}")
     print()
     print("| operation | median ms | baseline ms | ratio | added ms | target |")
     print("|---|---:|---:|---:|---:|---|")
     for name, measured, baseline, target in rows:
-        print(
-            f"| {name} | {measured:.2f} | {baseline:.2f} | {measured / baseline:.1f}x | {measured - baseline:+.2f} | {target} |"
-        )
+        ratio, added = measured / baseline, measured - baseline
+        print(f"| {name} | {measured:.2f} | {baseline:.2f} | {ratio:.1f}x | {added:+.2f} | {target} |")
     print()
     print(
         "Baselines: `subprocess.run(['/bin/sh','-c','true'])` for create and `true`; the host's "
