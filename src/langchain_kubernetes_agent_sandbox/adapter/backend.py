@@ -60,7 +60,7 @@ class SandboxBackend(AsyncFirstSandbox):
         state_dir: str | os.PathLike[str] | None = None,
         *,
         limits: ExecutionLimits = ADAPTER_LIMITS,
-        timeout: float | None = None,  # noqa: ASYNC109 (the commands' default limit)
+        timeout: float | None = None,
     ) -> SandboxBackend:
         """`local()` for async code: `async with await SandboxBackend.alocal() as backend: ...`."""
         from ..providers.local import LocalProvider
@@ -79,7 +79,7 @@ class SandboxBackend(AsyncFirstSandbox):
             return self.sandbox.limits.max_timeout
         return timeout
 
-    async def aexecute(self, command: str, *, timeout: int | None = None) -> ExecuteResponse:  # noqa: ASYNC109
+    async def aexecute(self, command: str, *, timeout: int | None = None) -> ExecuteResponse:
         try:
             result = await self.sandbox.run(command, timeout=self._timeout(timeout))
         except ValueError:

@@ -17,7 +17,7 @@ class AsyncFirstSandbox(BaseSandbox, abc.ABC):
         self._runner = LoopThread()
 
     @abc.abstractmethod
-    async def aexecute(self, command: str, *, timeout: int | None = None) -> ExecuteResponse:  # noqa: ASYNC109
+    async def aexecute(self, command: str, *, timeout: int | None = None) -> ExecuteResponse:
         """Run `command` through a shell; `timeout` seconds, `None` for the default, `0` for the longest allowed."""
 
     @abc.abstractmethod
