@@ -3,5 +3,14 @@
 from . import mcp_connect
 from .backend import ADAPTER_LIMITS, SandboxBackend
 from .mcp_backend import McpSandboxBackend
+from .python_tool import execute_python_tool, sandbox_per_run, sandbox_per_run_sync
 
-__all__ = ["ADAPTER_LIMITS", "McpSandboxBackend", "SandboxBackend", "mcp_connect"]
+__all__ = [
+    "ADAPTER_LIMITS",
+    "McpSandboxBackend",
+    "SandboxBackend",
+    "execute_python_tool",
+    "mcp_connect",
+    "sandbox_per_run",
+    "sandbox_per_run_sync",
+]

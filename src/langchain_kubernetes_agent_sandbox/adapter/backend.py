@@ -35,7 +35,8 @@ class SandboxBackend(AsyncFirstSandbox):
         provider: SandboxProvider | None = None,
     ) -> None:
         super().__init__()
-        self.sandbox = sandbox
+        self.core = sandbox
+        """The sandbox this backend drives (the package's own `Sandbox`, whatever its provider)."""
         self._default_timeout = timeout
         self._owning_provider = provider
 
@@ -70,18 +71,18 @@ class SandboxBackend(AsyncFirstSandbox):
 
     @property
     def id(self) -> str:
-        return self.sandbox.id
+        return self.core.id
 
     def _timeout(self, timeout: float | None) -> float | None:
         if timeout is None:
             return self._default_timeout
         if timeout == 0:  # the protocol's "no limit where supported": the longest the sandbox allows
-            return self.sandbox.limits.max_timeout
+            return self.core.limits.max_timeout
         return timeout
 
     async def aexecute(self, command: str, *, timeout: int | None = None) -> ExecuteResponse:
         try:
-            result = await self.sandbox.run(command, timeout=self._timeout(timeout))
+            result = await self.core.run(command, timeout=self._timeout(timeout))
         except ValueError:
             raise  # a bad timeout or an empty command: deepagents tells the model "Invalid parameter"
         except SandboxError as error:
@@ -95,7 +96,7 @@ class SandboxBackend(AsyncFirstSandbox):
         if is_relative(path):
             return FileUploadResponse(path=path, error="invalid_path")
         try:
-            await self.sandbox.write_file(path, data)
+            await self.core.write_file(path, data)
         except SandboxError as error:
             return FileUploadResponse(path=path, error=file_error_of(error))
         return FileUploadResponse(path=path)
@@ -107,7 +108,7 @@ class SandboxBackend(AsyncFirstSandbox):
         if is_relative(path):
             return FileDownloadResponse(path=path, error="invalid_path")
         try:
-            content = await self.sandbox.read_file(path)
+            content = await self.core.read_file(path)
         except SandboxError as error:
             return FileDownloadResponse(path=path, error=file_error_of(error))
         return FileDownloadResponse(path=path, content=content)
@@ -115,7 +116,7 @@ class SandboxBackend(AsyncFirstSandbox):
     async def aclose(self) -> None:
         """Terminate the sandbox if this backend made it; a sandbox passed in is left to its owner."""
         if self._owning_provider is not None:
-            await self.sandbox.terminate()
+            await self.core.terminate()
             await self._owning_provider.aclose()
             self._owning_provider = None
 
