@@ -60,8 +60,8 @@ class CommandOutput(Rendered):
         parts = []
         if self.stdout:
             parts.append(self.stdout.rstrip("\n"))
-        if self.stderr:
-            parts.append("[stderr]\n" + self.stderr.rstrip("\n"))
+        if self.stderr.strip():
+            parts.append("[stderr]\n" + self.stderr.strip("\n"))
         if not parts:
             parts.append("(no output)")
         parts.append(f"[exit code {self.exit_code}]")
