@@ -1,0 +1,7 @@
+"""The Kubernetes provider: agent-sandbox pods claimed from a warm pool through `k8s-agent-sandbox`."""
+
+from .config import ConnectionMode, KubernetesConfig
+from .provider import KubernetesProvider
+from .sandbox import KubernetesSandbox
+
+__all__ = ["ConnectionMode", "KubernetesConfig", "KubernetesProvider", "KubernetesSandbox"]

@@ -1,0 +1,67 @@
+"""Settings of the Kubernetes provider; they come from server configuration, never from the agent."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ...errors import InvalidArgumentError
+
+
+class ConnectionMode(enum.StrEnum):
+    """How requests reach the sandbox pods (the Kubernetes API is always the one the kubeconfig names)."""
+
+    DIRECT = "direct"
+    """Through a sandbox-router (or a runtime) at `api_url`."""
+    GATEWAY = "gateway"
+    """Through the address of the Gateway `gateway_name`."""
+    IN_CLUSTER = "in-cluster"
+    """Straight to the pod IP, for a server that runs inside the cluster."""
+    TUNNEL = "tunnel"
+    """Through `kubectl port-forward` to the router, for laptops (sync client in a worker thread)."""
+
+
+@dataclass(frozen=True)
+class KubernetesConfig:
+    warm_pool: str
+    namespace: str = "default"
+    connection: ConnectionMode = ConnectionMode.DIRECT
+    api_url: str | None = None
+    gateway_name: str | None = None
+    gateway_namespace: str = "default"
+    kubeconfig: str | None = None
+    """A kubeconfig file; None picks the cluster as kubectl would (in-cluster account, then KUBECONFIG)."""
+    ready_timeout: float = 180.0
+    """Longest wait for a claim to be bound to a ready pod."""
+    api_timeout: float = 30.0
+    """Longest wait for one Kubernetes API request (the client has none of its own)."""
+    file_timeout: float = 120.0
+    """Longest wait for one file operation on the runtime."""
+    timeout_margin: float = 5.0
+    """Added to a command's limit for the wait on its answer: the pod kills the command first."""
+    proxy_timeout: float = 180.0
+    """The router's own limit on one request (upstream default 180 s); not applied in-cluster."""
+    max_lifetime: float = 24 * 3600.0
+    """No sandbox outlives this, however often its idle timeout slides."""
+
+    def __post_init__(self) -> None:
+        if not self.warm_pool:
+            raise InvalidArgumentError("The Kubernetes provider needs a warm pool: set --warm-pool.")
+        if self.connection is ConnectionMode.DIRECT and not self.api_url:
+            raise InvalidArgumentError(
+                "--connection direct needs --api-url: the sandbox-router's URL (or a runtime's)."
+            )
+        if self.connection is ConnectionMode.GATEWAY and not self.gateway_name:
+            raise InvalidArgumentError("--connection gateway needs --gateway-name (and --gateway-namespace).")
+        for name in ("ready_timeout", "api_timeout", "file_timeout", "max_lifetime"):
+            if getattr(self, name) <= 0:
+                raise InvalidArgumentError(f"{name} must be positive, got {getattr(self, name)}.")
+
+    @property
+    def router_limit(self) -> float | None:
+        """The longest request the path to the pods allows, or None when no router sits in between."""
+        return None if self.connection is ConnectionMode.IN_CLUSTER else self.proxy_timeout
+
+    def where(self) -> str:
+        """How messages name the cluster side: warm pool and namespace."""
+        return f"warm pool {self.warm_pool!r} in namespace {self.namespace!r}"

@@ -1,0 +1,266 @@
+"""Connecting to the cluster: the Kubernetes API client, and `k8s-agent-sandbox` clients for the data plane.
+
+Direct, gateway and in-cluster connections use the async client. The kubectl tunnel exists only in the sync
+client, so tunnel mode runs it in worker threads behind the same small async interface (`Claims`, `Runtime`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+from typing import Any, Protocol
+
+import aiohttp
+import kubernetes.config
+from k8s_agent_sandbox.async_sandbox_client import AsyncSandboxClient
+from k8s_agent_sandbox.models import (
+    ExecutionResult,
+    FileEntry,
+    SandboxConnectionConfig,
+    SandboxDirectConnectionConfig,
+    SandboxGatewayConnectionConfig,
+    SandboxInClusterConnectionConfig,
+    SandboxLocalTunnelConnectionConfig,
+)
+from k8s_agent_sandbox.sandbox_client import SandboxClient
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio import config as k8s_config
+
+from .config import ConnectionMode, KubernetesConfig
+
+WATCH_SLACK = 10.0
+"""A watch may stay silent for its whole timeoutSeconds; its request deadline allows that plus this."""
+
+
+class BoundedApiClient(k8s.ApiClient):  # type: ignore[misc]
+    """An API client whose requests end: kubernetes_asyncio waits forever for a hung API server by default."""
+
+    def __init__(self, configuration: k8s.Configuration, request_timeout: float) -> None:
+        super().__init__(configuration=configuration)
+        self.request_timeout = request_timeout
+
+    def request(self, method: str, url: str, query_params: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("_request_timeout") is None:
+            params = dict(query_params or [])
+            limit = self.request_timeout
+            if params.get("watch"):
+                limit = float(params.get("timeoutSeconds") or 0) + WATCH_SLACK
+            kwargs["_request_timeout"] = aiohttp.ClientTimeout(total=limit)
+        return super().request(method, url, query_params, *args, **kwargs)
+
+
+async def api_client(config: KubernetesConfig) -> BoundedApiClient:
+    """The cluster kubectl would pick: the kubeconfig named in the settings, else in-cluster, else KUBECONFIG."""
+    configuration = k8s.Configuration()
+    if config.kubeconfig:
+        await k8s_config.load_kube_config(config_file=config.kubeconfig, client_configuration=configuration)
+    else:
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)
+        except k8s_config.ConfigException:
+            await k8s_config.load_kube_config(client_configuration=configuration)
+    return BoundedApiClient(configuration, config.api_timeout)
+
+
+def connection_config(config: KubernetesConfig) -> SandboxConnectionConfig:
+    if config.connection is ConnectionMode.DIRECT:
+        return SandboxDirectConnectionConfig(api_url=config.api_url or "")
+    if config.connection is ConnectionMode.GATEWAY:
+        return SandboxGatewayConnectionConfig(
+            gateway_name=config.gateway_name or "", gateway_namespace=config.gateway_namespace
+        )
+    if config.connection is ConnectionMode.IN_CLUSTER:
+        return SandboxInClusterConnectionConfig()
+    return SandboxLocalTunnelConnectionConfig()
+
+
+class Runtime(Protocol):
+    """The data plane of one claimed sandbox."""
+
+    sandbox_name: str
+
+    async def run(self, command: str, timeout: float, command_timeout: float) -> ExecutionResult: ...
+
+    async def write(self, path: str, data: bytes, timeout: float) -> None: ...
+
+    async def read(self, path: str, max_bytes: int, timeout: float) -> bytes: ...
+
+    async def list(self, path: str, timeout: float) -> list[FileEntry]: ...
+
+    async def exists(self, path: str, timeout: float) -> bool: ...
+
+    async def status(self) -> str:
+        """`SandboxReady`, `SandboxNotReady` or `SandboxNotFound`, from the Sandbox object."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Claims(Protocol):
+    """Claiming sandboxes and attaching to claims; deleting claims is done through the Kubernetes API directly."""
+
+    async def create(self, labels: dict[str, str], shutdown_after: int) -> tuple[str, Runtime]:
+        """A new claim on the warm pool, bound and ready: (claim name, its runtime)."""
+        ...
+
+    async def attach(self, claim: str) -> Runtime: ...
+
+    async def close(self) -> None: ...
+
+
+def _seconds(value: float) -> int:
+    return max(1, math.ceil(value))
+
+
+class _AsyncBuffer:
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    async def write(self, chunk: bytes) -> int:
+        self.data += chunk
+        return len(chunk)
+
+
+class AsyncRuntime:
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.sandbox_name = str(handle.sandbox_id)
+
+    async def run(self, command: str, timeout: float, command_timeout: float) -> ExecutionResult:
+        result: ExecutionResult = await self.handle.commands.run(
+            command, timeout=timeout, command_timeout=command_timeout
+        )
+        return result
+
+    async def write(self, path: str, data: bytes, timeout: float) -> None:
+        await self.handle.files.write(path, io.BytesIO(data), timeout=timeout)
+
+    async def read(self, path: str, max_bytes: int, timeout: float) -> bytes:
+        buffer = _AsyncBuffer()
+        await self.handle.files.read_to(path, buffer, timeout=timeout, max_bytes=max_bytes)
+        return bytes(buffer.data)
+
+    async def list(self, path: str, timeout: float) -> list[FileEntry]:
+        return list(await self.handle.files.list(path, timeout=timeout))
+
+    async def exists(self, path: str, timeout: float) -> bool:
+        return bool(await self.handle.files.exists(path, timeout=timeout))
+
+    async def status(self) -> str:
+        return str((await self.handle.status())[0])
+
+    async def close(self) -> None:
+        await self.handle.close_connection()
+
+
+class AsyncClaims:
+    """`AsyncSandboxClient` without automatic cleanup: a claim it merely found must never be deleted by it."""
+
+    def __init__(self, config: KubernetesConfig, api: BoundedApiClient) -> None:
+        self.config = config
+        self.client: Any = AsyncSandboxClient(
+            connection_config=connection_config(config), cleanup=False, api_client=api
+        )
+
+    async def create(self, labels: dict[str, str], shutdown_after: int) -> tuple[str, Runtime]:
+        handle = await self.client.create_sandbox(
+            self.config.warm_pool,
+            namespace=self.config.namespace,
+            sandbox_ready_timeout=_seconds(self.config.ready_timeout),
+            labels=labels,
+            shutdown_after_seconds=shutdown_after,
+        )
+        return str(handle.claim_name), AsyncRuntime(handle)
+
+    async def attach(self, claim: str) -> Runtime:
+        handle = await self.client.get_sandbox(
+            claim, namespace=self.config.namespace, resolve_timeout=_seconds(self.config.api_timeout)
+        )
+        return AsyncRuntime(handle)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+class ThreadedRuntime:
+    """A sync `Sandbox` handle, each call in a worker thread."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.sandbox_name = str(handle.sandbox_id)
+
+    async def run(self, command: str, timeout: float, command_timeout: float) -> ExecutionResult:
+        run = self.handle.commands.run
+        result: ExecutionResult = await asyncio.to_thread(
+            run, command, timeout=timeout, command_timeout=command_timeout
+        )
+        return result
+
+    async def write(self, path: str, data: bytes, timeout: float) -> None:
+        await asyncio.to_thread(self.handle.files.write, path, io.BytesIO(data), timeout=timeout)
+
+    async def read(self, path: str, max_bytes: int, timeout: float) -> bytes:
+        buffer = io.BytesIO()
+        read_to = self.handle.files.read_to
+        await asyncio.to_thread(read_to, path, buffer, timeout=timeout, max_bytes=max_bytes)
+        return buffer.getvalue()
+
+    async def list(self, path: str, timeout: float) -> list[FileEntry]:
+        return list(await asyncio.to_thread(self.handle.files.list, path, timeout=timeout))
+
+    async def exists(self, path: str, timeout: float) -> bool:
+        return bool(await asyncio.to_thread(self.handle.files.exists, path, timeout=timeout))
+
+    async def status(self) -> str:
+        return str((await asyncio.to_thread(self.handle.status))[0])
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.handle.close_connection)
+
+
+class ThreadedClaims:
+    """The sync `SandboxClient` (the only one with the kubectl tunnel), each call in a worker thread."""
+
+    def __init__(self, config: KubernetesConfig, connection: SandboxConnectionConfig | None = None) -> None:
+        self.config = config
+        api = None
+        if config.kubeconfig:
+            api = kubernetes.config.new_client_from_config(config_file=config.kubeconfig)  # type: ignore[no-untyped-call]
+        self.client: Any = SandboxClient(
+            connection_config=connection or connection_config(config), cleanup=False, api_client=api
+        )
+        self._runtimes: list[ThreadedRuntime] = []
+
+    async def create(self, labels: dict[str, str], shutdown_after: int) -> tuple[str, Runtime]:
+        handle = await asyncio.to_thread(
+            self.client.create_sandbox,
+            self.config.warm_pool,
+            namespace=self.config.namespace,
+            sandbox_ready_timeout=_seconds(self.config.ready_timeout),
+            labels=labels,
+            shutdown_after_seconds=shutdown_after,
+        )
+        return str(handle.claim_name), self._track(ThreadedRuntime(handle))
+
+    def _track(self, runtime: ThreadedRuntime) -> ThreadedRuntime:
+        self._runtimes.append(runtime)
+        return runtime
+
+    async def attach(self, claim: str) -> Runtime:
+        get = self.client.get_sandbox
+        handle = await asyncio.to_thread(
+            get, claim, namespace=self.config.namespace, resolve_timeout=_seconds(self.config.api_timeout)
+        )
+        return self._track(ThreadedRuntime(handle))
+
+    async def close(self) -> None:
+        runtimes, self._runtimes = self._runtimes, []
+        for runtime in runtimes:
+            await runtime.close()
+
+
+def claims_for(config: KubernetesConfig, api: BoundedApiClient) -> Claims:
+    if config.connection is ConnectionMode.TUNNEL:
+        return ThreadedClaims(config)
+    return AsyncClaims(config, api)

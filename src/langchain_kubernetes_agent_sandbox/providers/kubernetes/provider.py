@@ -1,0 +1,122 @@
+"""The Kubernetes provider: sandboxes are agent-sandbox pods claimed from a warm pool."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import time
+from collections.abc import Mapping
+
+from ...errors import InvalidArgumentError, NotFoundError
+from ...limits import ExecutionLimits
+from ...sandbox import Sandbox, SandboxInfo, SandboxProvider
+from .claims import ClaimApi, claim_labels, info_of, is_ours, selector
+from .config import KubernetesConfig
+from .connection import BoundedApiClient, Claims, api_client, claims_for
+from .errors import translated
+from .sandbox import Backend, KubernetesSandbox
+
+
+class KubernetesProvider(SandboxProvider):
+    """SandboxClaims on one warm pool in one namespace, as the server's configuration names them.
+
+    Claims carry the caller's labels and a shutdownTime, so a restarted server finds them again by id or
+    labels, and a claim whose server vanished still expires.
+    """
+
+    name = "kubernetes"
+
+    def __init__(self, config: KubernetesConfig, *, limits: ExecutionLimits | None = None) -> None:
+        self.config = config
+        self.limits = limits or self._default_limits(config)
+        self._backend: Backend | None = None
+        self._api: BoundedApiClient | None = None
+        self._connecting = asyncio.Lock()
+
+    @staticmethod
+    def _default_limits(config: KubernetesConfig) -> ExecutionLimits:
+        """The usual limits, with a default run timeout that fits through the router."""
+        limits = ExecutionLimits()
+        if config.router_limit is None:
+            return limits
+        fits = config.router_limit - config.timeout_margin
+        return dataclasses.replace(limits, default_timeout=min(limits.default_timeout, fits))
+
+    async def _connected(self) -> Backend:
+        async with self._connecting:
+            if self._backend is None:
+                with translated(self.config, "connect to the cluster"):
+                    self._api = await api_client(self.config)
+                claims: Claims = claims_for(self.config, self._api)
+                self._backend = Backend(self.config, ClaimApi(self.config, self._api), claims)
+            return self._backend
+
+    async def create(
+        self,
+        *,
+        labels: Mapping[str, str] | None = None,
+        lifetime: float | None = None,
+        network: bool = False,
+    ) -> Sandbox:
+        if network:
+            raise InvalidArgumentError(
+                "Network access is decided by the warm pool's SandboxTemplate (its NetworkPolicy) on Kubernetes, "
+                "not per sandbox: ask the operator for a pool whose template allows egress."
+            )
+        if lifetime is not None and lifetime <= 0:
+            raise InvalidArgumentError(f"lifetime must be positive, got {lifetime}.")
+        backend = await self._connected()
+        wanted = dict(labels or {})
+        mapped, hashed = claim_labels(wanted)
+        lifetime = min(lifetime or self.config.max_lifetime, self.config.max_lifetime)
+        deadline = self.config.ready_timeout + 3 * self.config.api_timeout
+        with translated(self.config, "create a sandbox"):
+            async with asyncio.timeout(deadline):
+                claim, runtime = await backend.claims.create(mapped, math.ceil(lifetime))
+            if hashed:
+                async with asyncio.timeout(self.config.api_timeout):
+                    await backend.claim_api.keep_labels(claim, wanted)
+        now = time.time()
+        info = SandboxInfo(id=claim, provider=self.name, labels=wanted, created_at=now, expires_at=now + lifetime)
+        return KubernetesSandbox(backend, info, self.limits, runtime)
+
+    async def get(self, sandbox_id: str) -> Sandbox:
+        backend = await self._connected()
+        try:
+            with translated(self.config, "find the sandbox", sandbox_id):
+                async with asyncio.timeout(self.config.api_timeout):
+                    claim = await backend.claim_api.get(sandbox_id)
+        except NotFoundError:
+            claim = None
+        if claim is None or not is_ours(claim, self.config) or (claim["metadata"].get("deletionTimestamp")):
+            raise NotFoundError(
+                f"No sandbox {sandbox_id!r} in the {self.config.where()}: it was terminated, expired, or never "
+                "existed. Create a new one."
+            )
+        return KubernetesSandbox(backend, info_of(claim), self.limits)
+
+    async def list(self, labels: Mapping[str, str] | None = None) -> list[Sandbox]:
+        backend = await self._connected()
+        with translated(self.config, "list sandboxes"):
+            async with asyncio.timeout(self.config.api_timeout):
+                claims = await backend.claim_api.list(selector(labels or {}))
+        return [
+            KubernetesSandbox(backend, info_of(claim), self.limits)
+            for claim in claims
+            if is_ours(claim, self.config) and not claim["metadata"].get("deletionTimestamp")
+        ]
+
+    async def check(self) -> None:
+        backend = await self._connected()
+        with translated(self.config, "reach the Kubernetes API"):
+            async with asyncio.timeout(self.config.api_timeout):
+                await backend.claim_api.list(selector({}), limit=1)
+
+    async def aclose(self) -> None:
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            await backend.claims.close()
+        if self._api is not None:
+            api, self._api = self._api, None
+            await api.close()

@@ -1,0 +1,248 @@
+"""One agent-sandbox pod behind a SandboxClaim, seen through the sandbox contract.
+
+Files under `/app` go through the runtime's file API (it only reaches its base directory `/app` and strips
+leading slashes, so `/app/x` is sent as `x`); every other path, and names the file API would mangle, go
+through the shell in bounded base64 chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import posixpath
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+from k8s_agent_sandbox.models import ExecutionResult
+
+from ... import paths, shell_files
+from ...errors import (
+    BackendUnavailableError,
+    InvalidArgumentError,
+    InvalidPathError,
+    IsDirectoryError,
+    NotFoundError,
+    PermissionDeniedError,
+    SandboxGoneError,
+    TimedOutError,
+    TooLargeError,
+)
+from ...limits import ExecutionLimits
+from ...results import CommandResult, FileEntry
+from ...sandbox import Sandbox, SandboxInfo
+from . import commands
+from .claims import ClaimApi
+from .config import KubernetesConfig
+from .connection import Claims, Runtime
+from .errors import translated
+
+T = TypeVar("T")
+READ_CHUNK_BYTES = 768 * 1024
+"""Raw bytes per shell read: 1 MiB of base64 in one answer."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    config: KubernetesConfig
+    claim_api: ClaimApi
+    claims: Claims
+
+
+def _file_api_path(path: str) -> str | None:
+    """The runtime file API's name for `path`, or None when only the shell can reach it."""
+    if not paths.is_within(path, paths.WORKDIR):
+        return None
+    if any(ord(char) < 0x20 or char in "%\\" for char in path):
+        return None
+    return path[len(paths.WORKDIR) :] or "/"
+
+
+class KubernetesSandbox(Sandbox):
+    def __init__(
+        self, backend: Backend, info: SandboxInfo, limits: ExecutionLimits, runtime: Runtime | None = None
+    ) -> None:
+        super().__init__(info, limits)
+        self._backend = backend
+        self._config = backend.config
+        self._runtime = runtime
+        self._attaching = asyncio.Lock()
+        self._terminated = False
+
+    async def _attached(self) -> Runtime:
+        if self._terminated:
+            raise SandboxGoneError(f"Sandbox {self.id} was terminated: create a new one.")
+        async with self._attaching:
+            if self._runtime is None:
+                with translated(self._config, "attach to the sandbox", self.id):
+                    async with asyncio.timeout(self._config.api_timeout * 2):
+                        self._runtime = await self._backend.claims.attach(self.id)
+            return self._runtime
+
+    async def _call(self, action: str, deadline: float, call: Callable[[Runtime], Awaitable[T]]) -> T:
+        runtime = await self._attached()
+        with translated(self._config, action, self.id):
+            async with asyncio.timeout(deadline):
+                return await call(runtime)
+
+    async def _gone_or(self, error: Exception) -> Exception:
+        """The pod is gone when the Sandbox object says so; otherwise the original error stands."""
+        runtime = await self._attached()
+        try:
+            with translated(self._config, "check the sandbox", self.id):
+                async with asyncio.timeout(self._config.api_timeout):
+                    state = await runtime.status()
+        except Exception:
+            return error
+        if state == "SandboxReady":
+            return error
+        return SandboxGoneError(
+            f"Sandbox {self.id} lost its pod ({state}) in namespace {self._config.namespace!r}; its files are gone. "
+            "Create a new sandbox."
+        )
+
+    async def _exec(self, script: str, limit: float) -> tuple[ExecutionResult, float]:
+        """Run `script` (already a full argv string) with the limit enforced in the pod and on the wait."""
+        started = time.monotonic()
+        answer = await self._call(
+            "run a command",
+            limit + self._config.timeout_margin,
+            lambda runtime: runtime.run(script, timeout=limit, command_timeout=limit + commands.RUNTIME_GRACE),
+        )
+        return answer, time.monotonic() - started
+
+    async def _run(self, command: str, *, timeout: float, cwd: str, env: dict[str, str]) -> CommandResult:
+        router_limit = self._config.router_limit
+        if router_limit is not None and timeout + self._config.timeout_margin > router_limit:
+            raise InvalidArgumentError(
+                f"timeout {timeout:g} s is longer than the sandbox-router allows: it ends every request after "
+                f"{router_limit:g} s (its proxy timeout), so the command would be cut off without its output. "
+                f"Ask for at most {router_limit - self._config.timeout_margin:g} s, or run it in the background "
+                "and poll its output."
+            )
+        started = time.monotonic()
+        try:
+            answer, duration = await self._exec(commands.wrap(command, timeout, cwd, env), timeout)
+        except TimedOutError as error:
+            return commands.unanswered(timeout, time.monotonic() - started, str(error))
+        except (BackendUnavailableError, NotFoundError) as error:
+            raise await self._gone_or(error) from error
+        return commands.result_of(answer, timeout, duration, self.limits.output)
+
+    async def _shell(self, script: str) -> CommandResult:
+        """A file script through the shell, its whole output kept (no output cap)."""
+        limit = self._config.file_timeout
+        answer, duration = await self._exec(commands.wrap(script, limit, "/", {}), limit)
+        return CommandResult(answer.stdout, answer.stderr, answer.exit_code, duration)
+
+    async def _write_file(self, path: str, data: bytes) -> None:
+        rel = _file_api_path(path)
+        if rel is not None and rel != "/":
+            timeout = self._config.file_timeout
+            try:
+                await self._call("write a file", timeout, lambda r: r.write(rel, data, timeout))
+                return
+            except (PermissionDeniedError, BackendUnavailableError):
+                pass  # a symlink out of /app, or a parent that is a file: the shell says exactly what is wrong
+        staging = f"{posixpath.dirname(path)}/.upload-{secrets.token_hex(6)}.part"
+        shell_files.raise_for_status(await self._shell(shell_files.prepare_write(path, staging)), path, "write")
+        try:
+            for offset in range(0, len(data), shell_files.CHUNK_BYTES):
+                chunk = data[offset : offset + shell_files.CHUNK_BYTES]
+                result = await self._shell(shell_files.append_chunk(staging, chunk))
+                shell_files.raise_for_status(result, path, "write")
+            shell_files.raise_for_status(await self._shell(shell_files.commit_write(path, staging)), path, "write")
+        except BaseException:
+            await self._shell(shell_files.discard(staging))
+            raise
+
+    async def _read_file(self, path: str, max_bytes: int) -> bytes:
+        rel = _file_api_path(path)
+        if rel is not None:
+            timeout = self._config.file_timeout
+            try:
+                return await self._call("read a file", timeout, lambda r: r.read(rel, max_bytes, timeout))
+            except TooLargeError:
+                raise TooLargeError(
+                    f"{path} is larger than the limit of {max_bytes} bytes: read it in parts with `head -c`."
+                ) from None
+            except NotFoundError:
+                if await self._exists(path):
+                    raise IsDirectoryError(f"{path} is a directory: read needs a file path inside it.") from None
+                raise NotFoundError(f"No such file: {path}. Check the path with list_files.") from None
+            except PermissionDeniedError:
+                pass  # a symlink that leaves /app: the shell can follow it
+        return await self._read_by_shell(path, max_bytes)
+
+    async def _read_by_shell(self, path: str, max_bytes: int) -> bytes:
+        sized = await self._shell(f'{shell_files.readable_file_checks(path)}; wc -c < "$p"')
+        shell_files.raise_for_status(sized, path, "read")
+        size = int(sized.stdout.strip() or 0)
+        if size > max_bytes:
+            raise TooLargeError(f"{path} has {size} bytes, over the limit of {max_bytes}: read it in parts.")
+        data = bytearray()
+        for offset in range(0, size, READ_CHUNK_BYTES):
+            chunk = await self._shell(shell_files.read_chunk(path, offset, READ_CHUNK_BYTES))
+            shell_files.raise_for_status(chunk, path, "read")
+            data += base64.b64decode(chunk.stdout.strip())
+        return bytes(data)
+
+    async def _list_dir(self, path: str) -> list[FileEntry]:
+        rel = _file_api_path(path)
+        if rel is not None:
+            timeout = self._config.file_timeout
+            try:
+                entries = await self._call("list a directory", timeout, lambda r: r.list(rel, timeout))
+            except NotFoundError:
+                if await self._exists(path):
+                    raise InvalidPathError(f"{path} is not a directory: list needs a directory.") from None
+                raise NotFoundError(f"No such directory: {path}.") from None
+            except PermissionDeniedError:
+                pass
+            else:
+                return [
+                    FileEntry(
+                        name=entry.name,
+                        path=posixpath.join(path, entry.name),
+                        kind=entry.type,
+                        size=entry.size,
+                        modified_at=entry.modified.timestamp(),
+                    )
+                    for entry in entries
+                ]
+        result = await self._shell(shell_files.list_dir(path))
+        shell_files.raise_for_status(result, path, "list")
+        return shell_files.parse_listing(path, result.stdout)
+
+    async def _exists(self, path: str) -> bool:
+        rel = _file_api_path(path)
+        if rel is not None:
+            timeout = self._config.file_timeout
+            try:
+                return await self._call("check a path", timeout, lambda r: r.exists(rel, timeout))
+            except NotFoundError as error:
+                raise await self._gone_or(error) from error
+            except PermissionDeniedError:
+                pass
+        return (await self._shell(shell_files.exists(path))).exit_code == 0
+
+    async def set_expiry(self, expires_at: float | None) -> None:
+        """Move the claim's shutdownTime (the controller's backstop), never past the maximum lifetime."""
+        ceiling = self.info.created_at + self._config.max_lifetime
+        moment = ceiling if expires_at is None else min(expires_at, ceiling)
+        with translated(self._config, "move the sandbox's expiry", self.id):
+            async with asyncio.timeout(self._config.api_timeout):
+                await self._backend.claim_api.set_shutdown(self.id, moment)
+        self._info = replace(self._info, expires_at=moment)
+
+    async def terminate(self) -> None:
+        """Delete the claim; agent-sandbox then deletes the Sandbox and its pod."""
+        if self._runtime is not None:
+            runtime, self._runtime = self._runtime, None
+            await runtime.close()
+        with translated(self._config, "terminate the sandbox", self.id):
+            async with asyncio.timeout(self._config.api_timeout):
+                await self._backend.claim_api.delete(self.id)
+        self._terminated = True
