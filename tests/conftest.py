@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 
 from langchain_kubernetes_agent_sandbox import ExecutionLimits, Sandbox, SandboxProvider
+from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesConfig, KubernetesProvider
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider
+from langchain_kubernetes_agent_sandbox.testing import FakeCluster
+from langchain_kubernetes_agent_sandbox.testing.pytest_plugin import fake_cluster, fake_cluster_session  # noqa: F401
 
 ProviderFactory = Callable[..., Awaitable[SandboxProvider]]
 """Makes a provider on the test's backing state; calling it again models a restart of the server."""
@@ -51,7 +54,26 @@ async def local_provider_factory(local_state_dir: Path) -> AsyncIterator[Provide
         await provider.aclose()
 
 
-PROVIDER_FACTORY_FIXTURES = {"local": "local_provider_factory"}
+@pytest.fixture
+async def kubernetes_provider_factory(fake_cluster: FakeCluster) -> AsyncIterator[ProviderFactory]:
+    made: list[SandboxProvider] = []
+
+    async def make(limits: ExecutionLimits | None = None) -> SandboxProvider:
+        config = KubernetesConfig(
+            warm_pool=fake_cluster.pool, api_url=fake_cluster.router_url, kubeconfig=fake_cluster.kubeconfig
+        )
+        provider = KubernetesProvider(config, limits=limits)
+        made.append(provider)
+        return provider
+
+    yield make
+    for provider in made:
+        for sandbox in await provider.list():
+            await sandbox.terminate()
+        await provider.aclose()
+
+
+PROVIDER_FACTORY_FIXTURES = {"local": "local_provider_factory", "kubernetes": "kubernetes_provider_factory"}
 """Provider name -> the fixture that makes it; each contract test runs once per entry."""
 
 

@@ -1,4 +1,4 @@
-"""Pytest fixtures for the imitation cluster. Use with `pytest -p langchain_kubernetes_agent_sandbox.testing.pytest_plugin`
+"""Pytest fixtures for the imitation cluster: `pytest -p langchain_kubernetes_agent_sandbox.testing.pytest_plugin`,
 or import `fake_cluster` into a conftest.
 
 `fake_cluster` is session-scoped (starting pods takes a second or two); each test gets it with all fault

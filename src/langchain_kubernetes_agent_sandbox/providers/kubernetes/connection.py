@@ -16,7 +16,6 @@ import kubernetes.config
 from k8s_agent_sandbox.async_sandbox_client import AsyncSandboxClient
 from k8s_agent_sandbox.models import (
     ExecutionResult,
-    FileEntry,
     SandboxConnectionConfig,
     SandboxDirectConnectionConfig,
     SandboxGatewayConnectionConfig,
@@ -86,8 +85,6 @@ class Runtime(Protocol):
 
     async def read(self, path: str, max_bytes: int, timeout: float) -> bytes: ...
 
-    async def list(self, path: str, timeout: float) -> list[FileEntry]: ...
-
     async def exists(self, path: str, timeout: float) -> bool: ...
 
     async def status(self) -> str:
@@ -140,9 +137,6 @@ class AsyncRuntime:
         buffer = _AsyncBuffer()
         await self.handle.files.read_to(path, buffer, timeout=timeout, max_bytes=max_bytes)
         return bytes(buffer.data)
-
-    async def list(self, path: str, timeout: float) -> list[FileEntry]:
-        return list(await self.handle.files.list(path, timeout=timeout))
 
     async def exists(self, path: str, timeout: float) -> bool:
         return bool(await self.handle.files.exists(path, timeout=timeout))
@@ -205,9 +199,6 @@ class ThreadedRuntime:
         read_to = self.handle.files.read_to
         await asyncio.to_thread(read_to, path, buffer, timeout=timeout, max_bytes=max_bytes)
         return buffer.getvalue()
-
-    async def list(self, path: str, timeout: float) -> list[FileEntry]:
-        return list(await asyncio.to_thread(self.handle.files.list, path, timeout=timeout))
 
     async def exists(self, path: str, timeout: float) -> bool:
         return bool(await asyncio.to_thread(self.handle.files.exists, path, timeout=timeout))

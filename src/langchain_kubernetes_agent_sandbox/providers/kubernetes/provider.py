@@ -29,15 +29,14 @@ class KubernetesProvider(SandboxProvider):
 
     def __init__(self, config: KubernetesConfig, *, limits: ExecutionLimits | None = None) -> None:
         self.config = config
-        self.limits = limits or self._default_limits(config)
+        self.limits = self._fitted(config, limits or ExecutionLimits())
         self._backend: Backend | None = None
         self._api: BoundedApiClient | None = None
         self._connecting = asyncio.Lock()
 
     @staticmethod
-    def _default_limits(config: KubernetesConfig) -> ExecutionLimits:
-        """The usual limits, with a default run timeout that fits through the router."""
-        limits = ExecutionLimits()
+    def _fitted(config: KubernetesConfig, limits: ExecutionLimits) -> ExecutionLimits:
+        """The limits with a default run timeout that fits through the router (explicit longer ones are refused)."""
         if config.router_limit is None:
             return limits
         fits = config.router_limit - config.timeout_margin

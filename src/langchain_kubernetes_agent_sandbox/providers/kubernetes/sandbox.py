@@ -22,7 +22,6 @@ from ... import paths, shell_files
 from ...errors import (
     BackendUnavailableError,
     InvalidArgumentError,
-    InvalidPathError,
     IsDirectoryError,
     NotFoundError,
     PermissionDeniedError,
@@ -73,7 +72,7 @@ class KubernetesSandbox(Sandbox):
 
     async def _attached(self) -> Runtime:
         if self._terminated:
-            raise SandboxGoneError(f"Sandbox {self.id} was terminated: create a new one.")
+            raise SandboxGoneError(f"Sandbox {self.id} was terminated: create a new sandbox.")
         async with self._attaching:
             if self._runtime is None:
                 with translated(self._config, "attach to the sandbox", self.id):
@@ -190,28 +189,7 @@ class KubernetesSandbox(Sandbox):
         return bytes(data)
 
     async def _list_dir(self, path: str) -> list[FileEntry]:
-        rel = _file_api_path(path)
-        if rel is not None:
-            timeout = self._config.file_timeout
-            try:
-                entries = await self._call("list a directory", timeout, lambda r: r.list(rel, timeout))
-            except NotFoundError:
-                if await self._exists(path):
-                    raise InvalidPathError(f"{path} is not a directory: list needs a directory.") from None
-                raise NotFoundError(f"No such directory: {path}.") from None
-            except PermissionDeniedError:
-                pass
-            else:
-                return [
-                    FileEntry(
-                        name=entry.name,
-                        path=posixpath.join(path, entry.name),
-                        kind=entry.type,
-                        size=entry.size,
-                        modified_at=entry.modified.timestamp(),
-                    )
-                    for entry in entries
-                ]
+        """Through the shell, always: the runtime's listing knows only files and directories, not symlinks."""
         result = await self._shell(shell_files.list_dir(path))
         shell_files.raise_for_status(result, path, "list")
         return shell_files.parse_listing(path, result.stdout)
