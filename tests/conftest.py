@@ -55,7 +55,7 @@ async def local_provider_factory(local_state_dir: Path) -> AsyncIterator[Provide
 
 
 @pytest.fixture
-async def kubernetes_provider_factory(fake_cluster: FakeCluster) -> AsyncIterator[ProviderFactory]:
+async def kubernetes_provider_factory(fake_cluster: FakeCluster) -> AsyncIterator[ProviderFactory]:  # noqa: F811
     made: list[SandboxProvider] = []
 
     async def make(limits: ExecutionLimits | None = None) -> SandboxProvider:

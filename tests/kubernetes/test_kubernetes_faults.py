@@ -149,7 +149,8 @@ async def test_router_timeout_on_a_run_is_a_timed_out_result(
     sandbox = await create(provider)
     fake_cluster.set_faults(router_status=504)
     result = await sandbox.run("echo never", timeout=1)
-    assert result.timed_out and result.exit_code == 124
+    assert result.timed_out
+    assert result.exit_code == 124
     fake_cluster.clear_faults()
     assert (await sandbox.run("echo again")).stdout == "again\n"
 
@@ -161,7 +162,8 @@ async def test_slow_runtime_ends_the_run_at_limit_plus_margin(
     fake_cluster.set_faults(runtime_delay=10)
     started = time.monotonic()
     result = await sandbox.run("echo slow", timeout=1)
-    assert result.timed_out and result.exit_code == 124
+    assert result.timed_out
+    assert result.exit_code == 124
     assert time.monotonic() - started < 4
     fake_cluster.clear_faults()
     assert (await sandbox.run("echo fast")).stdout == "fast\n"
