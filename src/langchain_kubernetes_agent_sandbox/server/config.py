@@ -67,10 +67,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("unisolated", "Local provider: run without bubblewrap, for trusted machines only.", "bool"),
     Setting("namespace", "Kubernetes provider: namespace of the SandboxClaims."),
     Setting("warm_pool", "Kubernetes provider: SandboxWarmPool (or template) to claim sandboxes from."),
-    Setting("connection", "Kubernetes provider: how to reach sandboxes (gateway, direct, in-cluster, tunnel)."),
+    Setting(
+        "connection",
+        "Kubernetes provider: how to reach the sandbox pods (default direct).",
+        choices=("direct", "gateway", "in-cluster", "tunnel"),
+    ),
     Setting("api_url", "Kubernetes provider: URL of the sandbox router, for the direct connection."),
     Setting("gateway_name", "Kubernetes provider: Gateway to reach sandboxes through."),
     Setting("gateway_namespace", "Kubernetes provider: namespace of that Gateway."),
+    Setting("kubeconfig", "Kubernetes provider: kubeconfig file (default: in-cluster account, then $KUBECONFIG)."),
     Setting("idle_timeout", "Seconds an unused session lives (default 1800).", "float"),
     Setting("max_idle_timeout", "Largest idle timeout create_session may ask for (default 86400).", "float"),
     Setting("max_lifetime", "Seconds after creation when every session ends (default 86400).", "float"),
@@ -113,10 +118,11 @@ class ServerConfig(BaseModel):
     unisolated: bool = False
     namespace: str | None = None
     warm_pool: str | None = None
-    connection: str | None = None
+    connection: Literal["direct", "gateway", "in-cluster", "tunnel"] | None = None
     api_url: str | None = None
     gateway_name: str | None = None
     gateway_namespace: str | None = None
+    kubeconfig: str | None = None
     idle_timeout: float = Field(1800.0, gt=0)
     max_idle_timeout: float = Field(86400.0, gt=0)
     max_lifetime: float = Field(86400.0, gt=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
+import dataclasses
 import logging
 import socket
 from collections.abc import AsyncIterator, Sequence
@@ -17,7 +17,7 @@ from pydantic import AnyHttpUrl
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from ..errors import SandboxError
+from ..errors import InvalidArgumentError, SandboxError
 from ..limits import ExecutionLimits
 from ..output import OutputLimit
 from ..sandbox import SandboxProvider
@@ -34,7 +34,10 @@ LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"
 
 
 def make_provider(config: ServerConfig) -> SandboxProvider:
-    """The provider the configuration names; a missing prerequisite raises `BackendUnavailableError`."""
+    """The provider the configuration names; a missing prerequisite raises `BackendUnavailableError`.
+
+    On Kubernetes the default run timeout stays within what the router lets through.
+    """
     limits = ExecutionLimits(
         default_timeout=config.default_timeout,
         max_timeout=config.max_timeout,
@@ -44,15 +47,28 @@ def make_provider(config: ServerConfig) -> SandboxProvider:
         from ..providers.local import LocalProvider
 
         return LocalProvider(config.state_dir, limits=limits, unisolated=config.unisolated)
+    from ..providers.kubernetes import ConnectionMode, KubernetesConfig, KubernetesProvider
+
     try:
-        kubernetes = importlib.import_module("langchain_kubernetes_agent_sandbox.providers.kubernetes")
-        from_config = kubernetes.provider_from_config
-    except (ImportError, AttributeError):
-        raise ConfigError(
-            "setting provider: the kubernetes provider is not available in this version yet; use --provider local"
-        ) from None
-    provider: SandboxProvider = from_config(config, limits)
-    return provider
+        cluster = KubernetesConfig(
+            warm_pool=config.warm_pool or "",
+            namespace=config.namespace or "default",
+            connection=ConnectionMode(config.connection or "direct"),
+            api_url=config.api_url,
+            gateway_name=config.gateway_name,
+            gateway_namespace=config.gateway_namespace or "default",
+            kubeconfig=config.kubeconfig,
+        )
+    except InvalidArgumentError as error:
+        raise ConfigError(f"kubernetes provider: {error}") from None
+    kubernetes = KubernetesProvider(cluster)
+    kubernetes.limits = dataclasses.replace(
+        kubernetes.limits,
+        default_timeout=min(kubernetes.limits.default_timeout, config.default_timeout),
+        max_timeout=config.max_timeout,
+        output=limits.output,
+    )
+    return kubernetes
 
 
 def session_policy(config: ServerConfig) -> SessionPolicy:

@@ -1,6 +1,7 @@
 """How a session is written onto its sandbox's labels, so any replica (or the same one after a restart) reads it back.
 
-Label keys and values follow Kubernetes' label syntax, because on Kubernetes they become SandboxClaim labels.
+Keys and values follow Kubernetes' label-name syntax, without a prefix (on Kubernetes they become SandboxClaim
+labels, under the provider's own prefix).
 The owner is stored as a hash of the principal: principals (emails, JWT subjects) may hold characters a label
 value cannot, and the hash keeps who-owns-what out of cluster listings.
 """
@@ -15,17 +16,17 @@ from collections.abc import Mapping
 
 from ..errors import InvalidArgumentError
 
-PREFIX = "kubernetes-agent-sandbox"
-ROLE = f"{PREFIX}/role"
+ROLE = "mcp-role"
 ROLE_SESSION = "session"
-SESSION_ID = f"{PREFIX}/session"
-OWNER = f"{PREFIX}/owner"
-DEFAULT = f"{PREFIX}/default"
-IDLE_SECONDS = f"{PREFIX}/idle-seconds"
-USER_PREFIX = f"user.{PREFIX}/"
+SESSION_ID = "mcp-session"
+OWNER = "mcp-owner"
+DEFAULT = "mcp-default"
+IDLE_SECONDS = "mcp-idle-seconds"
+USER_PREFIX = "mcp-user."
 """User labels are stored under their own prefix so they can never overwrite the keys above."""
 
 MAX_USER_LABELS = 16
+MAX_USER_KEY = 63 - len(USER_PREFIX)
 _NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _SESSION_ID = re.compile(r"^s[a-z2-7]{26}$")
 
@@ -50,9 +51,9 @@ def validate_user_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
     if len(labels) > MAX_USER_LABELS:
         raise InvalidArgumentError(f"{len(labels)} labels given; a session holds at most {MAX_USER_LABELS}.")
     for key, value in labels.items():
-        if not isinstance(key, str) or not _NAME.match(key):
+        if not isinstance(key, str) or len(key) > MAX_USER_KEY or not _NAME.match(key):
             raise InvalidArgumentError(
-                f"Label key {key!r} is not valid: use 1-63 letters, digits, '-', '_' or '.', "
+                f"Label key {key!r} is not valid: use 1-{MAX_USER_KEY} letters, digits, '-', '_' or '.', "
                 "starting and ending with a letter or digit."
             )
         if not isinstance(value, str) or (value and not _NAME.match(value)):
