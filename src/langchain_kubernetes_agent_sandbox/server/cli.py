@@ -19,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve_command.register(subcommands)
     demo_command.register(subcommands)
+    from ..testing import cli as fake_cluster_command
+
+    fake_cluster_command.register(subcommands)
     return parser
 
 
