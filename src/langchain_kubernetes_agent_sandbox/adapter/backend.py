@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Coroutine
 from types import TracebackType
+from typing import Any, TypeVar
 
 from deepagents.backends.protocol import ExecuteResponse, FileDownloadResponse, FileUploadResponse
 
@@ -16,6 +18,8 @@ from .base import AsyncFirstSandbox
 from .loop import LoopThread
 from .translate import execute_error, execute_response, file_error_of, is_relative
 
+T = TypeVar("T")
+
 ADAPTER_LIMITS = ExecutionLimits(output=OutputLimit(max_bytes=2 * 1024 * 1024))
 """deepagents reads a file page by printing up to 500 KiB (683 KiB as base64), so output caps must exceed it."""
 
@@ -23,22 +27,65 @@ ADAPTER_LIMITS = ExecutionLimits(output=OutputLimit(max_bytes=2 * 1024 * 1024))
 class SandboxBackend(AsyncFirstSandbox):
     """Give a deep agent one sandbox: `create_deep_agent(model=..., backend=SandboxBackend.local())`.
 
-    Wrapping an existing sandbox (`SandboxBackend(await provider.get(session_id))`) reaches the same files the
-    MCP server serves for that session. The caller owns a sandbox it passes in; `local()` owns the one it makes.
+    Every sandbox call runs on the backend's own event loop, because clients such as the Kubernetes
+    provider's are bound to the loop that first used them; `open(provider)` makes (or, given a session id,
+    finds) the sandbox on that loop. A sandbox passed to the constructor must be usable from any loop (local
+    ones are). `open(provider, sandbox_id=...)` reaches the same files the MCP server serves for that
+    session. A backend terminates only a sandbox it created.
     """
 
-    def __init__(
-        self,
-        sandbox: Sandbox,
-        *,
-        timeout: float | None = None,
-        provider: SandboxProvider | None = None,
-    ) -> None:
+    def __init__(self, sandbox: Sandbox, *, timeout: float | None = None) -> None:
         super().__init__()
         self.core = sandbox
         """The sandbox this backend drives (the package's own `Sandbox`, whatever its provider)."""
         self._default_timeout = timeout
-        self._owning_provider = provider
+        self._created_by: SandboxProvider | None = None
+        self._close_provider = False
+
+    @classmethod
+    def open(
+        cls,
+        provider: SandboxProvider,
+        *,
+        sandbox_id: str | None = None,
+        timeout: float | None = None,
+        close_provider: bool = False,
+    ) -> SandboxBackend:
+        """A backend on a new sandbox from `provider` (terminated by `close()`), or on `sandbox_id` (left open)."""
+        runner = LoopThread()
+        return cls._assemble(
+            runner, runner.run(_sandbox_of(provider, sandbox_id)), provider, sandbox_id, timeout, close_provider
+        )
+
+    @classmethod
+    async def aopen(
+        cls,
+        provider: SandboxProvider,
+        *,
+        sandbox_id: str | None = None,
+        timeout: float | None = None,
+        close_provider: bool = False,
+    ) -> SandboxBackend:
+        """`open()` for async code: `async with await SandboxBackend.aopen(provider) as backend: ...`."""
+        runner = LoopThread()
+        sandbox = await runner.call(_sandbox_of(provider, sandbox_id))
+        return cls._assemble(runner, sandbox, provider, sandbox_id, timeout, close_provider)
+
+    @classmethod
+    def _assemble(
+        cls,
+        runner: LoopThread,
+        sandbox: Sandbox,
+        provider: SandboxProvider,
+        sandbox_id: str | None,
+        timeout: float | None,
+        close_provider: bool,
+    ) -> SandboxBackend:
+        backend = cls(sandbox, timeout=timeout)
+        backend._runner = runner
+        backend._created_by = provider if sandbox_id is None else None
+        backend._close_provider = close_provider
+        return backend
 
     @classmethod
     def local(
@@ -49,11 +96,9 @@ class SandboxBackend(AsyncFirstSandbox):
         timeout: float | None = None,
     ) -> SandboxBackend:
         """A new local embedded sandbox, terminated by `close()` (or at the end of a `with` block)."""
-        runner = LoopThread("kas-adapter-create")
-        try:
-            return runner.run(cls.alocal(state_dir, limits=limits, timeout=timeout))
-        finally:
-            runner.close()
+        from ..providers.local import LocalProvider
+
+        return cls.open(LocalProvider(state_dir, limits=limits), timeout=timeout, close_provider=True)
 
     @classmethod
     async def alocal(
@@ -66,8 +111,7 @@ class SandboxBackend(AsyncFirstSandbox):
         """`local()` for async code: `async with await SandboxBackend.alocal() as backend: ...`."""
         from ..providers.local import LocalProvider
 
-        provider = LocalProvider(state_dir, limits=limits)
-        return cls(await provider.create(), timeout=timeout, provider=provider)
+        return await cls.aopen(LocalProvider(state_dir, limits=limits), timeout=timeout, close_provider=True)
 
     @property
     def id(self) -> str:
@@ -82,7 +126,7 @@ class SandboxBackend(AsyncFirstSandbox):
 
     async def aexecute(self, command: str, *, timeout: int | None = None) -> ExecuteResponse:
         try:
-            result = await self.core.run(command, timeout=self._timeout(timeout))
+            result = await self._runner.call(self.core.run(command, timeout=self._timeout(timeout)))
         except ValueError:
             raise  # a bad timeout or an empty command: deepagents tells the model "Invalid parameter"
         except SandboxError as error:
@@ -90,7 +134,7 @@ class SandboxBackend(AsyncFirstSandbox):
         return execute_response(result)
 
     async def aupload_files(self, files: list[tuple[str, bytes]]) -> list[FileUploadResponse]:
-        return list(await asyncio.gather(*(self._upload(path, data) for path, data in files)))
+        return await self._runner.call(_gathered([self._upload(path, data) for path, data in files]))
 
     async def _upload(self, path: str, data: bytes) -> FileUploadResponse:
         if is_relative(path):
@@ -102,7 +146,7 @@ class SandboxBackend(AsyncFirstSandbox):
         return FileUploadResponse(path=path)
 
     async def adownload_files(self, paths: list[str]) -> list[FileDownloadResponse]:
-        return list(await asyncio.gather(*(self._download(path) for path in paths)))
+        return await self._runner.call(_gathered([self._download(path) for path in paths]))
 
     async def _download(self, path: str) -> FileDownloadResponse:
         if is_relative(path):
@@ -114,14 +158,18 @@ class SandboxBackend(AsyncFirstSandbox):
         return FileDownloadResponse(path=path, content=content)
 
     async def aclose(self) -> None:
-        """Terminate the sandbox if this backend made it; a sandbox passed in is left to its owner."""
-        if self._owning_provider is not None:
+        """Terminate the sandbox if this backend made it; a sandbox passed in or found is left to its owner."""
+        await self._runner.call(self._release())
+
+    async def _release(self) -> None:
+        provider, self._created_by = self._created_by, None
+        if provider is not None:
             await self.core.terminate()
-            await self._owning_provider.aclose()
-            self._owning_provider = None
+            if self._close_provider:
+                await provider.aclose()
 
     def close(self) -> None:
-        self._runner.run(self.aclose())
+        self._runner.run(self._release())
         super().close()
 
     def __enter__(self) -> SandboxBackend:
@@ -138,3 +186,11 @@ class SandboxBackend(AsyncFirstSandbox):
     ) -> None:
         await self.aclose()
         super().close()
+
+
+async def _sandbox_of(provider: SandboxProvider, sandbox_id: str | None) -> Sandbox:
+    return await provider.get(sandbox_id) if sandbox_id is not None else await provider.create()
+
+
+async def _gathered(calls: list[Coroutine[Any, Any, T]]) -> list[T]:
+    return list(await asyncio.gather(*calls))
