@@ -14,8 +14,12 @@ BACKLOG = 2048
 
 
 def listen(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
-    """A listening socket with a big backlog; port 0 picks a free one."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    """A listening socket with a big backlog; port 0 picks a free one.
+
+    The protocol is named: asyncio sets TCP_NODELAY only on sockets whose `proto` is IPPROTO_TCP, and accepted
+    sockets inherit it, so with the default 0 every answer's body would wait out a 40 ms delayed ACK.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(BACKLOG)
@@ -31,7 +35,8 @@ def url_of(sock: socket.socket) -> str:
 class Server(uvicorn.Server):
     """A uvicorn server that leaves signal handling to its owner (several run on one loop).
 
-    asyncio transports set TCP_NODELAY on accepted sockets, so answers are not held back by delayed ACKs.
+    asyncio transports set TCP_NODELAY on sockets accepted from `listen`, so answers are not held back by
+    delayed ACKs.
     """
 
     @contextlib.contextmanager
