@@ -2,8 +2,10 @@
 
 Session state lives on the claim, not in server memory: the caller's labels become claim labels under our
 prefix (values that are not valid label values are hashed, the originals kept in an annotation), and the
-expiry is the claim's own `spec.lifecycle.shutdownTime`, which the agent-sandbox controller enforces even if
-no server is left to do it.
+exact expiry is a label of its own (milliseconds since the epoch), which the provider reports and enforces.
+The claim's `spec.lifecycle.shutdownTime` is only the backstop that the agent-sandbox controller enforces even
+if no server is left: it has whole seconds (the client truncates them), so it is rounded up and given a
+margin, and never falls before the exact expiry.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import json
+import math
 import re
 import time
 from collections.abc import Mapping
@@ -29,6 +32,10 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "langchain-kubernetes-agent-sandbox"
 VERSION_LABEL = PREFIX + "provider-version"
 LABELS_ANNOTATION = PREFIX + "labels"
+EXPIRY_LABEL = "internal." + PREFIX + "expires-at"
+"""The exact expiry in milliseconds; outside PREFIX so that no caller's label can collide with it."""
+BACKSTOP_MARGIN = 10.0
+"""Seconds the controller's shutdownTime trails the exact expiry: rounding, and clocks a little apart."""
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -66,6 +73,23 @@ def format_time(moment: float) -> str:
     return time.strftime(_TIME_FORMAT, time.gmtime(moment))
 
 
+def backstop_after(lifetime: float) -> int:
+    """`shutdown_after_seconds` for a claim whose exact expiry is `lifetime` seconds after the call starts.
+
+    The client adds it to its own clock and truncates to whole seconds, losing up to one second.
+    """
+    return math.ceil(lifetime + 1 + BACKSTOP_MARGIN)
+
+
+def backstop_time(expires_at: float) -> str:
+    """The shutdownTime that goes with an exact expiry: whole seconds, rounded up, plus the margin."""
+    return format_time(math.ceil(expires_at + BACKSTOP_MARGIN))
+
+
+def expiry_label(expires_at: float) -> str:
+    return str(math.ceil(expires_at * 1000))
+
+
 def parse_time(stamp: str | None) -> float | None:
     if not stamp:
         return None
@@ -87,14 +111,27 @@ def info_of(claim: JsonObject) -> SandboxInfo:
             for key, value in (meta.get("labels") or {}).items()
             if key.startswith(PREFIX) and key != VERSION_LABEL
         }
-    lifecycle = (claim.get("spec") or {}).get("lifecycle") or {}
     return SandboxInfo(
         id=meta["name"],
         provider="kubernetes",
         labels=labels,
         created_at=parse_time(meta.get("creationTimestamp")) or time.time(),
-        expires_at=parse_time(lifecycle.get("shutdownTime")),
+        expires_at=expiry_of(claim),
     )
+
+
+def expiry_of(claim: JsonObject) -> float | None:
+    """The exact expiry from our label; a claim without it (made elsewhere) has its shutdownTime."""
+    exact = ((claim.get("metadata") or {}).get("labels") or {}).get(EXPIRY_LABEL, "")
+    if exact.isdigit():
+        return int(exact) / 1000
+    lifecycle = (claim.get("spec") or {}).get("lifecycle") or {}
+    return parse_time(lifecycle.get("shutdownTime"))
+
+
+def is_expired(claim: JsonObject, now: float) -> bool:
+    expires_at = expiry_of(claim)
+    return expires_at is not None and expires_at <= now
 
 
 def is_ours(claim: JsonObject, config: KubernetesConfig) -> bool:
@@ -138,9 +175,11 @@ class ClaimApi:
             if error.status != 404:
                 raise
 
-    async def set_shutdown(self, name: str, moment: float) -> None:
-        lifecycle = {"shutdownTime": format_time(moment), "shutdownPolicy": "Delete"}
-        await self.patch(name, {"spec": {"lifecycle": lifecycle}})
+    async def set_expiry(self, name: str, moment: float) -> None:
+        """The exact expiry and its backstop, in one merge patch."""
+        lifecycle = {"shutdownTime": backstop_time(moment), "shutdownPolicy": "Delete"}
+        body = {"metadata": {"labels": {EXPIRY_LABEL: expiry_label(moment)}}, "spec": {"lifecycle": lifecycle}}
+        await self.patch(name, body)
 
     async def keep_labels(self, name: str, labels: Mapping[str, str]) -> None:
         await self.patch(name, {"metadata": {"annotations": {LABELS_ANNOTATION: json.dumps(dict(labels))}}})

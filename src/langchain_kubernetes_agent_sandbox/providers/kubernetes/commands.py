@@ -1,13 +1,16 @@
 """Commands as the runtime must receive them, and its answers as results.
 
 The reference runtime splits a command with `shlex` and runs it without a shell, so every command is wrapped
-in `/bin/sh -c`. Inside, `timeout -s KILL` enforces the limit even on runtimes that ignore `timeout_seconds`;
-the runtime's own limit is a second later, so the wrapper normally fires first and the output written so far
-comes back with the answer.
+in `/bin/sh -c`, under `timeout -s KILL`, which enforces the limit even on runtimes that ignore
+`timeout_seconds`; the runtime's own limit is a second later, so the wrapper normally fires first and the
+output written so far comes back with the answer. The runtime execs `timeout` itself, and the shell changes
+directory and exports the variables, so a command costs two processes in the pod (`timeout` and the shell);
+only variable names the shell cannot export need `env` in between.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping
 
@@ -23,12 +26,27 @@ RUNTIME_GRACE = 1.0
 """The runtime's own limit trails the in-pod wrapper's by this much."""
 
 
+_SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SHELL_OWNED = {"IFS", "PPID", "OPTIND", "OPTARG", "LINENO", "PS1", "PS2", "PS4", "ENV", "PWD", "OLDPWD"}
+"""Variables the shell itself sets or reads while parsing: they go through `env`, as an export would differ."""
+
+
+def seconds(limit: float) -> str:
+    """A duration as `timeout` reads it: plain decimal, never exponent notation."""
+    return f"{limit:.3f}".rstrip("0").rstrip(".") or "0"
+
+
 def wrap(command: str, limit: float, cwd: str, env: Mapping[str, str]) -> str:
-    """One argv for a shell-less runtime: `/bin/sh -c` around cd, the KILL timeout, env and the command."""
-    assignments = " ".join(shlex.quote(f"{name}={value}") for name, value in env.items())
-    inner = f"exec timeout -s KILL {limit:g} env {assignments} /bin/sh -c {shlex.quote(command)}"
-    script = f"cd {shlex.quote(cwd)} || exit 1; {inner}"
-    return shlex.join(["/bin/sh", "-c", script])
+    """One argv string for a shell-less runtime: `timeout -s KILL` around `/bin/sh -c`, which changes
+    directory, exports the variables and then runs the command, all on the command's first line (so that
+    `$LINENO`, comments and here-documents in it behave as in `/bin/sh -c command`)."""
+    exported = {name: value for name, value in env.items() if _SHELL_NAME.match(name) and name not in _SHELL_OWNED}
+    others = [f"{name}={value}" for name, value in env.items() if name not in exported]
+    steps = [f"cd {shlex.quote(cwd)} || exit 1"]
+    steps += [f"export {name}={shlex.quote(value)}" for name, value in exported.items()]
+    script = "; ".join([*steps, command])
+    argv = ["timeout", "-s", "KILL", seconds(limit), *(["env", *others] if others else []), "/bin/sh", "-c", script]
+    return shlex.join(argv)
 
 
 def result_of(answer: ExecutionResult, limit: float, duration: float, output: OutputLimit) -> CommandResult:

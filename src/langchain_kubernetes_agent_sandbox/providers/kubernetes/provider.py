@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ...errors import InvalidArgumentError, NotFoundError
 from ...limits import ExecutionLimits
 from ...sandbox import Sandbox, SandboxInfo, SandboxProvider
-from .claims import ClaimApi, claim_labels, info_of, is_ours, selector
+from .claims import (
+    EXPIRY_LABEL,
+    ClaimApi,
+    JsonObject,
+    backstop_after,
+    claim_labels,
+    expiry_label,
+    info_of,
+    is_expired,
+    is_ours,
+    selector,
+)
 from .config import KubernetesConfig
 from .connection import BoundedApiClient, Claims, api_client, claims_for
 from .errors import translated
@@ -21,8 +32,9 @@ from .sandbox import Backend, KubernetesSandbox
 class KubernetesProvider(SandboxProvider):
     """SandboxClaims on one warm pool in one namespace, as the server's configuration names them.
 
-    Claims carry the caller's labels and a shutdownTime, so a restarted server finds them again by id or
-    labels, and a claim whose server vanished still expires.
+    Claims carry the caller's labels, the exact expiry and a shutdownTime backstop a little after it, so a
+    restarted server finds them again by id or labels, and a claim whose server vanished still expires. The
+    exact expiry is the one reported and kept: a claim past it is terminated when `get` or `list` meets it.
     """
 
     name = "kubernetes"
@@ -70,14 +82,17 @@ class KubernetesProvider(SandboxProvider):
         mapped, hashed = claim_labels(wanted)
         lifetime = min(lifetime or self.config.max_lifetime, self.config.max_lifetime)
         deadline = self.config.ready_timeout + 3 * self.config.api_timeout
+        started = time.time()
+        mapped[EXPIRY_LABEL] = expiry_label(started + lifetime)
         with translated(self.config, "create a sandbox"):
             async with asyncio.timeout(deadline):
-                claim, runtime = await backend.claims.create(mapped, math.ceil(lifetime))
+                claim, runtime = await backend.claims.create(mapped, backstop_after(lifetime))
             if hashed:
                 async with asyncio.timeout(self.config.api_timeout):
                     await backend.claim_api.keep_labels(claim, wanted)
-        now = time.time()
-        info = SandboxInfo(id=claim, provider=self.name, labels=wanted, created_at=now, expires_at=now + lifetime)
+        info = SandboxInfo(
+            id=claim, provider=self.name, labels=wanted, created_at=started, expires_at=started + lifetime
+        )
         return KubernetesSandbox(backend, info, self.limits, runtime)
 
     async def get(self, sandbox_id: str) -> Sandbox:
@@ -88,10 +103,15 @@ class KubernetesProvider(SandboxProvider):
                     claim = await backend.claim_api.get(sandbox_id)
         except NotFoundError:
             claim = None
-        if claim is None or not is_ours(claim, self.config) or (claim["metadata"].get("deletionTimestamp")):
+        if claim is None or not self._live(claim):
             raise NotFoundError(
                 f"No sandbox {sandbox_id!r} in the {self.config.where()}: it was terminated, expired, or never "
                 "existed. Create a new one."
+            )
+        if is_expired(claim, time.time()):
+            await self._reap(backend, [claim])
+            raise NotFoundError(
+                f"Sandbox {sandbox_id!r} in the {self.config.where()} expired and was terminated: create a new one."
             )
         return KubernetesSandbox(backend, info_of(claim), self.limits)
 
@@ -99,12 +119,25 @@ class KubernetesProvider(SandboxProvider):
         backend = await self._connected()
         with translated(self.config, "list sandboxes"):
             async with asyncio.timeout(self.config.api_timeout):
-                claims = await backend.claim_api.list(selector(labels or {}))
+                claims = [claim for claim in await backend.claim_api.list(selector(labels or {})) if self._live(claim)]
+        now = time.time()
+        await self._reap(backend, [claim for claim in claims if is_expired(claim, now)])
         return [
-            KubernetesSandbox(backend, info_of(claim), self.limits)
-            for claim in claims
-            if is_ours(claim, self.config) and not claim["metadata"].get("deletionTimestamp")
+            KubernetesSandbox(backend, info_of(claim), self.limits) for claim in claims if not is_expired(claim, now)
         ]
+
+    def _live(self, claim: JsonObject) -> bool:
+        return is_ours(claim, self.config) and not claim["metadata"].get("deletionTimestamp")
+
+    async def _reap(self, backend: Backend, claims: Sequence[JsonObject]) -> None:
+        """Delete claims past their exact expiry, before the controller's backstop does; best effort, as the
+        backstop follows anyway."""
+        if not claims:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.config.api_timeout):
+                names = [claim["metadata"]["name"] for claim in claims]
+                await asyncio.gather(*(backend.claim_api.delete(name) for name in names), return_exceptions=True)
 
     async def check(self) -> None:
         backend = await self._connected()

@@ -41,6 +41,9 @@ from .errors import translated
 T = TypeVar("T")
 READ_CHUNK_BYTES = 768 * 1024
 """Raw bytes per shell read: 1 MiB of base64 in one answer."""
+POD_LOSS_GRACE = 2.0
+"""How long a failed call waits for the Sandbox status to catch up with a pod that died."""
+POD_LOSS_POLL = 0.1
 
 
 @dataclass(frozen=True)
@@ -87,12 +90,22 @@ class KubernetesSandbox(Sandbox):
                 return await call(runtime)
 
     async def _gone_or(self, error: Exception) -> Exception:
-        """The pod is gone when the Sandbox object says so; otherwise the original error stands."""
+        """The pod is gone when the Sandbox object says so; otherwise the original error stands.
+
+        The router answers 502 the moment a pod dies, while the Sandbox status follows a little later, so a
+        Sandbox still reported ready is asked again for up to `POD_LOSS_GRACE` seconds.
+        """
         runtime = await self._attached()
+        state = "SandboxReady"
         try:
             with translated(self._config, "check the sandbox", self.id):
-                async with asyncio.timeout(self._config.api_timeout):
-                    state = await runtime.status()
+                async with asyncio.timeout(self._config.api_timeout + POD_LOSS_GRACE):
+                    give_up = time.monotonic() + POD_LOSS_GRACE
+                    while True:
+                        state = await runtime.status()
+                        if state != "SandboxReady" or time.monotonic() >= give_up:
+                            break
+                        await asyncio.sleep(POD_LOSS_POLL)
         except Exception:
             return error
         if state == "SandboxReady":
@@ -207,12 +220,12 @@ class KubernetesSandbox(Sandbox):
         return (await self._shell(shell_files.exists(path))).exit_code == 0
 
     async def set_expiry(self, expires_at: float | None) -> None:
-        """Move the claim's shutdownTime (the controller's backstop), never past the maximum lifetime."""
+        """Move the exact expiry and the claim's shutdownTime backstop, never past the maximum lifetime."""
         ceiling = self.info.created_at + self._config.max_lifetime
         moment = ceiling if expires_at is None else min(expires_at, ceiling)
         with translated(self._config, "move the sandbox's expiry", self.id):
             async with asyncio.timeout(self._config.api_timeout):
-                await self._backend.claim_api.set_shutdown(self.id, moment)
+                await self._backend.claim_api.set_expiry(self.id, moment)
         self._info = replace(self._info, expires_at=moment)
 
     async def terminate(self) -> None:
