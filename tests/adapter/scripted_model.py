@@ -7,10 +7,20 @@ from typing import Any
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.outputs import ChatResult
 
 
 class ScriptedModel(GenericFakeChatModel):
-    """`create_deep_agent` binds tools; a script needs none of them, so binding returns the model itself."""
+    """`create_deep_agent` binds tools; a script needs none of them, so binding returns the model itself.
+
+    `seen` holds the messages of the latest call: what the model was told, tool results included.
+    """
+
+    seen: list[BaseMessage] = []
+
+    def _generate(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> ChatResult:
+        self.seen = list(messages)
+        return super()._generate(messages, *args, **kwargs)
 
     def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any) -> ScriptedModel:
         return self

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Coroutine
-from types import TracebackType
 from typing import Any, TypeVar
 
 from deepagents.backends.protocol import ExecuteResponse, FileDownloadResponse, FileUploadResponse
@@ -160,6 +159,7 @@ class SandboxBackend(AsyncFirstSandbox):
     async def aclose(self) -> None:
         """Terminate the sandbox if this backend made it; a sandbox passed in or found is left to its owner."""
         await self._runner.call(self._release())
+        self._runner.close()
 
     async def _release(self) -> None:
         provider, self._created_by = self._created_by, None
@@ -170,21 +170,6 @@ class SandboxBackend(AsyncFirstSandbox):
 
     def close(self) -> None:
         self._runner.run(self._release())
-        super().close()
-
-    def __enter__(self) -> SandboxBackend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> SandboxBackend:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
         super().close()
 
 

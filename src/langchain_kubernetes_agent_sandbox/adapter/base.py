@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from typing import Self
 
 from deepagents.backends.protocol import ExecuteResponse, FileDownloadResponse, FileUploadResponse
 from deepagents.backends.sandbox import BaseSandbox
@@ -36,5 +37,20 @@ class AsyncFirstSandbox(BaseSandbox, abc.ABC):
         return self._runner.run(self.adownload_files(paths))
 
     def close(self) -> None:
-        """Stop the private loop; the sandbox itself is left as it is."""
+        """Stop the private loop; subclasses release what they opened first."""
         self._runner.close()
+
+    async def aclose(self) -> None:
+        self._runner.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -171,8 +171,9 @@ class McpSandboxBackend(AsyncFirstSandbox):
         return FileDownloadResponse(path=path, content=base64.b64decode(downloaded["content"]))
 
     async def aclose(self) -> None:
-        """Close the session if this backend created it, then the connection."""
+        """Close the session if this backend created it, then the connection and the private loop."""
         await self._runner.call(self._close_on_loop())
+        self._runner.close()
 
     async def _close_on_loop(self) -> None:
         if self._client is not None and self._owns_session and self._session_id is not None:
@@ -187,9 +188,3 @@ class McpSandboxBackend(AsyncFirstSandbox):
     def close(self) -> None:
         self._runner.run(self._close_on_loop())
         super().close()
-
-    def __enter__(self) -> McpSandboxBackend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
