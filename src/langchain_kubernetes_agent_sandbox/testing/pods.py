@@ -8,13 +8,12 @@ import itertools
 import os
 import shutil
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
 
 import httpx
-
-from .serving import listen
 
 DEFAULT_RUNTIME_COMMAND = (
     sys.executable,
@@ -38,6 +37,20 @@ def _next_pod_ip() -> str:
 
 class PodStartError(RuntimeError):
     """A runtime process exited or did not answer its readiness probe."""
+
+
+def reserve_port() -> socket.socket:
+    """A free loopback port, held bound (not listening) until the pod's runtime listens on it.
+
+    Closing it before the runtime starts would let another `bind(0)` on the machine take the port meanwhile,
+    and the probe would then be answered by someone else's server. A bound socket keeps the kernel from
+    handing the port out; the runtime can still bind it because both set SO_REUSEADDR (asyncio, uvicorn and
+    Go servers do) and this one never listens.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 @dataclass
@@ -83,9 +96,10 @@ class PodLauncher:
         self.log_dir = log_dir
 
     async def start(self, name: str) -> Pod:
-        sock = listen()
-        port = sock.getsockname()[1]
-        sock.close()
+        with reserve_port() as reservation:
+            return await self._start(name, reservation.getsockname()[1])
+
+    async def _start(self, name: str, port: int) -> Pod:
         state_dir = os.path.join(self.work_dir, name)
         os.makedirs(state_dir, exist_ok=True)
         argv = [part.format(port=port, state_dir=state_dir) for part in self.command]
