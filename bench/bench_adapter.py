@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from pathlib import Path
 
 from deepagents.backends.sandbox import BaseSandbox
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "adapter"))
-from server_process import serve_http
 
 from langchain_kubernetes_agent_sandbox.adapter import (
     ADAPTER_LIMITS,
@@ -32,6 +27,7 @@ from langchain_kubernetes_agent_sandbox.adapter import (
 )
 from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesConfig, KubernetesProvider
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
+from langchain_kubernetes_agent_sandbox.testing.server_process import DEEPAGENTS_SETTINGS, serve_http
 
 ROOT = "/tmp/bench_adapter"
 TEXT = "".join(f"line {n}: the quick brown fox {n % 7}\n" for n in range(200))
@@ -66,7 +62,8 @@ def measure(backend: BaseSandbox, rounds: int) -> dict[str, float]:
 
 def backends(stack: ExitStack) -> Iterator[tuple[str, BaseSandbox]]:
     yield "local", stack.enter_context(SandboxBackend.local(tempfile.mkdtemp(prefix="kas-bench-", dir="/tmp")))
-    url = stack.enter_context(serve_http(tempfile.mkdtemp(prefix="kas-bench-mcp-", dir="/tmp")))
+    served = stack.enter_context(serve_http("--allow-unauthenticated", "--principal=bench", *DEEPAGENTS_SETTINGS))
+    url = served.mcp_url
     yield "mcp (http)", stack.enter_context(McpSandboxBackend(mcp_connect.http(url)))
     cluster = stack.enter_context(FakeCluster({"bench-pool": 1}))
     config = KubernetesConfig(warm_pool="bench-pool", api_url=cluster.router_url, kubeconfig=cluster.kubeconfig)

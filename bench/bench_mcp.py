@@ -16,13 +16,11 @@ import asyncio
 import contextlib
 import os
 import secrets
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from mcp.shared.memory import create_connected_server_and_client_session
 
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
 from langchain_kubernetes_agent_sandbox.server.runtime import make_provider, running
+from langchain_kubernetes_agent_sandbox.testing.server_process import serve_http
 
 Call = Callable[[], Awaitable[None]]
 
@@ -65,13 +64,6 @@ def tool_call(client: ClientSession, **arguments: Any) -> Call:
     return call
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def server_args(settings: dict[str, str]) -> list[str]:
     """Command-line flags for settings; "true" stands for a switch that takes no value."""
     args: list[str] = []
@@ -80,30 +72,20 @@ def server_args(settings: dict[str, str]) -> list[str]:
     return args
 
 
-@contextlib.asynccontextmanager
-async def http_server(settings: dict[str, str], tokens: list[str]) -> AsyncIterator[tuple[str, int]]:
+@contextlib.contextmanager
+def http_server(settings: dict[str, str], tokens: list[str]) -> Iterator[tuple[str, int]]:
     """`serve --transport http` as its own process (so its memory can be read); yields URL and pid."""
     folder = Path(tempfile.mkdtemp(prefix="kas-bench-"))
     token_file = folder / "tokens"
     token_file.write_text("".join(f"{token} client{index}\n" for index, token in enumerate(tokens)))
-    port = free_port()
-    argv = [sys.executable, "-m", "langchain_kubernetes_agent_sandbox", "serve", "--transport", "http"]
-    argv += ["--port", str(port), "--token-file", str(token_file), *server_args(settings)]
-    log = (folder / "server.log").open("wb")
-    process = await asyncio.create_subprocess_exec(*argv, stdin=subprocess.DEVNULL, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient() as http:
-            for _ in range(200):
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get(f"{url}/readyz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.05)
-        yield url, process.pid
-    finally:
-        process.terminate()
-        await process.wait()
-        log.close()
+    others = {name: value for name, value in settings.items() if name != "state_dir"}
+    with (
+        (folder / "server.log").open("wb") as log,
+        serve_http(
+            f"--token-file={token_file}", *server_args(others), state_dir=settings.get("state_dir"), log=log
+        ) as served,
+    ):
+        yield served.url, served.pid
 
 
 @contextlib.asynccontextmanager
@@ -187,7 +169,7 @@ async def bench_provider(name: str, settings: dict[str, str], calls: int, client
         read, write = await stack.enter_async_context(stdio_client(stdio))
         over_stdio = await stack.enter_async_context(ClientSession(read, write))
         await over_stdio.initialize()
-        url, pid = await stack.enter_async_context(http_server({**settings, "max_sessions": "4"}, tokens))
+        url, pid = stack.enter_context(http_server({**settings, "max_sessions": "4"}, tokens))
         over_http = await stack.enter_async_context(http_client(url, tokens[0]))
         paths = {
             "direct Sandbox.run": direct,

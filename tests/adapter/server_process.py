@@ -1,66 +1,18 @@
-"""This project's MCP server as users run it: the `kubernetes-agent-sandbox serve` command, HTTP on loopback."""
+"""The server the adapter tests talk to: `serve` over HTTP with the limits deepagents needs."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
+from langchain_kubernetes_agent_sandbox.testing.server_process import DEEPAGENTS_SETTINGS
+from langchain_kubernetes_agent_sandbox.testing.server_process import serve_http as serve
 
-CLI = Path(sys.executable).with_name("kubernetes-agent-sandbox")
-ADAPTER_OUTPUT_BYTES = 2 * 1024 * 1024
-"""The output cap deepagents needs (a 500 KiB file page, base64-encoded, fits), as the adapters' local default."""
-TRANSFER_BYTES = 32 * 1024 * 1024
-"""The standard suite writes a 10.5 MB text file in one call, just over the server's 10 MiB default."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+ADAPTER_SETTINGS = ("--allow-unauthenticated", "--principal=adapter-tests", "--log-level=WARNING", *DEEPAGENTS_SETTINGS)
 
 
 @contextlib.contextmanager
-def serve_http(state_dir: str, *extra: str) -> Iterator[str]:
-    """Start the server on a free loopback port; yields its MCP endpoint URL and stops it afterwards."""
-    port = _free_port()
-    argv = [
-        str(CLI),
-        "serve",
-        "--transport=http",
-        f"--port={port}",
-        "--allow-unauthenticated",
-        "--principal=adapter-tests",
-        f"--state-dir={state_dir}",
-        f"--max-output-bytes={ADAPTER_OUTPUT_BYTES}",
-        f"--max-transfer-bytes={TRANSFER_BYTES}",
-        "--log-level=WARNING",
-        *extra,
-    ]
-    process = subprocess.Popen(argv, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the MCP server did not start (exit code {process.poll()})")
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def serve_http(state_dir: str | None = None) -> Iterator[str]:
+    """Yields the MCP endpoint URL of a server on the local provider."""
+    with serve(*ADAPTER_SETTINGS, state_dir=state_dir) as served:
+        yield served.mcp_url

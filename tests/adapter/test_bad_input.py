@@ -3,24 +3,23 @@ sandbox that disappears mid-run reported to the agent instead of raised."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from deepagents import create_deep_agent
 from langchain_core.messages import HumanMessage
-from scripted_model import call, scripted, tool_results
-from server_process import serve_http
 
 from langchain_kubernetes_agent_sandbox.adapter import McpSandboxBackend, SandboxBackend, mcp_connect
 from langchain_kubernetes_agent_sandbox.adapter.base import AsyncFirstSandbox
+from tests.adapter.scripted_model import call, scripted, tool_results
+from tests.adapter.server_process import serve_http
 
 LOCKED = "/tmp/bad/locked.txt"
 
 
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
-    with serve_http(tempfile.mkdtemp(prefix="kas-bad-", dir="/tmp")) as url:
+    with serve_http() as url:
         yield url
 
 

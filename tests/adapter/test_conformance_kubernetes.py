@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sandbox_suite import StandardSandboxSuite
 
 from langchain_kubernetes_agent_sandbox.adapter import ADAPTER_LIMITS, SandboxBackend
 from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesConfig, KubernetesProvider
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
+from tests.adapter.sandbox_suite import StandardSandboxSuite
 
 
 class TestKubernetesBackendConformance(StandardSandboxSuite):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sandbox_suite import StandardSandboxSuite
 
 from langchain_kubernetes_agent_sandbox.adapter import SandboxBackend
+from tests.adapter.sandbox_suite import StandardSandboxSuite
 
 
 class TestLocalBackendConformance(StandardSandboxSuite):

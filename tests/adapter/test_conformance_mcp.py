@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 
 import pytest
-from sandbox_suite import StandardSandboxSuite
-from server_process import serve_http
 
 from langchain_kubernetes_agent_sandbox.adapter import McpSandboxBackend, mcp_connect
+from tests.adapter.sandbox_suite import StandardSandboxSuite
+from tests.adapter.server_process import serve_http
 
 
 class TestMcpBackendConformance(StandardSandboxSuite):
     @pytest.fixture(scope="class")
     def sandbox(self) -> Iterator[McpSandboxBackend]:
-        state_dir = tempfile.mkdtemp(prefix="kas-mcp-", dir="/tmp")
-        with serve_http(state_dir) as url, McpSandboxBackend(mcp_connect.http(url)) as backend:
+        with serve_http() as url, McpSandboxBackend(mcp_connect.http(url)) as backend:
             yield backend

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -15,11 +14,11 @@ import pytest
 from k8s_agent_sandbox import SandboxClient
 from k8s_agent_sandbox.models import SandboxDirectConnectionConfig
 from langchain_core.messages import ToolMessage
-from scripted_model import ScriptedModel, call, scripted
-from server_process import serve_http
 
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
+from tests.adapter.scripted_model import ScriptedModel, call, scripted
+from tests.adapter.server_process import serve_http
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,7 +39,7 @@ def told(model: ScriptedModel) -> list[str]:
 
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
-    with serve_http(tempfile.mkdtemp(prefix="kas-examples-", dir="/tmp")) as url:
+    with serve_http() as url:
         yield url
 
 

@@ -11,11 +11,11 @@ from deepagents import create_deep_agent
 from k8s_agent_sandbox import SandboxClient
 from k8s_agent_sandbox.models import SandboxDirectConnectionConfig
 from langchain_core.messages import HumanMessage
-from sandbox_suite import StandardSandboxSuite
-from scripted_model import call, scripted, tool_results
 
 from langchain_kubernetes_agent_sandbox.adapter import KubernetesAgentSandbox
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
+from tests.adapter.sandbox_suite import StandardSandboxSuite
+from tests.adapter.scripted_model import call, scripted, tool_results
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ tools loaded by langchain-mcp-adapters. The model must learn the same things, an
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,10 +11,10 @@ from deepagents import create_deep_agent
 from deepagents.backends.protocol import SandboxBackendProtocol
 from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 from langchain_mcp_adapters.client import MultiServerMCPClient
-from scripted_model import call, scripted, tool_results
-from server_process import serve_http
 
 from langchain_kubernetes_agent_sandbox.adapter import McpSandboxBackend, SandboxBackend, mcp_connect
+from tests.adapter.scripted_model import call, scripted, tool_results
+from tests.adapter.server_process import serve_http
 
 WORK = "/app/work"
 PROGRAM = "import sys\nprint('hello', open('input.txt').read().strip())\nprint('careful', file=sys.stderr)\n"
@@ -58,7 +57,7 @@ def structured(message: ToolMessage) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
-    with serve_http(tempfile.mkdtemp(prefix="kas-parity-", dir="/tmp")) as url:
+    with serve_http() as url:
         yield url
 
 

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import pytest
 from deepagents import create_deep_agent
 from langchain_core.messages import HumanMessage
-from scripted_model import call, scripted, tool_results
 
 from langchain_kubernetes_agent_sandbox.adapter import execute_python_tool, sandbox_per_run, sandbox_per_run_sync
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider
+from tests.adapter.scripted_model import call, scripted, tool_results
 
 
 @pytest.fixture

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from mcp import ClientSession
 from mcp.shared.memory import create_connected_server_and_client_session
-from mcp_calls import Connect
 
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider
 from langchain_kubernetes_agent_sandbox.server.app import SandboxMCP
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
 from langchain_kubernetes_agent_sandbox.server.runtime import build_server, make_provider, session_policy
 from langchain_kubernetes_agent_sandbox.sessions import SessionRegistry
+from tests.server.mcp_calls import Connect
 
 
 @pytest.fixture

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 from mcp.shared.memory import create_connected_server_and_client_session
-from mcp_calls import Connect, call, fail
 
 from langchain_kubernetes_agent_sandbox import BackendUnavailableError, Sandbox, SandboxProvider
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
 from langchain_kubernetes_agent_sandbox.server.runtime import build_server, session_policy
 from langchain_kubernetes_agent_sandbox.sessions import SessionRegistry
+from tests.server.mcp_calls import Connect, call, fail
 
 
 async def test_unknown_session_is_not_found_and_says_what_to_do(connect: Connect) -> None:

@@ -11,13 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from http_serving import http_server
 from langchain_mcp_adapters.client import MultiServerMCPClient
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from mcp_calls import call
 
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
+from tests.server.http_serving import http_server
+from tests.server.mcp_calls import call
 
 DOC = Path(__file__).parents[2] / "docs" / "mcp-clients.md"
 BIN = str(Path(sys.executable).parent)

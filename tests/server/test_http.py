@@ -14,12 +14,12 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from http_serving import http_server, mcp_client
-from mcp_calls import call, fail
-from test_bad_input import SwitchableProvider
 
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
+from tests.server.http_serving import http_server, mcp_client
+from tests.server.mcp_calls import call, fail
+from tests.server.test_bad_input import SwitchableProvider
 
 ALICE = "alice-token-0123456789abcdef"
 BOB = "bob-token-0123456789abcdef00"

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 
 from mcp import ClientSession
 from mcp.shared.memory import create_connected_server_and_client_session
-from mcp_calls import call, fail
 
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
 from langchain_kubernetes_agent_sandbox.server.runtime import running
 from langchain_kubernetes_agent_sandbox.testing.cluster import FakeCluster
+from tests.server.mcp_calls import call, fail
 
 
 @contextlib.asynccontextmanager

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from mcp_calls import call
+
+from tests.server.mcp_calls import call
 
 BIN = Path(sys.executable).parent
 

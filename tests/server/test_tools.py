@@ -6,7 +6,8 @@ import base64
 import hashlib
 
 from mcp.types import ImageContent
-from mcp_calls import Connect, call, text_of
+
+from tests.server.mcp_calls import Connect, call, text_of
 
 TOOLS = {
     "execute_python",
