@@ -101,6 +101,7 @@ async def test_a_timeout_kills_the_command_and_keeps_partial_output(backend: Asy
     assert response.exit_code == 124
     assert response.output.startswith("started\n")
     assert "never" not in response.output
+    assert "Error: Command timed out after" in response.output
 
 
 async def test_a_negative_timeout_is_an_invalid_parameter(backend: AsyncFirstSandbox) -> None:

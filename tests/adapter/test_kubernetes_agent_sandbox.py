@@ -72,6 +72,7 @@ def test_a_timeout_kills_the_command_and_keeps_partial_output(seed_sandbox: Kube
     assert result.exit_code == 124
     assert result.output.startswith("started\n")
     assert "never" not in result.output
+    assert "Error: Command timed out after" in result.output
 
 
 async def test_async_methods_and_a_deep_agent_run(seed_sandbox: KubernetesAgentSandbox) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from tests.conftest import ProviderFactory
 
 from langchain_kubernetes_agent_sandbox import (
     ExecutionLimits,
@@ -13,6 +12,7 @@ from langchain_kubernetes_agent_sandbox import (
     Sandbox,
     TooLargeError,
 )
+from tests.conftest import ProviderFactory
 
 
 async def test_file_written_by_the_api_is_the_file_the_shell_sees(sandbox: Sandbox) -> None:

@@ -6,9 +6,9 @@ import asyncio
 import time
 
 import pytest
-from tests.conftest import ProviderFactory
 
 from langchain_kubernetes_agent_sandbox import NotFoundError, SandboxGoneError, SandboxProvider
+from tests.conftest import ProviderFactory
 
 
 async def test_sandbox_is_found_again_by_id_and_labels_after_a_restart(provider_factory: ProviderFactory) -> None:

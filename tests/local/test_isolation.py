@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import reachable_tempdir
 
 from langchain_kubernetes_agent_sandbox import NotFoundError, PermissionDeniedError, SandboxGoneError
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider, LocalSandbox, ResourceLimits
+from tests.conftest import reachable_tempdir
 
 AS_ROOT = os.geteuid() == 0
 

@@ -46,6 +46,12 @@ def execute_response(result: CommandResult) -> ExecuteResponse:
     output = result.stdout
     if result.stderr:
         output += ("" if not output or output.endswith("\n") else "\n") + result.stderr
+    if result.timed_out:
+        output += (
+            ("" if not output or output.endswith("\n") else "\n")
+            + f"Error: Command timed out after {result.duration:.0f} seconds and was killed, with everything it "
+            "started; the output above is what it wrote until then."
+        )
     return ExecuteResponse(output=output, exit_code=result.exit_code, truncated=result.truncated)
 
 

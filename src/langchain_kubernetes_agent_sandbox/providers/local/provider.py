@@ -183,8 +183,6 @@ class LocalSandbox(Sandbox):
                 f"\n[killed: the sandbox exceeded its memory limit of "
                 f"{self._provider.resources.memory_bytes // (1024 * 1024)} MiB]\n"
             )
-        if completed.timed_out:
-            stderr += f"\n[timed out after {timeout:g} s: the command and everything it started were killed]\n"
         return CommandResult(
             stdout=completed.stdout.text(),
             stderr=stderr,
