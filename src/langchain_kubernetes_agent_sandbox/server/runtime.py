@@ -58,6 +58,7 @@ def make_provider(config: ServerConfig) -> SandboxProvider:
             gateway_name=config.gateway_name,
             gateway_namespace=config.gateway_namespace or "default",
             kubeconfig=config.kubeconfig,
+            max_lifetime=config.max_lifetime,
         )
     except InvalidArgumentError as error:
         raise ConfigError(f"kubernetes provider: {error}") from None
