@@ -113,6 +113,9 @@ async def test_memory_limit_stops_the_hog(local_state_dir: Path, use_cgroups: bo
         assert result.exit_code == 137
         assert "memory limit of 128 MiB" in result.stderr
     assert (await sandbox.run("echo still usable")).stdout == "still usable\n"
+    killed_by_hand = await sandbox.run("kill -9 $$")
+    assert killed_by_hand.exit_code == 137
+    assert "memory limit" not in killed_by_hand.stderr, "only a kill by the memory limit is reported as one"
 
 
 async def test_fork_bomb_stops_at_the_process_limit(local_state_dir: Path) -> None:

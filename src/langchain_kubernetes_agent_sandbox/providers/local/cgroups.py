@@ -49,21 +49,16 @@ class SandboxCgroup:
             with contextlib.suppress(FileNotFoundError):
                 _rmdir_when_empty(directory)
 
-    def memory_events_oom(self) -> bool:
-        """Whether the kernel has killed a process here for exceeding the memory limit."""
+    def oom_kills(self) -> int:
+        """How many processes the kernel has killed here for exceeding the memory limit, ever."""
         for directory in self.directories:
-            with contextlib.suppress(OSError):
-                if (directory / "memory.events").exists():
-                    for line in (directory / "memory.events").read_text().splitlines():
+            for name in ("memory.events", "memory.oom_control"):
+                with contextlib.suppress(OSError, ValueError):
+                    for line in (directory / name).read_text().splitlines():
                         key, _, value = line.partition(" ")
-                        if key == "oom_kill" and int(value) > 0:
-                            return True
-                elif (directory / "memory.oom_control").exists():
-                    for line in (directory / "memory.oom_control").read_text().splitlines():
-                        key, _, value = line.partition(" ")
-                        if key == "oom_kill" and int(value) > 0:
-                            return True
-        return False
+                        if key == "oom_kill":
+                            return int(value)
+        return 0
 
 
 def _rmdir_when_empty(directory: Path) -> None:

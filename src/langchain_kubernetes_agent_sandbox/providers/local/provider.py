@@ -149,7 +149,7 @@ class LocalProvider(SandboxProvider):
 
     def _environment(self, mounts: Mounts, env: Mapping[str, str]) -> dict[str, str]:
         home = str(mounts.tmp) if self.unisolated else "/tmp"
-        base = {"PATH": SANDBOX_PATH, "HOME": home, "LANG": "C.UTF-8", "PWD": paths.WORKDIR, "TERM": "dumb"}
+        base = {"PATH": SANDBOX_PATH, "HOME": home, "LANG": "C.UTF-8", "TERM": "dumb"}
         return {**base, **env}
 
 
@@ -176,9 +176,11 @@ class LocalSandbox(Sandbox):
     async def _run(self, command: str, *, timeout: float, cwd: str, env: dict[str, str]) -> CommandResult:
         if cwd != paths.WORKDIR and not await self._exists(cwd):
             raise NotFoundError(f"The working directory {cwd} does not exist: create it first, or use /app.")
+        oom_kills = self._oom_kills()
         completed = await self._launch(["/bin/sh", "-c", command], timeout=timeout, cwd=cwd, env=env)
         stderr = completed.stderr.text()
-        if self._out_of_memory(completed):
+        killed = completed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL) and not completed.timed_out
+        if killed and self._oom_kills() > oom_kills:
             stderr += (
                 f"\n[killed: the sandbox exceeded its memory limit of "
                 f"{self._provider.resources.memory_bytes // (1024 * 1024)} MiB]\n"
@@ -212,18 +214,13 @@ class LocalSandbox(Sandbox):
             return await run_process(
                 argv, timeout=timeout, output=output or self.limits.output, env=environment, stdin=stdin, cwd=host_cwd
             )
-        self._oom_before = self._oom_kills()
         return await run_process(
             argv, timeout=timeout, output=output or self.limits.output, env=_LAUNCHER_ENV, stdin=stdin, cwd="/"
         )
 
-    def _oom_kills(self) -> bool:
-        cgroup = self._provider._cgroups.existing(self.id) if self._provider._cgroups else None
-        return cgroup.memory_events_oom() if cgroup else False
-
-    def _out_of_memory(self, completed: Completed) -> bool:
-        killed = completed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL)
-        return killed and not completed.timed_out and self._oom_kills()
+    def _oom_kills(self) -> int:
+        cgroups = self._provider._cgroups
+        return cgroups.existing(self.id).oom_kills() if cgroups else 0
 
     async def _inside(
         self, script: str, *, stdin: bytes | None = None, max_output: int = 1024 * 1024
