@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,8 @@ from langchain_kubernetes_agent_sandbox import ExecutionLimits, Sandbox, Sandbox
 from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesConfig, KubernetesProvider
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
-from langchain_kubernetes_agent_sandbox.testing.pytest_plugin import fake_cluster, fake_cluster_session  # noqa: F401
+
+pytest_plugins = ["langchain_kubernetes_agent_sandbox.testing.pytest_plugin"]
 
 ProviderFactory = Callable[..., Awaitable[SandboxProvider]]
 """Makes a provider on the test's backing state; calling it again models a restart of the server."""
@@ -38,12 +40,13 @@ def local_state_dir() -> Iterator[Path]:
         yield folder
 
 
-@pytest.fixture
-async def local_provider_factory(local_state_dir: Path) -> AsyncIterator[ProviderFactory]:
+@contextlib.asynccontextmanager
+async def tracked(build: Callable[..., SandboxProvider]) -> AsyncIterator[ProviderFactory]:
+    """A factory of providers made by `build`; every sandbox they hold is removed when the test ends."""
     made: list[SandboxProvider] = []
 
-    async def make(limits: ExecutionLimits | None = None, **options: object) -> SandboxProvider:
-        provider = LocalProvider(local_state_dir, limits=limits, **options)  # type: ignore[arg-type]
+    async def make(*args: object, **kwargs: object) -> SandboxProvider:
+        provider = build(*args, **kwargs)
         made.append(provider)
         return provider
 
@@ -55,22 +58,24 @@ async def local_provider_factory(local_state_dir: Path) -> AsyncIterator[Provide
 
 
 @pytest.fixture
-async def kubernetes_provider_factory(fake_cluster: FakeCluster) -> AsyncIterator[ProviderFactory]:  # noqa: F811
-    made: list[SandboxProvider] = []
+async def local_provider_factory(local_state_dir: Path) -> AsyncIterator[ProviderFactory]:
+    def build(limits: ExecutionLimits | None = None, **options: Any) -> SandboxProvider:
+        return LocalProvider(local_state_dir, limits=limits, **options)
 
-    async def make(limits: ExecutionLimits | None = None) -> SandboxProvider:
+    async with tracked(build) as make:
+        yield make
+
+
+@pytest.fixture
+async def kubernetes_provider_factory(fake_cluster: FakeCluster) -> AsyncIterator[ProviderFactory]:
+    def build(limits: ExecutionLimits | None = None) -> SandboxProvider:
         config = KubernetesConfig(
             warm_pool=fake_cluster.pool, api_url=fake_cluster.router_url, kubeconfig=fake_cluster.kubeconfig
         )
-        provider = KubernetesProvider(config, limits=limits)
-        made.append(provider)
-        return provider
+        return KubernetesProvider(config, limits=limits)
 
-    yield make
-    for provider in made:
-        for sandbox in await provider.list():
-            await sandbox.terminate()
-        await provider.aclose()
+    async with tracked(build) as make:
+        yield make
 
 
 PROVIDER_FACTORY_FIXTURES = {"local": "local_provider_factory", "kubernetes": "kubernetes_provider_factory"}
