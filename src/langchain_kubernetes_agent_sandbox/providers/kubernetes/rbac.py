@@ -1,0 +1,51 @@
+"""The Kubernetes API access the provider needs: one table for the manifests' Role, `doctor` and the docs.
+
+Read off the provider and the `k8s-agent-sandbox` 1.0.8 async client it drives:
+
+- sandboxclaims: `create` (a new sandbox), `watch` (the client waits on one watch for the claim to be bound and
+  ready), `get` (find one again by id), `list` (find by labels, readiness), `patch` (slide the expiry, keep
+  hashed labels), `delete` (terminate, reap, roll back a failed create).
+- sandboxes: `get` (the client reads the pod IP for routing; the provider asks a failed call's Sandbox whether
+  its pod died). Nothing lists or watches Sandboxes.
+- gateways, only with `--connection gateway`: `list` and `watch` (the client watches the named Gateway for its
+  address), in the gateway's namespace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import ConnectionMode, KubernetesConfig
+
+CLAIMS_GROUP = "extensions.agents.x-k8s.io"
+SANDBOX_GROUP = "agents.x-k8s.io"
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+
+
+@dataclass(frozen=True)
+class Access:
+    """Verbs on one resource of one API group, in one namespace."""
+
+    group: str
+    resource: str
+    verbs: tuple[str, ...]
+    namespace: str
+    why: str
+
+
+CLAIM_VERBS = ("create", "delete", "get", "list", "patch", "watch")
+SANDBOX_VERBS = ("get",)
+GATEWAY_VERBS = ("list", "watch")
+
+
+def required_access(config: KubernetesConfig) -> list[Access]:
+    """What the provider configured as `config` calls on the Kubernetes API."""
+    needed = [
+        Access(CLAIMS_GROUP, "sandboxclaims", CLAIM_VERBS, config.namespace, "claim, find, wait for, slide, delete"),
+        Access(SANDBOX_GROUP, "sandboxes", SANDBOX_VERBS, config.namespace, "resolve a claim's pod"),
+    ]
+    if config.connection is ConnectionMode.GATEWAY:
+        needed.append(
+            Access(GATEWAY_GROUP, "gateways", GATEWAY_VERBS, config.gateway_namespace, "wait for the Gateway address")
+        )
+    return needed
