@@ -1,9 +1,11 @@
 """Kubernetes provider overhead against `k8s-agent-sandbox` used directly, on the imitation cluster, in one run.
 
-    .venv/bin/python bench/bench_kubernetes.py [--rounds 10] [--commands 200]
+    .venv/bin/python bench/bench_kubernetes.py [--rounds 16] [--commands 200]
 
 Prints claim-to-first-command and per-command latency (median) for both, their ratio, and the provider's
-throughput with 1 and 16 concurrent sessions of 20 commands each.
+throughput with 1 and 16 concurrent sessions of 20 commands each. A third command row sends the provider's
+in-pod wrapper (`timeout -s KILL ... /bin/sh -c ...`) through the client directly, which splits the provider's
+overhead into what the wrapper's two processes cost in the pod and what the provider's own code costs.
 
 Fairness: the direct baseline does what a user of the client does for the same operation
 (`create_sandbox(pool, shutdown_after_seconds=...)` then `commands.run("true")`, on one shared
@@ -25,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from k8s_agent_sandbox.async_sandbox_client import AsyncSandboxClient
 from k8s_agent_sandbox.models import SandboxDirectConnectionConfig
 
-from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesConfig, KubernetesProvider
+from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesConfig, KubernetesProvider, commands
 from langchain_kubernetes_agent_sandbox.providers.kubernetes.connection import api_client
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
 
@@ -53,7 +55,7 @@ def machine() -> str:
     )
 
 
-async def main(rounds: int, commands: int) -> None:
+async def main(rounds: int, command_count: int) -> None:
     with FakeCluster({"bench-pool": SESSIONS + 2}) as cluster:
         config = KubernetesConfig(warm_pool="bench-pool", api_url=cluster.router_url, kubeconfig=cluster.kubeconfig)
         provider = KubernetesProvider(config)
@@ -76,8 +78,9 @@ async def main(rounds: int, commands: int) -> None:
         for claim in (claim_direct, claim_provider):
             await (await claim()).terminate()  # type: ignore[attr-defined]
         claims: dict[str, list[float]] = {"direct": [], "provider": []}
-        runs: dict[str, list[float]] = {"direct": [], "provider": []}
-        per_round = max(1, commands // rounds)
+        runs: dict[str, list[float]] = {"direct": [], "provider": [], "wrapped": []}
+        wrapped = commands.wrap("true", provider.limits.default_timeout, "/app", {})
+        per_round = max(1, command_count // rounds)
         for number in range(rounds):
             order = [("direct", claim_direct), ("provider", claim_provider)]
             if number % 2:
@@ -92,9 +95,12 @@ async def main(rounds: int, commands: int) -> None:
             calls = {
                 "direct": lambda h=handle: h.commands.run("true"),  # type: ignore[attr-defined]
                 "provider": lambda s=sandbox: s.run("true"),  # type: ignore[attr-defined]
+                "wrapped": lambda h=handle: h.commands.run(wrapped),  # type: ignore[attr-defined]
             }
             for index in range(per_round):
-                names = ["direct", "provider"] if index % 2 == number % 2 else ["provider", "direct"]
+                names = ["direct", "provider", "wrapped"]
+                if index % 2 != number % 2:
+                    names.reverse()
                 for name in names:
                     runs[name].append(await timed(calls[name]))
             await handle.terminate()  # type: ignore[attr-defined]
@@ -114,8 +120,8 @@ async def main(rounds: int, commands: int) -> None:
         await provider.aclose()
         await api.close()
 
-    def row(name: str, samples: dict[str, list[float]]) -> str:
-        d, p = statistics.median(samples["direct"]) * 1000, statistics.median(samples["provider"]) * 1000
+    def row(name: str, samples: dict[str, list[float]], direct: str = "direct") -> str:
+        d, p = statistics.median(samples[direct]) * 1000, statistics.median(samples["provider"]) * 1000
         return f"| {name} | {d:.1f} ms | {p:.1f} ms | {p / d:.2f} | {len(samples['provider'])} |"
 
     print(f"machine: {machine()}")
@@ -124,6 +130,7 @@ async def main(rounds: int, commands: int) -> None:
     print("|---|---|---|---|---|")
     print(row("claim to first command", claims))
     print(row("one command (`true`)", runs))
+    print(row("one command, direct sending the provider's wrapper", runs, "wrapped"))
     print()
     print("| sessions x commands | wall time | commands/s |")
     print("|---|---|---|")
@@ -133,7 +140,7 @@ async def main(rounds: int, commands: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=10, help="claims per side (default 10)")
+    parser.add_argument("--rounds", type=int, default=16, help="claims per side (default 16)")
     parser.add_argument("--commands", type=int, default=200, help="commands per side (default 200)")
     arguments = parser.parse_args()
     asyncio.run(main(arguments.rounds, arguments.commands))
