@@ -17,6 +17,8 @@ from pydantic import ValidationError
 
 from ..errors import SandboxError
 from ..sessions import SessionRegistry
+from .metrics import ServerMetrics
+from .observe import observed
 from .principal import current_principal, principal_of
 
 logger = logging.getLogger(__name__)
@@ -53,8 +55,10 @@ class SandboxMCP(FastMCP[Any]):
         json_response: bool = False,
         host: str = "127.0.0.1",
         port: int = 8000,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self.registry = registry
+        self.metrics = metrics or ServerMetrics()
         self.local_principal = local_principal
         self.limits = limits or ToolLimits()
         super().__init__(
@@ -80,11 +84,17 @@ class SandboxMCP(FastMCP[Any]):
             request = self._mcp_server.request_context.request
         except LookupError:
             request = None
-        token = current_principal.set(principal_of(request, self.local_principal))
+        principal = principal_of(request, self.local_principal)
+        token = current_principal.set(principal)
         try:
-            return await super().call_tool(name, arguments)
-        except ToolError as error:
-            raise ToolError(describe_failure(name, error)) from None
+            with observed(self.metrics, name, principal, arguments) as call:
+                try:
+                    result = await super().call_tool(name, arguments)
+                except ToolError as error:
+                    call.failed(error)
+                    raise ToolError(describe_failure(name, error)) from None
+                call.succeeded(result)
+                return result
         finally:
             current_principal.reset(token)
 

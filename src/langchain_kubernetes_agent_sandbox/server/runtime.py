@@ -15,7 +15,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import AnyHttpUrl
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from ..errors import InvalidArgumentError, SandboxError
 from ..limits import ExecutionLimits
@@ -25,6 +25,7 @@ from ..sessions import SessionPolicy, SessionRegistry
 from .app import SandboxMCP, ToolLimits
 from .auth import build_verifier
 from .config import ConfigError, ServerConfig
+from .metrics import CONTENT_TYPE, MeasuredProvider, ServerMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,11 @@ def transport_security(config: ServerConfig) -> TransportSecuritySettings:
 
 def build_server(config: ServerConfig, registry: SessionRegistry) -> SandboxMCP:
     """The MCP server for `registry`, with authentication and health routes as configured."""
+    metrics = ServerMetrics()
+    if not isinstance(registry.provider, MeasuredProvider):
+        registry.provider = MeasuredProvider(registry.provider, metrics)
+    else:
+        metrics = registry.provider.metrics
     verifier = build_verifier(config)
     base = config.public_url or f"http://{config.host}:{config.port}/mcp"
     auth = None
@@ -116,6 +122,7 @@ def build_server(config: ServerConfig, registry: SessionRegistry) -> SandboxMCP:
         json_response=config.json_response,
         host=config.host,
         port=config.port,
+        metrics=metrics,
     )
 
     async def healthz(request: Request) -> JSONResponse:
@@ -131,7 +138,12 @@ def build_server(config: ServerConfig, registry: SessionRegistry) -> SandboxMCP:
             return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
         return JSONResponse({"status": "ready", "provider": registry.provider.name})
 
+    async def metrics_text(request: Request) -> Response:
+        """Prometheus metrics in the text format."""
+        return Response(await metrics.render(registry.provider), media_type=CONTENT_TYPE)
+
     mcp.custom_route("/healthz", methods=["GET"])(healthz)
+    mcp.custom_route("/metrics", methods=["GET"])(metrics_text)
     mcp.custom_route("/readyz", methods=["GET"])(readyz)
     return mcp
 

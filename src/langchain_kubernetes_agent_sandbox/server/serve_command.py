@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from typing import Any
 
 from ..errors import SandboxError
 from .config import CONFIG_ENV, SETTINGS, ConfigError, load
+from .logs import configure_logging
 from .runtime import serve
 
 EPILOG = f"""\
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"kubernetes-agent-sandbox serve: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(stream=sys.stderr, level=config.log_level, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(config.log_level)
     try:
         asyncio.run(serve(config))
     except ConfigError as error:
