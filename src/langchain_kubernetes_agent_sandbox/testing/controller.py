@@ -122,6 +122,16 @@ class Controller:
             finally:
                 self._starting[pool] -= 1
             self.warm[pool].append(pod)
+            self._publish(pool)
+
+    def _publish(self, pool: str) -> None:
+        """The pool's status as agent-sandbox reports it: pods it holds, and how many of them are ready."""
+        ready = len(self.warm[pool])
+
+        def mutate(obj: JsonObject) -> None:
+            obj["status"] = {"replicas": ready + self._starting[pool], "readyReplicas": ready}
+
+        self.store.update(POOLS, self.namespace, pool, mutate)
 
     def _new_name(self, pool: str) -> str:
         while True:
@@ -196,6 +206,7 @@ class Controller:
             self._pending.add(key)
             return
         pod = self.warm[pool].pop(0) if self.warm[pool] else await self.launcher.start(self._new_name(pool))
+        self._publish(pool)
         if self.store.find(CLAIMS, namespace, name) is None:
             await pod.stop()
             return

@@ -29,6 +29,10 @@ class Faults:
     """The router answers every proxied request with this status (502 or 504) without reaching the pod."""
     runtime_delay: float = 0.0
     """Seconds every runtime request waits before it reaches the pod (a slow runtime)."""
+    rbac_denied: list[str] = dataclasses.field(default_factory=list)
+    """SelfSubjectAccessReviews deny these 'VERB RESOURCE' pairs (e.g. 'delete sandboxclaims'); '*' denies all."""
+    crds_missing: bool = False
+    """API discovery answers 404 for the agent-sandbox groups, as in a cluster without agent-sandbox."""
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

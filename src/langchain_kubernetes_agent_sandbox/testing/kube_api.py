@@ -2,7 +2,9 @@
 
 Create answers 201 with uid and resourceVersion, get/list (labelSelector), merge patch, delete with uid
 preconditions, 409 on duplicates, Status objects for errors, and watches with fieldSelector, resourceVersion
-replay, timeoutSeconds and `watch=true|True`. Fault switches make it answer 500, hang, cut watches or send 410.
+replay, timeoutSeconds and `watch=true|True`; API discovery for the agent-sandbox groups and
+SelfSubjectAccessReviews (everything is allowed unless a fault denies it). Fault switches make it answer 500,
+hang, cut watches, send 410, deny RBAC or lose the CRDs.
 """
 
 from __future__ import annotations
@@ -158,9 +160,56 @@ class KubeApi:
 
         return StreamingResponse(one(), media_type="application/json")
 
+    async def discovery(self, request: Request) -> Response:
+        """`GET /apis/{group}/{version}`: the resources of one agent-sandbox API group version."""
+        gated = await self._gate()
+        if gated is not None:
+            return gated
+        group, version = request.path_params["group"], request.path_params["version"]
+        served = [(plural, kind) for (g, v, plural), kind in RESOURCES.items() if (g, v) == (group, version)]
+        if not served or self.faults.crds_missing:
+            return status_response(404, "NotFound", "the server could not find the requested resource")
+        resources = [
+            {
+                "name": plural,
+                "singularName": kind.lower(),
+                "namespaced": True,
+                "kind": kind,
+                "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+            }
+            for plural, kind in served
+        ]
+        group_version = f"{group}/{version}"
+        return JSONResponse(
+            {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}
+        )
+
+    async def access_review(self, request: Request) -> Response:
+        """`POST .../selfsubjectaccessreviews`: allowed, unless the `rbac_denied` fault names the verb and resource."""
+        gated = await self._gate()
+        if gated is not None:
+            return gated
+        review: JsonObject = await request.json()
+        attributes = (review.get("spec") or {}).get("resourceAttributes") or {}
+        wanted = f"{attributes.get('verb', '')} {attributes.get('resource', '')}"
+        denied = "*" in self.faults.rbac_denied or wanted in self.faults.rbac_denied
+        status: JsonObject = {"allowed": not denied}
+        if denied:
+            status.update(denied=True, reason=f"fault injected: RBAC denies {wanted}")
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "metadata": {},
+            "spec": review.get("spec") or {},
+            "status": status,
+        }
+        return JSONResponse(body, status_code=201)
+
     def routes(self) -> list[Route]:
         base = "/apis/{group}/{version}/namespaces/{namespace}/{plural}"
         return [
+            Route("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", self.access_review, methods=["POST"]),
+            Route("/apis/{group}/{version}", self.discovery),
             Route(base, self.collection, methods=["GET", "POST"]),
             Route(base + "/{name}", self.item, methods=["GET", "PATCH", "DELETE"]),
         ]
@@ -168,6 +217,18 @@ class KubeApi:
 
 def kube_api_app(api: KubeApi, extra_routes: list[Any] | None = None) -> Starlette:
     async def version(_: Request) -> Response:
-        return JSONResponse({"major": "1", "minor": "33", "gitVersion": "v1.33.0-imitation"})
+        return JSONResponse(
+            {
+                "major": "1",
+                "minor": "33",
+                "gitVersion": "v1.33.0-imitation",
+                "gitCommit": "0000000000000000000000000000000000000000",
+                "gitTreeState": "clean",
+                "buildDate": "2026-01-01T00:00:00Z",
+                "goVersion": "go1.24",
+                "compiler": "gc",
+                "platform": "linux/amd64",
+            }
+        )
 
     return Starlette(routes=[Route("/version", version), *api.routes(), *(extra_routes or [])])
