@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from ..errors import SandboxError
@@ -39,9 +39,15 @@ def register(subcommands: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_setting_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_setting_arguments(parser: argparse.ArgumentParser, names: Collection[str] | None = None) -> None:
+    """--config and one option per setting of `SETTINGS` (those in `names`, when given)."""
     parser.add_argument("--config", metavar="FILE", help=f"TOML file of settings [${CONFIG_ENV}]")
     for setting in SETTINGS:
-        if not setting.flag:
+        if not setting.flag or (names is not None and setting.name not in names):
             continue
         text = f"{setting.help} [${setting.env}]"
         if setting.kind == "bool":
@@ -56,7 +62,6 @@ def register(subcommands: Any) -> None:
             metavar=None if setting.choices else setting.name.upper(),
             help=text,
         )
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -217,6 +217,9 @@ class KubeApi:
 
 def kube_api_app(api: KubeApi, extra_routes: list[Any] | None = None) -> Starlette:
     async def version(_: Request) -> Response:
+        gated = await api._gate()
+        if gated is not None:
+            return gated
         return JSONResponse(
             {
                 "major": "1",
