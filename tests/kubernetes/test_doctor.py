@@ -105,3 +105,24 @@ def test_router_failing_requests_fail_the_test_claim(
 def test_bad_settings_exit_2_with_the_reason(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["doctor", "--kubeconfig", "/dev/null"]) == 2
     assert "--warm-pool" in capsys.readouterr().err
+
+
+GATEWAYS = "/apis/gateway.networking.k8s.io/v1/namespaces/default/gateways"
+
+
+def test_gateway_mode_checks_the_gateway_address(fake_cluster: FakeCluster, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--kubeconfig", fake_cluster.kubeconfig, "--warm-pool", fake_cluster.pool, "--connection", "gateway"]
+    argv += ["--gateway-name", "sandbox-gateway", "--no-claim"]
+    code, out = doctor(capsys, *argv)
+    assert code == 1
+    assert "[FAIL] gateway: no Gateway 'sandbox-gateway' in namespace 'default'" in out
+    gateway = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "sandbox-gateway"}}
+    gateway["status"] = {"addresses": [{"type": "IPAddress", "value": "127.0.0.1"}]}
+    created = fake_cluster.http.post(GATEWAYS, json=gateway)
+    assert created.status_code == 201, created.text
+    try:
+        code, out = doctor(capsys, *argv)
+        assert code == 0, out
+        assert "[ok  ] gateway: Gateway 'sandbox-gateway' at 127.0.0.1" in out
+    finally:
+        fake_cluster.http.delete(f"{GATEWAYS}/sandbox-gateway")

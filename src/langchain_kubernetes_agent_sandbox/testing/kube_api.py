@@ -27,6 +27,7 @@ RESOURCES = {
     ("extensions.agents.x-k8s.io", "v1beta1", "sandboxwarmpools"): "SandboxWarmPool",
     ("extensions.agents.x-k8s.io", "v1beta1", "sandboxtemplates"): "SandboxTemplate",
     ("agents.x-k8s.io", "v1beta1", "sandboxes"): "Sandbox",
+    ("gateway.networking.k8s.io", "v1", "gateways"): "Gateway",
 }
 
 
