@@ -78,6 +78,9 @@ async def tool(client: ClientSession, name: str, **arguments: Any) -> dict[str, 
 
 
 def expect(actual: dict[str, Any], **wanted: Any) -> None:
+    """The result is what the call asked for; a command cut at its limit counts as a typed `timed_out` failure."""
+    if actual.get("timed_out"):
+        raise ToolFailed(f"timed_out: {actual.get('stderr', '')}")
     differing = {key: (actual.get(key), value) for key, value in wanted.items() if actual.get(key) != value}
     if differing:
         raise Wrong(f"(got, wanted): {differing}")
@@ -110,12 +113,19 @@ class Worker:
             created = await tool(client, "create_session", labels={"load": "reliability"})
             self.sessions[created["session_id"]] = {}
 
+    async def forget_lost_sessions(self, client: ClientSession) -> None:
+        """Drop the sessions the server no longer lists (a sandbox that died is discarded with its session)."""
+        listed = {entry["session_id"] for entry in (await tool(client, "list_sessions"))["sessions"]}
+        for session_id in set(self.sessions) - listed:
+            del self.sessions[session_id]
+
     async def close_sessions(self, client: ClientSession) -> None:
         for session_id in list(self.sessions):
             expect(await tool(client, "close_session", session_id=session_id), closed=True)
             del self.sessions[session_id]
 
     async def one_call(self, client: ClientSession, kind: str, session_id: str) -> None:
+        """One call of `kind` in the session (`create_session` makes and closes a session of its own)."""
         marker = f"m{secrets.token_hex(8)}"
         written = self.sessions[session_id]
         if kind == "execute":
@@ -126,6 +136,9 @@ class Worker:
             code = f"import sys\nprint({marker!r}[::-1])\nsys.exit(5)"
             result = await tool(client, "execute_python", code=code, session_id=session_id)
             expect(result, stdout=f"{marker[::-1]}\n", exit_code=5, session_id=session_id)
+        elif kind == "create_session":
+            created = await tool(client, "create_session", labels={"load": "short-lived"})
+            expect(await tool(client, "close_session", session_id=created["session_id"]), closed=True)
         elif kind == "upload_file" or not written:
             path, content = f"/app/load/{marker}.txt", f"{marker}\n" * self.rng.randint(1, 200)
             result = await tool(client, "upload_file", path=path, content=content, session_id=session_id)
