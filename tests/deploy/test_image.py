@@ -41,3 +41,11 @@ def test_build_context_is_only_the_package_sources() -> None:
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     assert ignored[ignored.index("*")] == "*"
     assert {"!pyproject.toml", "!README.md", "!src/"} <= set(ignored)
+
+
+def test_image_environment_names_only_real_settings() -> None:
+    from langchain_kubernetes_agent_sandbox.server.config import BY_NAME, ENV_PREFIX
+
+    names = re.findall(r"\b" + ENV_PREFIX + r"([A-Z_]+)=", DOCKERFILE.read_text())
+    assert names
+    assert {name.lower() for name in names} <= set(BY_NAME)

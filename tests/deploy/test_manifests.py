@@ -10,6 +10,8 @@ import pytest
 
 from langchain_kubernetes_agent_sandbox.providers.kubernetes import rbac
 from langchain_kubernetes_agent_sandbox.providers.kubernetes.config import ConnectionMode, KubernetesConfig
+from langchain_kubernetes_agent_sandbox.server.config import load
+from langchain_kubernetes_agent_sandbox.server.doctor_command import kubernetes_config
 from tests.deploy.crd_fields import K8S_VERSION, pool_problems, template_problems
 from tests.deploy.tools import find, render
 
@@ -145,3 +147,18 @@ def test_network_policy_admits_chosen_clients_and_reaches_api_dns_and_router(
     assert {"app": "sandbox-router"} in [peer["podSelector"]["matchLabels"] for peer in router]
     service = find(rendered["overlays/example"], "Service")[0]
     assert service["spec"]["selector"] == policy["spec"]["podSelector"]["matchLabels"]
+
+
+@pytest.mark.parametrize("folder", ["overlays/example", "overlays/gateway"])
+def test_deployment_settings_are_ones_the_server_accepts(
+    rendered: dict[str, list[dict[str, Any]]], folder: str
+) -> None:
+    deploy = deployment(rendered[folder])
+    environ = {name: ("agents" if value == "<from>" else value) for name, value in env_of(deploy).items()}
+    args = deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[0] == "serve"
+    config = load({"token_file": args[args.index("--token-file") + 1]}, environ)
+    assert config.transport == "http"
+    assert config.provider == "kubernetes"
+    assert config.port == deploy["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+    assert kubernetes_config(config).namespace == "agents"
