@@ -14,16 +14,15 @@ ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 # --- build: a virtual environment with the package and its dependencies, nothing else ---
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PIP_NO_CACHE_DIR=1
 WORKDIR /src
 RUN python -m venv /opt/venv
 COPY pyproject.toml README.md ./
 COPY src ./src
-# Installers are left behind: the final stage gets the environment without pip.
+# Installers are left behind: the final stage gets the environment without pip. The bytecode pip compiles stays:
+# the root filesystem is read-only at run time, so nothing could be cached later.
 RUN /opt/venv/bin/python -m pip install --no-cache-dir . \
-    && /opt/venv/bin/python -m pip uninstall --yes pip \
-    && find /opt/venv -name '__pycache__' -type d -prune -exec rm -rf {} +
+    && /opt/venv/bin/python -m pip uninstall --yes pip
 
 # --- final: the interpreter, the environment, an unprivileged user ---
 FROM ${PYTHON_IMAGE}
