@@ -10,6 +10,8 @@ WORKDIR = "/app"
 """The sandbox's working directory; relative paths resolve here (the upstream runtime's base directory)."""
 
 MAX_PATH_BYTES = 4096
+MAX_NAME_BYTES = 255
+"""The longest file name Linux filesystems hold (NAME_MAX); a longer one is refused before any backend sees it."""
 
 
 def resolve(path: str, cwd: str = WORKDIR) -> str:
@@ -34,7 +36,14 @@ def resolve(path: str, cwd: str = WORKDIR) -> str:
             raise InvalidPathError(
                 f"The path {path!r} climbs above '/' with '..': name the file by its absolute path instead."
             )
-    return posixpath.normpath("/" + joined.lstrip("/"))
+    resolved = posixpath.normpath("/" + joined.lstrip("/"))
+    for part in resolved.split("/"):
+        if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+            raise InvalidPathError(
+                f"The name {part[:40]!r}... in the path is longer than {MAX_NAME_BYTES} bytes, "
+                "the most a file name may have: use a shorter name."
+            )
+    return resolved
 
 
 def is_within(path: str, directory: str) -> bool:
