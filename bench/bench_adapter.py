@@ -71,14 +71,20 @@ def backends(stack: ExitStack) -> Iterator[tuple[str, BaseSandbox]]:
     yield "kubernetes (imitation)", stack.enter_context(SandboxBackend.open(provider, close_provider=True))
 
 
+def run(rounds: int) -> dict[str, dict[str, float]]:
+    """Mean seconds per operation, per backend; "local" is the baseline."""
+    results: dict[str, dict[str, float]] = {}
+    with ExitStack() as stack:
+        for name, backend in backends(stack):
+            results[name] = measure(backend, rounds)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
-    results: dict[str, dict[str, float]] = {}
-    with ExitStack() as stack:
-        for name, backend in backends(stack):
-            results[name] = measure(backend, args.rounds)
+    results = run(args.rounds)
     baseline = results["local"]
     names = list(baseline)
     print(f"mean latency over {args.rounds} rounds, ms (ratio to local)")

@@ -50,8 +50,13 @@ def host_round_trip(folder: Path, data: bytes) -> None:
     assert path.read_bytes() == data
 
 
-async def main(runs: int) -> None:
-    rows: list[tuple[str, float, float, str]] = []
+Row = tuple[str, float, float, str]
+"""(operation, median ms, baseline median ms, target)."""
+
+
+async def measure(runs: int) -> tuple[list[Row], str]:
+    """The rows of the table and the provider's isolation description."""
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="kas-bench-", dir="/tmp") as state:
         provider = LocalProvider(state)
         sandbox = await provider.create()
@@ -80,8 +85,12 @@ async def main(runs: int) -> None:
             measured = median_ms(await time_async(round_trip, runs))
             label = f"write+read {size // MIB} MiB ({2 * size / MIB / (measured / 1000):.0f} MB/s)"
             rows.append((label, measured, baseline, ">= 200 MB/s"))
+    return rows, provider.isolation
 
-    print(f"Local provider, median of {runs} runs; {provider.isolation}")
+
+async def main(runs: int) -> None:
+    rows, isolation = await measure(runs)
+    print(f"Local provider, median of {runs} runs; {isolation}")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}"
     print(f"Machine: {machine}, Python {platform.python_version()}")
     print()

@@ -145,7 +145,11 @@ async def load(url: str, pid: int, tokens: list[str], per_client: int) -> dict[s
     }
 
 
-async def bench_provider(name: str, settings: dict[str, str], calls: int, clients: int, per_client: int) -> None:
+async def bench_provider(
+    name: str, settings: dict[str, str], calls: int, clients: int, per_client: int
+) -> list[dict[str, Any]]:
+    """Prints the provider's table and returns its figures: per path p50 with the direct call as baseline,
+    then the load and memory figures (load's p50 against the direct call too)."""
     config = ServerConfig.model_validate({**settings, "principal": "bench", "provider": name})
     print(f"\n== provider {name}: {calls} sequential execute('true') calls per transport")
     provider = make_provider(config)
@@ -195,6 +199,27 @@ async def bench_provider(name: str, settings: dict[str, str], calls: int, client
         f"server memory: {idle_rss:.0f} MiB idle, {result['rss_at_sessions']:.0f} MiB with {clients} sessions open, "
         f"peak {result['rss_peak']:.0f} MiB"
     )
+    figures: list[dict[str, Any]] = [
+        {"figure": f"execute('true') p50, {label}", "value": percentile(samples, 0.5), "unit": "ms", "baseline": base}
+        for label, samples in rows[1:]
+    ]
+    figures.append(
+        {
+            "figure": f"{clients} HTTP clients x {per_client} calls: p50 ({result['errors']:.0f} errors)",
+            "value": result["p50"],
+            "unit": "ms",
+            "baseline": base,
+        }
+    )
+    figures.append(
+        {
+            "figure": f"server RSS with {clients} sessions open",
+            "value": result["rss_at_sessions"],
+            "unit": "MiB",
+            "baseline": idle_rss,
+        }
+    )
+    return figures
 
 
 def main() -> None:

@@ -1,0 +1,184 @@
+"""Every benchmark in one run, as one table: each figure beside the baseline measured in the same run, and the
+machine it ran on. Writes bench/results/report.md and report.json; `--update-readme` also rewrites the README's
+performance section between `<!-- bench:start -->` and `<!-- bench:end -->`.
+
+    .venv/bin/python bench/run_all.py [--update-readme]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import bench_adapter  # noqa: E402
+import bench_kubernetes  # noqa: E402
+import bench_local  # noqa: E402
+import bench_mcp  # noqa: E402
+
+Row = dict[str, Any]
+"""benchmark, figure, value, unit, baseline (same unit, same run, or None), ratio."""
+
+
+def machine_facts() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
+    memory = ""
+    with contextlib.suppress(OSError), open("/proc/meminfo") as meminfo:
+        kib = int(next(line for line in meminfo if line.startswith("MemTotal")).split()[1])
+        memory = f"{kib / 1024 / 1024:.1f} GiB"
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model or platform.machine(),
+        "memory": memory,
+        "kernel": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+    }
+
+
+def row(benchmark: str, figure: str, value: float, unit: str, baseline: float | None, label: str) -> Row:
+    ratio = value / baseline if baseline else None
+    return {
+        "benchmark": benchmark,
+        "figure": figure,
+        "value": round(value, 3),
+        "unit": unit,
+        "baseline": None if baseline is None else round(baseline, 3),
+        "baseline_is": label,
+        "ratio": None if ratio is None else round(ratio, 3),
+    }
+
+
+def local_rows(runs: int) -> list[Row]:
+    rows, _ = asyncio.run(bench_local.measure(runs))
+    return [row("local", name, value, "ms", base, "bare process / host file I/O") for name, value, base, _ in rows]
+
+
+def mcp_rows(calls: int, clients: int, per_client: int) -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix="kas-bench-", dir="/tmp") as state:
+        os.chmod(state, 0o711)
+        figures = asyncio.run(bench_mcp.bench_provider("local", {"state_dir": state}, calls, clients, per_client))
+    return [
+        row("mcp (local)", f["figure"], f["value"], f["unit"], f["baseline"], "direct Sandbox.run / idle RSS")
+        for f in figures
+    ]
+
+
+def adapter_rows(rounds: int) -> list[Row]:
+    results = bench_adapter.run(rounds)
+    baseline = results["local"]
+    rows = []
+    for backend, means in results.items():
+        if backend == "local":
+            continue
+        total = sum(means.values()) * 1000
+        rows.append(
+            row(
+                "adapter",
+                f"{backend}: suite operations, mean total",
+                total,
+                "ms",
+                sum(baseline.values()) * 1000,
+                "local backend",
+            )
+        )
+    return rows
+
+
+def kubernetes_rows(rounds: int, commands: int) -> list[Row]:
+    """bench_kubernetes prints markdown tables; its rows with a ratio column become figures here."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        asyncio.run(bench_kubernetes.main(rounds, commands))
+    sys.stdout.write(printed.getvalue())
+    rows = []
+    for line in printed.getvalue().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) < 4 or not re.fullmatch(r"[\d.]+x", cells[3]):
+            continue
+        number = re.compile(r"([\d.]+)\s*(ms|s)\b")
+        direct, provider = number.search(cells[1]), number.search(cells[2])
+        if direct and provider:
+            rows.append(
+                row(
+                    "kubernetes (imitation)",
+                    cells[0],
+                    float(provider[1]),
+                    provider[2],
+                    float(direct[1]),
+                    "k8s-agent-sandbox directly",
+                )
+            )
+    return rows
+
+
+def markdown(rows: list[Row], facts: dict[str, Any]) -> str:
+    lines = [
+        f"Measured {facts['date']} on {facts['cpus']} x {facts['cpu_model']}, {facts['memory']} memory, "
+        f"{facts['kernel']}, Python {facts['python']}, load average at start "
+        f"{', '.join(map(str, facts['load_average_at_start']))}. Each ratio is against a baseline measured in the "
+        "same run; regenerate with `.venv/bin/python bench/run_all.py --update-readme`.",
+        "",
+        "| benchmark | figure | value | baseline (same run) | ratio |",
+        "|---|---|---:|---|---:|",
+    ]
+    for r in rows:
+        baseline = "" if r["baseline"] is None else f"{r['baseline']:g} {r['unit']} ({r['baseline_is']})"
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        lines.append(f"| {r['benchmark']} | {r['figure']} | {r['value']:g} {r['unit']} | {baseline} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(readme: Path, table: str) -> None:
+    text = readme.read_text()
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    if start not in text or end not in text:
+        raise SystemExit(f"{readme} has no {start} ... {end} markers in its performance section")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{table}{end}{tail}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--update-readme", action="store_true")
+    parser.add_argument("--runs", type=int, default=30, help="local provider: runs per figure")
+    parser.add_argument("--calls", type=int, default=60, help="MCP: sequential calls per transport")
+    parser.add_argument("--clients", type=int, default=32, help="MCP: concurrent HTTP clients")
+    parser.add_argument("--per-client", type=int, default=10, help="MCP: calls per client")
+    parser.add_argument("--rounds", type=int, default=5, help="adapter and Kubernetes: rounds")
+    parser.add_argument("--commands", type=int, default=100, help="Kubernetes: commands per side")
+    args = parser.parse_args()
+    facts = machine_facts()
+    rows = local_rows(args.runs)
+    rows += mcp_rows(args.calls, args.clients, args.per_client)
+    rows += kubernetes_rows(args.rounds, args.commands)
+    rows += adapter_rows(args.rounds)
+    table = markdown(rows, facts)
+    results = BENCH / "results"
+    results.mkdir(exist_ok=True)
+    (results / "report.md").write_text(table)
+    (results / "report.json").write_text(json.dumps({"machine": facts, "rows": rows}, indent=2) + "\n")
+    print("\n" + table)
+    if args.update_readme:
+        update_readme(BENCH.parent / "README.md", table)
+
+
+if __name__ == "__main__":
+    main()
