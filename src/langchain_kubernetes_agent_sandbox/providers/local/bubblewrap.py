@@ -2,8 +2,9 @@
 
 What the sandboxed command sees: its workspace at `/app`, a private `/tmp` that lasts as long as the
 sandbox, the host's system folders read-only, a handful of harmless `/etc` files, no network unless asked,
-a cleared environment, its own pid, ipc, uts and user namespaces, no capabilities, and no way to create
-further user namespaces. It dies with its parent, so killing the launcher kills everything it started.
+a cleared environment, its own ipc, uts and network namespaces, the user and pid namespaces of its sandbox's
+holder (shared by the sandbox's commands, no other's), no capabilities, and no way to create further user
+namespaces. Killing the launcher's process group kills everything it started but did not detach.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import BackendUnavailableError
+from .holder import JoinFds
 
 INSTALL_HINT = (
     "bubblewrap (bwrap) is not installed, and the local provider isolates every command with it. "
@@ -88,11 +90,27 @@ def bwrap_argv(
     network: bool,
     env: Mapping[str, str],
     command: Sequence[str],
+    join: JoinFds | None = None,
+    holder: bool = False,
 ) -> list[str]:
-    """The full bwrap invocation; `command` runs inside with exactly `env` as its environment."""
-    argv = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session"]
-    if network:
-        argv.append("--share-net")
+    """The full bwrap invocation; `command` runs inside with exactly `env` as its environment.
+
+    With `join`, the command enters the namespaces of the sandbox's holder (see `holder.py`) instead of
+    making its own user and pid namespaces, and stays in its launcher's process group, so that killing that
+    group at the timeout kills everything it started except what it detached on purpose. `holder=True`
+    builds the holder itself: detached from its parent, in a session of its own.
+    """
+    if join is not None:
+        argv = [bwrap, "--userns", str(join.userns), "--userns2", str(join.userns2), "--pidns", str(join.pidns)]
+        argv += ["--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent"]
+        if not network:
+            argv.append("--unshare-net")
+    else:
+        argv = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--new-session"]
+        if not holder:
+            argv.append("--die-with-parent")
+        if network:
+            argv.append("--share-net")
     argv += ["--hostname", "sandbox"]
     for folder in SYSTEM_FOLDERS:
         if os.path.islink(folder):

@@ -39,8 +39,10 @@ async def run_process(
     env: Mapping[str, str],
     stdin: bytes | None = None,
     cwd: str | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Completed:
-    """Start `argv` in a new process group, feed it `stdin`, and collect its output until exit or `timeout`.
+    """Start `argv` in a new session (a new process group, no controlling terminal), feed it `stdin`, and
+    collect its output until exit or `timeout`.
 
     On timeout the group is sent SIGKILL and whatever output had arrived is kept.
     """
@@ -52,7 +54,8 @@ async def run_process(
         stderr=asyncio.subprocess.PIPE,
         env=dict(env),
         cwd=cwd,
-        process_group=0,
+        start_new_session=True,
+        pass_fds=tuple(pass_fds),
     )
     assert process.stdout is not None
     assert process.stderr is not None

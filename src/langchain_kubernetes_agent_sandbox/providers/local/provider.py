@@ -24,6 +24,7 @@ from ...sandbox import Sandbox, SandboxInfo, SandboxProvider
 from .bubblewrap import SANDBOX_PATH, Mounts, UserDrop, bwrap_argv, find_bwrap, launcher_argv
 from .cgroups import CgroupManager, SandboxCgroup
 from .files import HostFiles, NeedsSandbox
+from .holder import HOLDER_COMMAND, Holder, HolderRecord, JoinFds
 from .limits import ResourceLimits
 from .process import Completed, run_process
 from .state import SandboxRecord, StateFolder, default_state_dir
@@ -133,7 +134,14 @@ class LocalProvider(SandboxProvider):
         return self._cgroups.ensure(sandbox_id, self.resources) if self._cgroups else None
 
     def _argv(
-        self, record: SandboxRecord, inner: Sequence[str], *, cwd: str, env: Mapping[str, str]
+        self,
+        record: SandboxRecord,
+        inner: Sequence[str],
+        *,
+        cwd: str,
+        env: Mapping[str, str],
+        join: JoinFds | None = None,
+        holder: bool = False,
     ) -> builtins.list[str]:
         cgroup = self._cgroup(record.id)
         ulimits = self.resources.ulimit_lines(
@@ -143,7 +151,14 @@ class LocalProvider(SandboxProvider):
         if self._bwrap is None:
             return launcher_argv(inner, procs_files=procs, ulimits=ulimits, user=None)
         sandboxed = bwrap_argv(
-            self._bwrap, self.state.mounts(record.id), cwd=cwd, network=record.network, env=env, command=inner
+            self._bwrap,
+            self.state.mounts(record.id),
+            cwd=cwd,
+            network=record.network,
+            env=env,
+            command=inner,
+            join=join,
+            holder=holder,
         )
         return launcher_argv(sandboxed, procs_files=procs, ulimits=ulimits, user=self._owner)
 
@@ -171,6 +186,7 @@ class LocalSandbox(Sandbox):
         self._provider = provider
         self._record = record
         self._mounts = provider.state.mounts(record.id)
+        self._holder = Holder(self._mounts.workspace.parent)
         self._files = HostFiles({paths.WORKDIR: self._mounts.workspace, "/tmp": self._mounts.tmp}, provider._owner)
 
     async def _run(self, command: str, *, timeout: float, cwd: str, env: dict[str, str]) -> CommandResult:
@@ -208,15 +224,36 @@ class LocalSandbox(Sandbox):
     ) -> Completed:
         self._require_alive()
         environment = self._provider._environment(self._mounts, env or {})
-        argv = self._provider._argv(self._record, inner, cwd=cwd, env=environment)
         if self._provider.unisolated:
+            argv = self._provider._argv(self._record, inner, cwd=cwd, env=environment)
             host_cwd = str(self._mounts.workspace / posixpath.relpath(cwd, paths.WORKDIR))
             return await run_process(
                 argv, timeout=timeout, output=output or self.limits.output, env=environment, stdin=stdin, cwd=host_cwd
             )
-        return await run_process(
-            argv, timeout=timeout, output=output or self.limits.output, env=_LAUNCHER_ENV, stdin=stdin, cwd="/"
-        )
+        record = await self._ensure_holder()
+        with self._holder.join(record) as fds:
+            argv = self._provider._argv(self._record, inner, cwd=cwd, env=environment, join=fds)
+            return await run_process(
+                argv,
+                timeout=timeout,
+                output=output or self.limits.output,
+                env=_LAUNCHER_ENV,
+                stdin=stdin,
+                cwd="/",
+                pass_fds=fds.all,
+            )
+
+    async def _ensure_holder(self) -> HolderRecord:
+        """The sandbox's holder, (re)started when missing; a restart means its background processes are gone."""
+        record = self._holder.current()
+        if record is not None:
+            return record
+        environment = self._provider._environment(self._mounts, {})
+        launch = self._provider._argv(self._record, HOLDER_COMMAND, cwd=paths.WORKDIR, env=environment, holder=True)
+        started, restarted = await asyncio.to_thread(self._holder.ensure, launch)
+        if restarted:
+            logger.warning("The holder of sandbox %s was gone: its background processes ended.", self.id)
+        return started
 
     def _oom_kills(self) -> int:
         cgroups = self._provider._cgroups
@@ -296,6 +333,7 @@ class LocalSandbox(Sandbox):
         await asyncio.to_thread(self._provider.state.save, self._record)
 
     async def terminate(self) -> None:
+        await asyncio.to_thread(self._holder.stop)
         cgroups = self._provider._cgroups
         if cgroups is not None:
             await asyncio.to_thread(cgroups.existing(self.id).remove)

@@ -1,0 +1,174 @@
+"""The holder: one long-lived process per local sandbox whose namespaces every command joins.
+
+Without it each command would be its own pid namespace, and everything it started would die with it. With
+it, a command's processes live in the sandbox's one pid namespace: a process the command detached
+(`setsid nohup ... &`, which is how jobs and the Python kernel start) outlives the command, while the
+command's own process group is still killed at its timeout. The holder is started detached (its own
+session, no parent-death signal), so it also survives a restart of the server; the sandbox's cgroup, or
+killing the holder, ends it and everything in the sandbox.
+
+Bubblewrap, unprivileged, nests two user namespaces (the pid namespace belongs to the outer one), so a
+command joins the outer with `--userns`, switches to the inner with `--userns2` (keeping the "no further
+user namespaces" rule the holder set up), and joins the pid namespace with `--pidns`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+HOLDER_COMMAND = (
+    "/bin/sh",
+    "-c",
+    'while [ "$(find /app /tmp -maxdepth 0 -links +0 2>/dev/null | wc -l)" = 2 ]; do sleep 10; done',
+)
+"""What the holder runs: it waits, and ends (taking the sandbox's processes along) within seconds of its
+sandbox's folders being deleted on the host without a proper terminate."""
+
+_NS_GET_PARENT = 0xB702
+_START_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class HolderRecord:
+    """Where the holder is: the host pid of its sleeping process and the inode of its pid namespace."""
+
+    outer_pid: int
+    pid: int
+    pid_ns: int
+
+
+@dataclass(frozen=True)
+class JoinFds:
+    """Open namespace descriptors for bubblewrap's `--userns`, `--userns2` and `--pidns`."""
+
+    userns: int
+    userns2: int
+    pidns: int
+
+    @property
+    def all(self) -> tuple[int, int, int]:
+        return (self.userns, self.userns2, self.pidns)
+
+
+class Holder:
+    """Starts, finds and ends the holder of one sandbox; its record lives beside the sandbox's."""
+
+    def __init__(self, folder: Path) -> None:
+        self._file = folder / "holder.json"
+        self._lock = folder / "holder.lock"
+
+    def current(self) -> HolderRecord | None:
+        """The running holder, or None when there is none (never started, killed, or the machine rebooted)."""
+        try:
+            record = HolderRecord(**json.loads(self._file.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+        try:
+            if os.stat(f"/proc/{record.pid}/ns/pid").st_ino != record.pid_ns:
+                return None
+        except OSError:
+            return None
+        return record
+
+    def ensure(self, launch: Sequence[str]) -> tuple[HolderRecord, bool]:
+        """The running holder, starting one with the launcher command `launch` if needed.
+
+        Returns the record and whether it was (re)started, in which case every earlier background process
+        of the sandbox is gone.
+        """
+        with self._locked():
+            record = self.current()
+            if record is not None:
+                return record, False
+            existed = self._file.exists()
+            record = self._start(launch)
+            staging = self._file.with_suffix(".part")
+            staging.write_text(json.dumps(record.__dict__))
+            staging.replace(self._file)
+            return record, existed
+
+    @contextlib.contextmanager
+    def join(self, record: HolderRecord) -> Iterator[JoinFds]:
+        """Descriptors of the holder's namespaces, open for the duration of one command's start."""
+        opened: list[int] = []
+        try:
+            inner = os.open(f"/proc/{record.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+            opened.append(inner)
+            outer = fcntl.ioctl(inner, _NS_GET_PARENT)
+            opened.append(outer)
+            pidns = os.open(f"/proc/{record.pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+            opened.append(pidns)
+            yield JoinFds(userns=outer, userns2=inner, pidns=pidns)
+        finally:
+            for fd in opened:
+                os.close(fd)
+
+    def stop(self) -> None:
+        """Kill the holder; its pid namespace, and every process of the sandbox in it, goes with it."""
+        record = self.current()
+        if record is not None:
+            for pid in (record.pid, record.outer_pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+        self._file.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        fd = os.open(self._lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _start(self, launch: Sequence[str]) -> HolderRecord:
+        # A shell that starts the holder in the background and exits: the holder is orphaned at once, so no
+        # process of ours ever has to reap it, and start_new_session leaves it no controlling terminal.
+        starter = subprocess.run(
+            ["/bin/sh", "-c", '"$@" </dev/null >/dev/null 2>&1 & echo $!', "kas-holder", *launch],
+            capture_output=True,
+            text=True,
+            start_new_session=True,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+            cwd="/",
+            check=False,
+            timeout=_START_TIMEOUT,
+        )
+        outer = int(starter.stdout.strip())
+        own_ns = os.stat("/proc/self/ns/pid").st_ino
+        deadline = time.monotonic() + _START_TIMEOUT
+        while time.monotonic() < deadline:
+            keeper = _grandchild(outer)
+            if keeper is not None:
+                with contextlib.suppress(OSError):
+                    pid_ns = os.stat(f"/proc/{keeper}/ns/pid").st_ino
+                    if pid_ns != own_ns:
+                        return HolderRecord(outer_pid=outer, pid=keeper, pid_ns=pid_ns)
+            time.sleep(0.005)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(outer, signal.SIGKILL)
+        raise OSError(f"the sandbox's holder process did not start: {starter.stderr.strip()}")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _grandchild(pid: int) -> int | None:
+    """The holder's own command: bwrap's child is the pid namespace's init, whose child runs `HOLDER_COMMAND`."""
+    for init in _children(pid):
+        for keeper in _children(init):
+            return keeper
+    return None

@@ -1,0 +1,72 @@
+"""Processes a command detaches outlive it (jobs and the Python kernel rely on this); nothing outlives the sandbox."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider, LocalSandbox
+from langchain_kubernetes_agent_sandbox.providers.local.holder import Holder
+
+
+async def test_a_detached_process_outlives_the_command_that_started_it(local_state_dir: Path) -> None:
+    sandbox = await LocalProvider(local_state_dir).create()
+    try:
+        await sandbox.run("setsid nohup sh -c 'sleep 1; echo done > /app/later.txt' >/dev/null 2>&1 &")
+        await asyncio.sleep(1.8)
+        assert (await sandbox.read_file("/app/later.txt")) == b"done\n"
+    finally:
+        await sandbox.terminate()
+
+
+async def test_background_processes_of_one_sandbox_are_invisible_to_another(local_state_dir: Path) -> None:
+    provider = LocalProvider(local_state_dir)
+    first, second = await provider.create(), await provider.create()
+    try:
+        await first.run("setsid nohup sleep 4321 >/dev/null 2>&1 &")
+        seen = await second.run("cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '")
+        assert "4321" not in seen.stdout
+        mine = await first.run("cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '")
+        assert "sleep 4321" in mine.stdout
+    finally:
+        await first.terminate()
+        await second.terminate()
+
+
+async def test_terminate_ends_every_detached_process(local_state_dir: Path) -> None:
+    sandbox: LocalSandbox = await LocalProvider(local_state_dir).create()
+    await sandbox.run("setsid nohup sleep 600 >/dev/null 2>&1 &")
+    holder = Holder(local_state_dir / "sandboxes" / sandbox.id).current()
+    assert holder is not None
+    await sandbox.terminate()
+    await asyncio.sleep(0.2)
+    assert not Path(f"/proc/{holder.pid}").exists()
+
+
+async def test_a_killed_holder_is_replaced_and_commands_still_run(local_state_dir: Path) -> None:
+    sandbox = await LocalProvider(local_state_dir).create()
+    try:
+        await sandbox.run("true")
+        holder = Holder(local_state_dir / "sandboxes" / sandbox.id)
+        holder.stop()
+        result = await sandbox.run("echo again; id -u")
+        assert result.stdout.split()[0] == "again"
+        assert holder.current() is not None
+    finally:
+        await sandbox.terminate()
+
+
+async def test_a_holder_whose_folders_were_deleted_ends_by_itself(local_state_dir: Path) -> None:
+    import shutil
+
+    sandbox = await LocalProvider(local_state_dir).create()
+    await sandbox.run("true")
+    record = Holder(local_state_dir / "sandboxes" / sandbox.id).current()
+    assert record is not None
+    shutil.rmtree(local_state_dir / "sandboxes" / sandbox.id)
+    for _ in range(150):
+        if not Path(f"/proc/{record.pid}").exists():
+            break
+        await asyncio.sleep(0.1)
+    assert not Path(f"/proc/{record.pid}").exists()
+    await sandbox.terminate()
