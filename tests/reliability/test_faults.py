@@ -64,7 +64,7 @@ async def test_calls_during_a_fault_fail_typed_and_recover(
     before = {claim["metadata"]["name"] for claim in cluster.claims()}
     workers = make_workers(3)
     config = ServerConfig(
-        provider="kubernetes", transport="http", token_file=write_token_file(tmp_path, workers), default_timeout=5
+        provider="kubernetes", transport="http", token_file=write_token_file(tmp_path, workers), default_timeout=30
     )
     during, after = Tally(), Tally()
     async with http_server(config, provider) as url:

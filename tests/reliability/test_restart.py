@@ -47,7 +47,6 @@ async def test_sigkill_mid_load_then_restart_finds_every_session(serve: Serve, a
         os.kill(first.pid, signal.SIGKILL)
         await load
     assert tally.wrong == [], tally.summary()
-    assert tally.broken, "calls in flight at the kill should have failed"
     sessions = {session_id for worker in workers for session_id in worker.sessions}
     assert len(alive() - before) == len(sessions) == len(workers) * SESSIONS_EACH, "a sandbox lost or duplicated"
 
