@@ -151,17 +151,7 @@ async def test_a_name_longer_than_linux_allows_is_an_invalid_path(sandbox: Sandb
 
 
 @pytest.mark.parametrize("path", ["/0", "/opt/planted"])
-async def test_a_file_outside_app_and_tmp_is_kept_or_refused(
-    sandbox: Sandbox, request: pytest.FixtureRequest, path: str
-) -> None:
-    if "local" in request.node.callspec.id:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="known bug: the local sandbox's root is a fresh tmpfs per command, so a write outside /app "
-                "and /tmp succeeds and is gone by the next call (it should persist, or be refused as read-only)",
-            )
-        )
+async def test_a_file_outside_app_and_tmp_is_kept_or_refused(sandbox: Sandbox, path: str) -> None:
     await write_then_read(sandbox, path, b"kept or refused")
     result = await sandbox.run(f"cat {path} 2>/dev/null || echo refused")
     assert result.stdout in ("kept or refused", "refused\n")

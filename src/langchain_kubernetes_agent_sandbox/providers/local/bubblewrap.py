@@ -1,10 +1,10 @@
 """The bubblewrap command line that isolates one command of one local sandbox.
 
 What the sandboxed command sees: its workspace at `/app`, a private `/tmp` that lasts as long as the
-sandbox, the host's system folders read-only, a handful of harmless `/etc` files, no network unless asked,
-a cleared environment, its own ipc, uts and network namespaces, the user and pid namespaces of its sandbox's
-holder (shared by the sandbox's commands, no other's), no capabilities, and no way to create further user
-namespaces. Killing the launcher's process group kills everything it started but did not detach.
+sandbox, everything else read-only (the host's system folders included), a handful of harmless `/etc` files,
+no network unless asked, a cleared environment, its own ipc, uts and network namespaces, the user and pid
+namespaces of its sandbox's holder (shared by the sandbox's commands, no other's), no capabilities, and no way
+to create further user namespaces. Killing the launcher's process group kills everything it started but did not detach.
 """
 
 from __future__ import annotations
@@ -124,7 +124,9 @@ def bwrap_argv(
     link_target = python_link_target()
     if link_target:
         argv += ["--dir", "/opt/sandbox/bin", "--symlink", link_target, "/opt/sandbox/bin/python"]
-    argv += ["--chdir", cwd, "--clearenv"]
+    # A write outside /app and /tmp would land on bwrap's per-command tmpfs root and vanish with the command:
+    # refuse it instead, so the agent learns at once that only /app and /tmp keep files.
+    argv += ["--remount-ro", "/", "--chdir", cwd, "--clearenv"]
     for name, value in env.items():
         argv += ["--setenv", name, value]
     return [*argv, "--", *command]
