@@ -6,11 +6,10 @@ Backends: each provider directly (local, Kubernetes on the imitation cluster) an
 
 from __future__ import annotations
 
-import re
 import shlex
 
 import pytest
-from hypothesis import assume, example, given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from langchain_kubernetes_agent_sandbox import InvalidPathError, Sandbox, SandboxError
@@ -46,10 +45,6 @@ SHELLISH = st.sampled_from(
 COMMAND_TEXT = st.one_of(TEXT, st.lists(st.one_of(SHELLISH, TEXT), max_size=8).map("".join))
 
 
-KNOWN_KUBERNETES_BUGS = re.compile(r'[\x00-\x1f\x7f"]')
-"""Names the Kubernetes provider mishandles today (see test_names_with_control_characters_or_quotes)."""
-
-
 def is_kubernetes(sandbox: Sandbox) -> bool:
     return type(sandbox).__name__.startswith("Kubernetes")
 
@@ -67,7 +62,6 @@ async def write_then_read(sandbox: Sandbox | McpBackend, path: str, data: bytes)
 @example(relative="../planted", data=b"x")
 @example(relative="a/../b/./c", data=b"")
 async def test_files_round_trip_or_are_refused_typed(sandbox: Sandbox, relative: str, data: bytes) -> None:
-    assume(not (is_kubernetes(sandbox) and KNOWN_KUBERNETES_BUGS.search(relative)))
     await write_then_read(sandbox, f"/app/h/{relative}", data)
 
 
@@ -75,24 +69,14 @@ async def test_files_round_trip_or_are_refused_typed(sandbox: Sandbox, relative:
 async def test_files_round_trip_or_are_refused_typed_over_mcp(
     mcp: McpBackend, sandbox: Sandbox, relative: str, data: bytes
 ) -> None:
-    assume(not (is_kubernetes(sandbox) and KNOWN_KUBERNETES_BUGS.search(relative)))
     await write_then_read(mcp, f"/app/h/{relative}", data)
 
 
-@pytest.mark.parametrize("name", ["\x7f", "tab\there", '"', 'say "hi".txt'])
-async def test_names_with_control_characters_or_quotes(
-    sandbox: Sandbox, request: pytest.FixtureRequest, name: str
-) -> None:
-    if is_kubernetes(sandbox) and name != "tab\there":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="known bug (Kubernetes provider): a control character reaches k8s-agent-sandbox's "
-                "_safe_upload_path and escapes as an untyped ValueError; a name with a double quote is written "
-                "but read_file then says not found",
-            )
-        )
-    await write_then_read(sandbox, f"/app/q/{name}", b"quoted")
+@pytest.mark.parametrize("name", ["\x7f", "tab\there", '"', 'say "hi".txt', "50% off", "back\\slash"])
+async def test_names_with_control_characters_or_quotes(sandbox: Sandbox, name: str) -> None:
+    await sandbox.write_file(f"/app/q/{name}", b"quoted")
+    assert await sandbox.read_file(f"/app/q/{name}") == b"quoted"
+    assert [entry.name for entry in await sandbox.list_dir("/app/q")] == [name]
 
 
 @pytest.mark.parametrize("path", ["/app/nul\x00byte", "nul\x00", "/tmp/\x00"])

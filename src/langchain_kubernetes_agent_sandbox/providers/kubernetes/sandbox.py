@@ -57,7 +57,9 @@ def _file_api_path(path: str) -> str | None:
     """The runtime file API's name for `path`, or None when only the shell can reach it."""
     if not paths.is_within(path, paths.WORKDIR):
         return None
-    if any(ord(char) < 0x20 or char in "%\\" for char in path):
+    # The client refuses control characters, and a multipart filename carries `"`, `%` and `\\` escaped in ways
+    # runtimes decode differently: such names go through the shell, which takes them byte for byte.
+    if any(ord(char) < 0x20 or ord(char) == 0x7F or char in '"%\\' for char in path):
         return None
     return path[len(paths.WORKDIR) :] or "/"
 
