@@ -11,6 +11,9 @@ from tests.server.mcp_calls import Connect, call, text_of
 
 TOOLS = {
     "execute_python",
+    "job_status",
+    "job_wait",
+    "job_cancel",
     "execute",
     "upload_file",
     "download_file",

@@ -37,6 +37,9 @@ class ToolLimits:
 
     max_transfer_bytes: int = 10 * 1024 * 1024
     """Largest file upload_file accepts and download_file returns (content travels inside one MCP message)."""
+    detach_after: float = 20.0
+    """Seconds execute and execute_python wait before a command still running becomes a job (MCP clients often
+    give up at 60 s, the Kubernetes router at 180 s)."""
 
 
 class SandboxMCP(FastMCP[Any]):
@@ -74,9 +77,9 @@ class SandboxMCP(FastMCP[Any]):
             max_request_body_size=self.limits.max_transfer_bytes * 4 // 3 + 1024 * 1024,
             log_level="WARNING",
         )
-        from .tools import commands, files, sessions
+        from .tools import commands, files, jobs, sessions
 
-        for module in (commands, files, sessions):
+        for module in (commands, files, jobs, sessions):
             module.register(self)
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Sequence[ContentBlock] | dict[str, Any]:

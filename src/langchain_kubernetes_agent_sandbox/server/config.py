@@ -85,6 +85,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("reap_interval", "Seconds between sweeps for expired sessions (default 60).", "float"),
     Setting("default_timeout", "Seconds a command may run when the call names no timeout (default 300).", "float"),
     Setting("max_timeout", "Largest timeout a call may ask for (default 3600).", "float"),
+    Setting(
+        "detach_after",
+        "Seconds execute and execute_python wait before a still-running command becomes a job (default 20).",
+        "float",
+    ),
     Setting("max_output_bytes", "Bytes of stdout and of stderr kept per command (default 262144).", "int"),
     Setting("max_transfer_bytes", "Largest file upload_file and download_file move (default 10485760).", "int"),
     Setting("log_level", "Logging level (default WARNING).", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
@@ -132,6 +137,7 @@ class ServerConfig(BaseModel):
     reap_interval: float = Field(60.0, gt=0)
     default_timeout: float = Field(300.0, gt=0)
     max_timeout: float = Field(3600.0, gt=0)
+    detach_after: float = Field(20.0, ge=0, le=170)
     max_output_bytes: int = Field(256 * 1024, ge=64)
     max_transfer_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"

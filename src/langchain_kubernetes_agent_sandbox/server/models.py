@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from ..jobs import JobResult
 from ..results import CommandResult
 from ..sessions import Session
 
@@ -39,6 +40,28 @@ class CommandOutput(Rendered):
     dropped_bytes: int
     duration_seconds: float
     timeout_seconds: float
+    job_id: str | None = Field(
+        default=None, description="The job running this command, to follow with job_status, job_wait, job_cancel."
+    )
+    running: bool = Field(default=False, description="Still running: the output is what it wrote so far.")
+    state: str = Field(default="exited", description="running, exited, timed_out, cancelled, or lost.")
+    cursor: str | None = Field(default=None, description="Pass to job_status to get only later output.")
+    stdout_path: str | None = Field(default=None, description="File in the sandbox with the whole stdout.")
+    stderr_path: str | None = Field(default=None, description="File in the sandbox with the whole stderr.")
+
+    @classmethod
+    def of_job(cls, session: Session, job: JobResult, timeout: float) -> CommandOutput:
+        output = cls.of(session, job.result, timeout)
+        return output.model_copy(
+            update={
+                "job_id": job.job_id,
+                "running": job.running,
+                "state": job.state,
+                "cursor": job.cursor,
+                "stdout_path": job.stdout_path,
+                "stderr_path": job.stderr_path,
+            }
+        )
 
     @classmethod
     def of(cls, session: Session, result: CommandResult, timeout: float) -> CommandOutput:
@@ -63,8 +86,23 @@ class CommandOutput(Rendered):
         if self.stderr.strip():
             parts.append("[stderr]\n" + self.stderr.strip("\n"))
         if not parts:
-            parts.append("(no output)")
-        parts.append(f"[exit code {self.exit_code}]")
+            parts.append("(no output so far)" if self.running else "(no output)")
+        if self.running:
+            parts.append(
+                f"[still running as job {self.job_id} after {self.duration_seconds:g} s; the output above is what "
+                f"it wrote so far. Follow it with job_status(job_id='{self.job_id}', cursor='{self.cursor}') for "
+                f"later output, job_wait to wait for it, job_cancel to stop it; it is killed after "
+                f"{self.timeout_seconds:g} s]"
+            )
+        elif self.state == "cancelled":
+            parts.append(f"[cancelled; exit code {self.exit_code}]")
+        elif self.state == "lost":
+            parts.append(
+                "[lost: the job's process is gone without recording an exit status (the sandbox was restarted "
+                "or the process was killed from outside)]"
+            )
+        else:
+            parts.append(f"[exit code {self.exit_code}]")
         if self.timed_out:
             parts.append(
                 f"[timed out: killed after {self.timeout_seconds:g} s; the output above is what it wrote until then]"
@@ -72,7 +110,12 @@ class CommandOutput(Rendered):
         if self.truncated:
             parts.append(
                 f"[output truncated: {self.dropped_bytes} of {self.stdout_bytes + self.stderr_bytes} bytes dropped "
-                "from the middle; redirect to a file and read it in parts to see everything]"
+                + (
+                    f"from the middle; the whole output is in {self.stdout_path} and {self.stderr_path}: read them "
+                    "with download_file, or in parts with execute('tail -c +N FILE | head -c M')]"
+                    if self.stdout_path
+                    else "from the middle; redirect to a file and read it in parts to see everything]"
+                )
             )
         return "\n".join(parts)
 

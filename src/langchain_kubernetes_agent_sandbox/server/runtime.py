@@ -114,7 +114,7 @@ def build_server(config: ServerConfig, registry: SessionRegistry) -> SandboxMCP:
     mcp = SandboxMCP(
         registry,
         local_principal=config.principal,
-        limits=ToolLimits(max_transfer_bytes=config.max_transfer_bytes),
+        limits=ToolLimits(max_transfer_bytes=config.max_transfer_bytes, detach_after=config.detach_after),
         token_verifier=verifier,
         auth=auth,
         transport_security=transport_security(config),

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
-from ...errors import TooLargeError
+from ... import jobs
+from ...errors import NotFoundError, TooLargeError
 from ...paths import WORKDIR
 from ..models import CommandOutput
 from ..principal import current_principal
@@ -39,6 +40,15 @@ Timeout = Annotated[
     ),
 ]
 
+Background = Annotated[
+    bool,
+    Field(
+        description="Start it as a job and return at once with its job id; follow it with job_status, job_wait, "
+        "job_cancel. Without it the call waits up to the server's detach bound (20 s unless configured) and a "
+        "command still running then becomes a job the same way."
+    ),
+]
+
 RUNS = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=False)
 
 
@@ -54,6 +64,7 @@ def register(mcp: SandboxMCP) -> None:
         code: Annotated[str, Field(min_length=1, max_length=MAX_CODE_BYTES, description="Python 3 source.")],
         session_id: SessionId = None,
         timeout: Timeout = None,
+        background: Background = False,
     ) -> Annotated[CallToolResult, CommandOutput]:
         """Run Python 3 source in the sandbox as a fresh `python3` process, in the working directory /app.
 
@@ -62,6 +73,8 @@ def register(mcp: SandboxMCP) -> None:
         intermediate results to files in /app (or /tmp) and read them in the next call. Output beyond the
         server's cap keeps its beginning and end. The sandbox has no network unless the session was created
         with network=true. At most 64 KiB of code; for larger programs upload a file and run it with execute.
+        A run still going after the server's detach bound (20 s unless configured) becomes a job: the result
+        says so and gives its id for job_status, job_wait and job_cancel.
         """
         size = len(code.encode("utf-8"))
         if size > MAX_CODE_BYTES:
@@ -71,10 +84,14 @@ def register(mcp: SandboxMCP) -> None:
             )
         async with mcp.registry.use(current_principal.get(), session_id) as session:
             limit = session.sandbox.limits.timeout_for(timeout)
-            result = await session.sandbox.run(
-                python_command(code), timeout=limit, env={"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+            job = await jobs.start(
+                session.sandbox,
+                python_command(code),
+                timeout=limit,
+                wait=0.0 if background else mcp.limits.detach_after,
+                env={"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"},
             )
-        return reply(CommandOutput.of(session, result, limit))
+        return reply(CommandOutput.of_job(session, job, limit))
 
     @mcp.tool(annotations=RUNS)
     async def execute(
@@ -86,6 +103,7 @@ def register(mcp: SandboxMCP) -> None:
         cwd: Annotated[
             str, Field(max_length=4096, description="Directory to run in; relative paths resolve against /app.")
         ] = WORKDIR,
+        background: Background = False,
     ) -> Annotated[CallToolResult, CommandOutput]:
         """Run a shell command (`/bin/sh -c`) in the sandbox, by default in the working directory /app.
 
@@ -93,9 +111,16 @@ def register(mcp: SandboxMCP) -> None:
         killed and reported with exit code 124 and the output it had written. Files persist within the
         session, so later calls (and download_file) see what this one wrote. Each call starts a new shell:
         `cd` and exported variables do not carry over. Output beyond the server's cap keeps its beginning and
-        end. No network unless the session was created with network=true.
+        end, and the whole output stays in files whose paths the result gives. No network unless the session
+        was created with network=true. A command still running after the server's detach bound (20 s unless
+        configured) becomes a job: the result gives its id and the output so far; follow it with job_status,
+        job_wait and job_cancel. Start servers and other long commands with background=true.
         """
         async with mcp.registry.use(current_principal.get(), session_id) as session:
             limit = session.sandbox.limits.timeout_for(timeout)
-            result = await session.sandbox.run(command, timeout=limit, cwd=cwd)
-        return reply(CommandOutput.of(session, result, limit))
+            if cwd != WORKDIR and not await session.sandbox.exists(cwd):
+                raise NotFoundError(f"The working directory {cwd} does not exist: create it first, or use /app.")
+            job = await jobs.start(
+                session.sandbox, command, timeout=limit, wait=0.0 if background else mcp.limits.detach_after, cwd=cwd
+            )
+        return reply(CommandOutput.of_job(session, job, limit))

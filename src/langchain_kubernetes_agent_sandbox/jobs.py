@@ -1,0 +1,250 @@
+"""Jobs: commands that keep running after the call that started them returned, built only on shell commands and
+files, so they work on any runtime with a POSIX shell (the upstream reference runtime included).
+
+A job lives in the sandbox, in `JOBS_DIR/<id>/`: `cmd` (the command), `stdout`, `stderr` (the full output,
+never capped), `pid` (its wrapper, leader of its own session), `tpid` (the `timeout` process, leader of the
+command's process group), `exit` once it ended, `cancelled` when cancelled. So a job survives a restart of the
+server and is visible from any replica; whoever can reach the sandbox (the session's owner) can follow it.
+
+Every command the tools run goes through `start`: it detaches the command, waits up to a bound, and returns
+the output so far with the job id; a command that finished within the bound is just a result (with the paths of
+its full output, the pointer for output beyond the inline cap).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from . import paths
+from .errors import InvalidArgumentError, NotFoundError
+from .output import OutputLimit, dropped_marker
+from .results import TIMEOUT_EXIT_CODE, CommandResult
+from .sandbox import Sandbox
+
+JOBS_DIR = "/tmp/.kas/jobs"
+"""Where jobs keep their files: the sandbox's own /tmp, which lasts as long as the sandbox on every provider."""
+
+_ID = re.compile(r"^j-[0-9a-f]{12}$")
+_HEADER = re.compile(rb"^KASJOB (\w+) (-?\d+) (\d+) (\d+)\n")
+_MARGIN = 15.0
+"""Seconds a job script may take beyond what it waits for: starting a shell, reading the files."""
+_KILL_GRACE = 5
+"""Seconds between the polite signal (TERM) at a job's timeout or cancel and the SIGKILL that follows."""
+
+JobState = Literal["running", "exited", "timed_out", "cancelled", "lost"]
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a job has done so far: its output since a cursor, whether it runs, how it ended."""
+
+    job_id: str
+    state: JobState
+    result: CommandResult
+    """Output since the cursor asked for (bounded by the sandbox's output cap, head and tail kept)."""
+    cursor: str
+    """Give this to `status` to get only output written after this result."""
+    stdout_path: str
+    stderr_path: str
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+def new_job_id() -> str:
+    return f"j-{secrets.token_hex(6)}"
+
+
+def job_dir(job_id: str) -> str:
+    if not _ID.match(job_id):
+        raise NotFoundError(f"No job has the id {job_id!r}: job ids look like j-0123456789ab.")
+    return f"{JOBS_DIR}/{job_id}"
+
+
+def _wrapper(limit: float) -> str:
+    """The job's own shell: records its pid, runs the command under `timeout`, records the exit status."""
+    return (
+        'd=$(dirname "$0"); echo $$ > "$d/pid"; '
+        f'timeout -k {_KILL_GRACE} {limit:.3f} /bin/sh "$d/cmd" </dev/null >"$d/stdout" 2>"$d/stderr" & '
+        'echo $! > "$d/tpid"; wait $!; echo $? > "$d/exit.part"; mv "$d/exit.part" "$d/exit"\n'
+    )
+
+
+_CUT = "<<kas: output cut here>>"
+
+
+def _stream(name: str, start: int, total: str, limit: OutputLimit) -> str:
+    """Shell printing bytes `start`..`total` of the job's file `name`: whole when within `limit`, else its head,
+    a cut line and its tail, reading only those parts (a job may have written gigabytes)."""
+    return (
+        f"n=$(({total} - {start})); "
+        f'if [ "$n" -le {limit.max_bytes} ]; then tail -c +{start + 1} "$d/{name}" 2>/dev/null | head -c "$n"; '
+        f'else tail -c +{start + 1} "$d/{name}" | head -c {limit.head_bytes}; printf "\\n%s\\n" "{_CUT}"; '
+        f'tail -c +$(({total} - {limit.tail_bytes} + 1)) "$d/{name}" | head -c {limit.tail_bytes}; fi'
+    )
+
+
+def _report(directory: str, limit: OutputLimit, cursor: str = "0:0") -> str:
+    """Shell that prints a header line (state, exit status, sizes) and the output after `cursor`."""
+    out_from, err_from = _parse_cursor(cursor)
+    d = shlex.quote(directory)
+    return (
+        f"d={d}; "
+        'if [ -e "$d/exit" ]; then s=exited; c=$(cat "$d/exit"); '
+        '[ -e "$d/cancelled" ] && s=cancelled; '
+        'elif [ ! -s "$d/pid" ] || kill -0 "$(cat "$d/pid")" 2>/dev/null; then s=running; c=-1; '
+        "else s=lost; c=-1; fi; "
+        'o=$(wc -c < "$d/stdout" 2>/dev/null || echo 0); e=$(wc -c < "$d/stderr" 2>/dev/null || echo 0); '
+        'echo "KASJOB $s $c $o $e"; '
+        f"{{ {_stream('stdout', out_from, '$o', limit)}; }}; "
+        f"{{ {_stream('stderr', err_from, '$e', limit)}; }} >&2"
+    )
+
+
+def _uncut(text: str, total: int, limit: OutputLimit) -> tuple[str, int]:
+    """Put the usual dropped-bytes marker where the script cut a stream; returns the text and bytes dropped."""
+    cut = f"\n{_CUT}\n"
+    if total <= limit.max_bytes or cut not in text:
+        return text, 0
+    dropped = total - limit.head_bytes - limit.tail_bytes
+    head, _, tail = text.partition(cut)
+    return head + dropped_marker(dropped) + tail, dropped
+
+
+def _parse_cursor(cursor: str) -> tuple[int, int]:
+    try:
+        out, err = (int(part) for part in cursor.split(":"))
+    except ValueError:
+        raise InvalidArgumentError(
+            f"The cursor {cursor!r} is not one a job result gave: pass the cursor from the last result, or omit it."
+        ) from None
+    if out < 0 or err < 0:
+        raise InvalidArgumentError(f"The cursor {cursor!r} is negative: omit it to read from the start.")
+    return out, err
+
+
+def _parse(job_id: str, cursor: str, raw: CommandResult, limit: OutputLimit) -> JobResult:
+    data = raw.stdout.encode("utf-8", "surrogateescape")
+    match = _HEADER.match(data)
+    if match is None:
+        if "KASJOB" not in raw.stdout and raw.exit_code == 3:
+            raise NotFoundError(f"No job {job_id} in this session: it never existed here, or the sandbox was reset.")
+        raise RuntimeError(f"The job script failed (exit {raw.exit_code}): {raw.stderr.strip()[:500]}")
+    state_name, code, out_total, err_total = (match.group(1).decode(), *map(int, match.groups()[1:]))
+    state: JobState = state_name  # type: ignore[assignment]
+    if state == "exited" and code == TIMEOUT_EXIT_CODE:
+        state = "timed_out"
+    out_from, err_from = _parse_cursor(cursor)
+    out_bytes, err_bytes = max(out_total - out_from, 0), max(err_total - err_from, 0)
+    stdout, out_dropped = _uncut(raw.stdout[len(match.group(0).decode()) :], out_bytes, limit)
+    stderr, err_dropped = _uncut(raw.stderr, err_bytes, limit)
+    result = CommandResult(
+        stdout=stdout,
+        stderr=stderr,
+        exit_code=code if code >= 0 else -1,
+        duration=raw.duration,
+        timed_out=state == "timed_out",
+        stdout_bytes=out_bytes,
+        stderr_bytes=err_bytes,
+        dropped_bytes=out_dropped + err_dropped + raw.dropped_bytes,
+    )
+    directory = job_dir(job_id)
+    return JobResult(
+        job_id=job_id,
+        state=state,
+        result=result,
+        cursor=f"{max(out_total, out_from)}:{max(err_total, err_from)}",
+        stdout_path=f"{directory}/stdout",
+        stderr_path=f"{directory}/stderr",
+    )
+
+
+async def start(
+    sandbox: Sandbox,
+    command: str,
+    *,
+    timeout: float,
+    wait: float,
+    cwd: str = paths.WORKDIR,
+    env: Mapping[str, str] | None = None,
+) -> JobResult:
+    """Run `command` as a job limited to `timeout` seconds; wait up to `wait` seconds for it to end."""
+    if not command.strip():
+        raise InvalidArgumentError("The command is empty: give a shell command such as 'ls -la'.")
+    if "\x00" in command:
+        raise InvalidArgumentError("The command contains a NUL byte, which no shell accepts: remove it.")
+    job_id = new_job_id()
+    d = shlex.quote(job_dir(job_id))
+    encoded_cmd = base64.b64encode(command.encode("utf-8")).decode("ascii")
+    encoded_run = base64.b64encode(_wrapper(timeout).encode("utf-8")).decode("ascii")
+    wait = max(0.0, min(wait, timeout + _KILL_GRACE + 1))
+    script = (
+        f"mkdir -p {d} && printf %s {encoded_cmd} | base64 -d > {d}/cmd && "
+        f"printf %s {encoded_run} | base64 -d > {d}/run.sh && : > {d}/stdout && : > {d}/stderr || exit 125\n"
+        f"setsid /bin/sh {d}/run.sh </dev/null >/dev/null 2>&1 &\n"
+        "job=$!\n"
+        f'i=0; while [ ! -s {d}/pid ] && [ "$i" -lt 100 ]; do sleep 0.01; i=$((i+1)); done\n'
+    )
+    if wait > 0:
+        script += (
+            "trap : USR1\n"
+            f"( trap 'kill $p 2>/dev/null; exit 0' TERM; sleep {wait:.3f} & p=$!; wait $p; kill -s USR1 $$ ) "
+            "</dev/null >/dev/null 2>&1 &\n"
+            'w=$!; wait "$job"; kill "$w" 2>/dev/null\n'
+        )
+    script += _report(job_dir(job_id), _limit(sandbox))
+    raw = await sandbox.run(script, timeout=wait + _MARGIN, cwd=cwd, env=env)
+    return _parse(job_id, "0:0", raw, _limit(sandbox))
+
+
+async def status(sandbox: Sandbox, job_id: str, cursor: str | None = None) -> JobResult:
+    """The job's state and its output written after `cursor` (from the start when omitted)."""
+    cursor = cursor or "0:0"
+    directory = job_dir(job_id)
+    script = f"[ -d {shlex.quote(directory)} ] || exit 3; " + _report(directory, _limit(sandbox), cursor)
+    return _parse(job_id, cursor, await sandbox.run(script, timeout=_MARGIN), _limit(sandbox))
+
+
+async def wait(sandbox: Sandbox, job_id: str, timeout: float, cursor: str | None = None) -> JobResult:
+    """Wait up to `timeout` seconds for the job to end, then report as `status` does."""
+    cursor = cursor or "0:0"
+    directory = shlex.quote(job_dir(job_id))
+    ticks = max(1, int(timeout / 0.05))
+    script = (
+        f"[ -d {directory} ] || exit 3; i=0; "
+        f'while [ ! -e {directory}/exit ] && [ "$i" -lt {ticks} ]; do '
+        f'[ -s {directory}/pid ] && ! kill -0 "$(cat {directory}/pid)" 2>/dev/null && break; '
+        "sleep 0.05; i=$((i+1)); done; " + _report(job_dir(job_id), _limit(sandbox), cursor)
+    )
+    return _parse(job_id, cursor, await sandbox.run(script, timeout=timeout + _MARGIN), _limit(sandbox))
+
+
+async def cancel(sandbox: Sandbox, job_id: str) -> JobResult:
+    """Signal the job's process group (TERM, then KILL after a grace period) and report how it ended."""
+    directory = shlex.quote(job_dir(job_id))
+    script = (
+        f"[ -d {directory} ] || exit 3; "
+        f"if [ ! -e {directory}/exit ]; then : > {directory}/cancelled; "
+        f"t=$(cat {directory}/tpid 2>/dev/null); "
+        '[ -n "$t" ] && { kill -s TERM -- "-$t"; kill -s TERM "$t"; } 2>/dev/null; '
+        f'i=0; while [ ! -e {directory}/exit ] && [ "$i" -lt 40 ]; do sleep 0.05; i=$((i+1)); done; '
+        f'[ -e {directory}/exit ] || {{ {{ kill -s KILL -- "-$t"; kill -s KILL "$t"; }} 2>/dev/null; '
+        f'p=$(cat {directory}/pid 2>/dev/null); i=0; while [ ! -e {directory}/exit ] && [ "$i" -lt 40 ]; do '
+        "sleep 0.05; i=$((i+1)); done; "
+        f'[ -e {directory}/exit ] || {{ kill -s KILL -- "-$p" 2>/dev/null; echo 137 > {directory}/exit; }}; }}; '
+        "fi; " + _report(job_dir(job_id), _limit(sandbox))
+    )
+    return _parse(job_id, "0:0", await sandbox.run(script, timeout=_MARGIN + 10), _limit(sandbox))
+
+
+def _limit(sandbox: Sandbox) -> OutputLimit:
+    """What the job scripts print of each stream: a little under the sandbox's cap, so the cap never cuts it."""
+    cap = sandbox.limits.output
+    return OutputLimit(max_bytes=max(64, cap.max_bytes - 256), head_share=cap.head_share)

@@ -1,0 +1,173 @@
+"""Long commands detach into jobs, followed with job_status, job_wait and job_cancel; output beyond the inline cap
+stays whole in files the result names. Through a real MCP client, on the local provider and the imitation cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from mcp import ClientSession
+from mcp.shared.memory import create_connected_server_and_client_session
+
+from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
+from langchain_kubernetes_agent_sandbox.server.runtime import running
+from tests.server.mcp_calls import Connect, call, fail, text_of
+
+Open = Callable[..., contextlib.AbstractAsyncContextManager[ClientSession]]
+
+
+@pytest.fixture(params=["local", "kubernetes"])
+def open_client(request: pytest.FixtureRequest) -> Open:
+    """Opens a client; every open after the first is a new server process's worth of state (a restart)."""
+    if request.param == "local":
+        connect: Connect = request.getfixturevalue("connect")
+
+        @contextlib.asynccontextmanager
+        async def local(principal: str = "alice", **settings: Any) -> AsyncIterator[ClientSession]:
+            async with connect(principal=principal, fresh=True, **settings) as client:
+                yield client
+
+        return local
+    cluster = request.getfixturevalue("fake_cluster")
+    suffix = secrets.token_hex(4)  # the cluster is shared by the whole run: keep these sessions apart from others'
+
+    @contextlib.asynccontextmanager
+    async def kubernetes(principal: str = "alice", **settings: Any) -> AsyncIterator[ClientSession]:
+        config = ServerConfig(
+            provider="kubernetes",
+            warm_pool=cluster.pool,
+            api_url=cluster.router_url,
+            kubeconfig=cluster.kubeconfig,
+            principal=f"{principal}-{suffix}",
+            **settings,
+        )
+        async with running(config) as server, create_connected_server_and_client_session(server) as client:
+            yield client
+
+    return kubernetes
+
+
+def data(result: Any) -> dict[str, Any]:
+    assert result.structuredContent is not None
+    return dict(result.structuredContent)
+
+
+async def test_a_long_command_detaches_with_its_output_so_far_and_is_followed_to_its_end(open_client: Open) -> None:
+    async with open_client(detach_after=1) as client:
+        first = data(await call(client, "execute", command="echo one; sleep 2.5; echo two; exit 3"))
+        assert first["running"]
+        assert first["state"] == "running"
+        assert first["stdout"] == "one\n"
+        assert first["job_id"] in text_of(await call(client, "job_status", job_id=first["job_id"]))
+        done = data(await call(client, "job_wait", job_id=first["job_id"], timeout=20, cursor=first["cursor"]))
+        assert (done["state"], done["exit_code"], done["stdout"]) == ("exited", 3, "two\n")
+        whole = data(await call(client, "job_status", job_id=first["job_id"]))
+        assert whole["stdout"] == "one\ntwo\n"
+
+
+async def test_a_quick_command_is_an_ordinary_result(open_client: Open) -> None:
+    async with open_client() as client:
+        result = data(await call(client, "execute", command="echo hi; echo err >&2"))
+        assert (result["running"], result["exit_code"], result["stdout"], result["stderr"]) == (
+            False,
+            0,
+            "hi\n",
+            "err\n",
+        )
+
+
+async def test_background_returns_at_once_and_the_job_survives_a_server_restart(open_client: Open) -> None:
+    async with open_client() as client:
+        started = data(await call(client, "execute", command="sleep 1.5; echo finished", background=True))
+        assert started["running"]
+        assert started["duration_seconds"] < 1.5
+    async with open_client() as client:
+        done = data(await call(client, "job_wait", job_id=started["job_id"], timeout=20))
+        assert (done["state"], done["stdout"]) == ("exited", "finished\n")
+
+
+async def test_cancel_signals_the_whole_process_group(open_client: Open) -> None:
+    async with open_client() as client:
+        started = data(await call(client, "execute", command="sleep 301 & sleep 302; echo never", background=True))
+        cancelled = data(await call(client, "job_cancel", job_id=started["job_id"]))
+        assert cancelled["state"] == "cancelled"
+        assert "never" not in cancelled["stdout"]
+        left = await call(client, "execute", command="cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '")
+        assert "sleep 30" not in data(left)["stdout"]
+        again = data(await call(client, "job_cancel", job_id=started["job_id"]))
+        assert again["state"] == "cancelled"
+
+
+async def test_a_job_runs_only_until_its_timeout(open_client: Open) -> None:
+    async with open_client(detach_after=0.5) as client:
+        started = data(await call(client, "execute", command="echo start; sleep 60", timeout=2))
+        assert started["running"]
+        done = data(await call(client, "job_wait", job_id=started["job_id"], timeout=20))
+        assert (done["state"], done["timed_out"], done["exit_code"]) == ("timed_out", True, 124)
+        assert done["stdout"] == "start\n"
+
+
+async def test_another_principals_job_is_not_found(open_client: Open) -> None:
+    async with open_client() as client:
+        started = data(await call(client, "execute", command="sleep 5", background=True))
+    async with open_client(principal="bob") as bob:
+        own = await fail(bob, "job_status", job_id=started["job_id"])
+        assert own.startswith("not_found:"), own
+        theirs = await fail(bob, "job_status", job_id=started["job_id"], session_id=started["session_id"])
+        assert theirs.startswith("not_found:"), theirs
+        invalid = await fail(bob, "job_wait", job_id="../../etc", timeout=1)
+        assert invalid.startswith("not_found:"), invalid
+    async with open_client() as client:
+        await call(client, "job_cancel", job_id=started["job_id"])
+
+
+async def test_output_beyond_the_cap_keeps_head_and_tail_and_points_to_the_whole(open_client: Open) -> None:
+    async with open_client(max_output_bytes=1024) as client:
+        result = data(await call(client, "execute", command="seq 1 20000; seq 1 3000 >&2"))
+        assert result["truncated"]
+        assert result["dropped_bytes"] > 0
+        assert result["stdout"].startswith("1\n2\n")
+        assert result["stdout"].endswith("19999\n20000\n")
+        assert result["stdout_bytes"] == len("".join(f"{n}\n" for n in range(1, 20001)))
+        text = text_of(await call(client, "execute", command="seq 1 20000"))
+        assert "/tmp/.kas/jobs/" in text
+        assert "download_file" in text
+        whole = data(await call(client, "download_file", path=result["stdout_path"]))
+        assert whole["content"] == "".join(f"{n}\n" for n in range(1, 20001))
+        errors = data(await call(client, "download_file", path=result["stderr_path"]))
+        assert errors["content"] == "".join(f"{n}\n" for n in range(1, 3001))
+
+
+async def test_stdin_is_at_end_of_file_and_closing_stdout_is_harmless(open_client: Open) -> None:
+    async with open_client(detach_after=5) as client:
+        result = data(await call(client, "execute", command="cat; echo eof; exec >&-; echo gone >&2"))
+        assert (result["state"], result["stdout"], result["stderr"]) == ("exited", "eof\n", "gone\n")
+        python = data(await call(client, "execute_python", code="import sys; print(repr(sys.stdin.read()))"))
+        assert python["stdout"] == "''\n"
+
+
+async def test_endless_output_ends_bounded_at_the_timeout(open_client: Open) -> None:
+    async with open_client(detach_after=10, max_output_bytes=4096) as client:
+        result = data(await call(client, "execute", command="yes | head -c 30000000; sleep 60", timeout=2))
+        assert result["state"] == "timed_out"
+        assert len(result["stdout"]) < 5000
+        assert result["stdout_bytes"] == 30000000
+        assert result["stdout"].startswith("y\ny\n")
+        assert result["stdout"].endswith("y\ny\n")
+        after = data(await call(client, "execute", command="echo usable"))
+        assert after["stdout"] == "usable\n"
+
+
+async def test_gigabytes_of_output_end_at_the_file_size_limit_truthfully(connect: Connect) -> None:
+    async with connect(max_output_bytes=4096) as client:
+        result = data(await call(client, "execute", command="yes", timeout=60))
+        assert result["state"] == "exited"
+        assert result["exit_code"] == 128 + 25
+        assert "File size limit exceeded" in result["stderr"]
+        assert result["stdout_bytes"] >= 1024**3
+        assert len(result["stdout"]) < 5000
+        assert result["duration_seconds"] < 30
+        await call(client, "execute", command=f"rm {result['stdout_path']}")
