@@ -5,12 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV="${VENV:-.venv}"
-SYSTEM_PACKAGES=(bubblewrap python3 python3-venv)
+SYSTEM_PACKAGES=(bubblewrap python3 python3-venv python3-matplotlib)
 
 missing_system_packages() {
     command -v bwrap >/dev/null 2>&1 || echo bubblewrap
     [ -x /usr/bin/python3 ] || echo python3
     command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' 2>/dev/null || echo python3-venv
+    # Sandboxes use the host's /usr/bin/python3: matplotlib there makes execute_python's figures testable.
+    /usr/bin/python3 -c 'import matplotlib' 2>/dev/null || echo python3-matplotlib
 }
 
 missing=$(missing_system_packages | sort -u | tr '\n' ' ')

@@ -18,7 +18,7 @@ import re
 import secrets
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from . import paths
@@ -31,7 +31,9 @@ JOBS_DIR = "/tmp/.kas/jobs"
 """Where jobs keep their files: the sandbox's own /tmp, which lasts as long as the sandbox on every provider."""
 
 _ID = re.compile(r"^j-[0-9a-f]{12}$")
-_HEADER = re.compile(rb"^KASJOB (\w+) (-?\d+) (\d+) (\d+)\n")
+_HEADER = re.compile(rb"^KASJOB (\w+) (-?\d+) (\d+) (\d+)\n((?:KASFILE [\w.-]+ [A-Za-z0-9+/=]*\n)*)")
+REPORTED_FILES = ("meta.json", "kernel-state", "interrupted")
+"""Small files a job may leave beside its output (the Python kernel's results), returned with every report."""
 _MARGIN = 15.0
 """Seconds a job script may take beyond what it waits for: starting a shell, reading the files."""
 _KILL_GRACE = 5
@@ -52,6 +54,8 @@ class JobResult:
     """Give this to `status` to get only output written after this result."""
     stdout_path: str
     stderr_path: str
+    files: dict[str, bytes] = field(default_factory=dict)
+    """The job's `REPORTED_FILES` that exist, by name (first 64 KiB of each)."""
 
     @property
     def running(self) -> bool:
@@ -80,13 +84,14 @@ def _wrapper(limit: float) -> str:
 _CUT = "<<kas: output cut here>>"
 
 
-def _stream(name: str, start: int, total: str, limit: OutputLimit) -> str:
+def _stream(name: str, start: int, total: str, limit: OutputLimit, head: int | str) -> str:
     """Shell printing bytes `start`..`total` of the job's file `name`: whole when within `limit`, else its head,
     a cut line and its tail, reading only those parts (a job may have written gigabytes)."""
     return (
         f"n=$(({total} - {start})); "
-        f'if [ "$n" -le {limit.max_bytes} ]; then tail -c +{start + 1} "$d/{name}" 2>/dev/null | head -c "$n"; '
-        f'else tail -c +{start + 1} "$d/{name}" | head -c {limit.head_bytes}; printf "\\n%s\\n" "{_CUT}"; '
+        f'if [ "$n" -le $(({limit.max_bytes} - ${{#x}})) ]; then '
+        f'tail -c +{start + 1} "$d/{name}" 2>/dev/null | head -c "$n"; '
+        f'else tail -c +{start + 1} "$d/{name}" | head -c {head}; printf "\\n%s\\n" "{_CUT}"; '
         f'tail -c +$(({total} - {limit.tail_bytes} + 1)) "$d/{name}" | head -c {limit.tail_bytes}; fi'
     )
 
@@ -103,17 +108,21 @@ def _report(directory: str, limit: OutputLimit, cursor: str = "0:0") -> str:
         "else s=lost; c=-1; fi; "
         'o=$(wc -c < "$d/stdout" 2>/dev/null || echo 0); e=$(wc -c < "$d/stderr" 2>/dev/null || echo 0); '
         'echo "KASJOB $s $c $o $e"; '
-        f"{{ {_stream('stdout', out_from, '$o', limit)}; }}; "
-        f"{{ {_stream('stderr', err_from, '$e', limit)}; }} >&2"
+        "x=; nl='\n'; "
+        f"for f in {' '.join(REPORTED_FILES)}; do "
+        '[ -s "$d/$f" ] && x="${x}KASFILE $f $(head -c 16384 "$d/$f" | base64 | tr -d "\\n")$nl"; done; '
+        f'[ "${{#x}}" -gt {limit.head_bytes // 2} ] && x=; printf %s "$x"; h=$(({limit.head_bytes} - ${{#x}})); '
+        f"{{ {_stream('stdout', out_from, '$o', limit, '$h')}; }}; x=; "
+        f"{{ {_stream('stderr', err_from, '$e', limit, limit.head_bytes)}; }} >&2"
     )
 
 
-def _uncut(text: str, total: int, limit: OutputLimit) -> tuple[str, int]:
+def _uncut(text: str, total: int, limit: OutputLimit, reported: int = 0) -> tuple[str, int]:
     """Put the usual dropped-bytes marker where the script cut a stream; returns the text and bytes dropped."""
     cut = f"\n{_CUT}\n"
-    if total <= limit.max_bytes or cut not in text:
+    if total <= limit.max_bytes - reported or cut not in text:
         return text, 0
-    dropped = total - limit.head_bytes - limit.tail_bytes
+    dropped = total - (limit.head_bytes - reported) - limit.tail_bytes
     head, _, tail = text.partition(cut)
     return head + dropped_marker(dropped) + tail, dropped
 
@@ -137,13 +146,18 @@ def _parse(job_id: str, cursor: str, raw: CommandResult, limit: OutputLimit) -> 
         if "KASJOB" not in raw.stdout and raw.exit_code == 3:
             raise NotFoundError(f"No job {job_id} in this session: it never existed here, or the sandbox was reset.")
         raise RuntimeError(f"The job script failed (exit {raw.exit_code}): {raw.stderr.strip()[:500]}")
-    state_name, code, out_total, err_total = (match.group(1).decode(), *map(int, match.groups()[1:]))
+    state_name, code, out_total, err_total = (match.group(1).decode(), *map(int, match.groups()[1:4]))
+    files = {}
+    for line in match.group(5).decode().splitlines():
+        _, name, encoded = line.split(" ")
+        files[name] = base64.b64decode(encoded)
     state: JobState = state_name  # type: ignore[assignment]
     if state == "exited" and code == TIMEOUT_EXIT_CODE:
         state = "timed_out"
     out_from, err_from = _parse_cursor(cursor)
     out_bytes, err_bytes = max(out_total - out_from, 0), max(err_total - err_from, 0)
-    stdout, out_dropped = _uncut(raw.stdout[len(match.group(0).decode()) :], out_bytes, limit)
+    reported = len(match.group(5))
+    stdout, out_dropped = _uncut(raw.stdout[len(match.group(0).decode()) :], out_bytes, limit, reported)
     stderr, err_dropped = _uncut(raw.stderr, err_bytes, limit)
     result = CommandResult(
         stdout=stdout,
@@ -163,6 +177,7 @@ def _parse(job_id: str, cursor: str, raw: CommandResult, limit: OutputLimit) -> 
         cursor=f"{max(out_total, out_from)}:{max(err_total, err_from)}",
         stdout_path=f"{directory}/stdout",
         stderr_path=f"{directory}/stderr",
+        files=files,
     )
 
 
@@ -174,13 +189,14 @@ async def start(
     wait: float,
     cwd: str = paths.WORKDIR,
     env: Mapping[str, str] | None = None,
+    job_id: str | None = None,
 ) -> JobResult:
     """Run `command` as a job limited to `timeout` seconds; wait up to `wait` seconds for it to end."""
     if not command.strip():
         raise InvalidArgumentError("The command is empty: give a shell command such as 'ls -la'.")
     if "\x00" in command:
         raise InvalidArgumentError("The command contains a NUL byte, which no shell accepts: remove it.")
-    job_id = new_job_id()
+    job_id = job_id or new_job_id()
     d = shlex.quote(job_dir(job_id))
     encoded_cmd = base64.b64encode(command.encode("utf-8")).decode("ascii")
     encoded_run = base64.b64encode(_wrapper(timeout).encode("utf-8")).decode("ascii")
@@ -190,17 +206,31 @@ async def start(
         f"printf %s {encoded_run} | base64 -d > {d}/run.sh && : > {d}/stdout && : > {d}/stderr || exit 125\n"
         f"setsid /bin/sh {d}/run.sh </dev/null >/dev/null 2>&1 &\n"
         "job=$!\n"
-        f'i=0; while [ ! -s {d}/pid ] && [ "$i" -lt 100 ]; do sleep 0.01; i=$((i+1)); done\n'
     )
-    if wait > 0:
+    if wait <= 0:
+        script += f'i=0; while [ ! -s {d}/pid ] && [ "$i" -lt 100 ]; do sleep 0.01; i=$((i+1)); done\n'
+    else:
         script += (
             "trap : USR1\n"
             f"( trap 'kill $p 2>/dev/null; exit 0' TERM; sleep {wait:.3f} & p=$!; wait $p; kill -s USR1 $$ ) "
             "</dev/null >/dev/null 2>&1 &\n"
             'w=$!; wait "$job"; kill "$w" 2>/dev/null\n'
         )
-    script += _report(job_dir(job_id), _limit(sandbox))
-    raw = await sandbox.run(script, timeout=wait + _MARGIN, cwd=cwd, env=env)
+    return await run_then_report(sandbox, job_id, script, timeout=wait + _MARGIN, cwd=cwd, env=env)
+
+
+async def run_then_report(
+    sandbox: Sandbox,
+    job_id: str,
+    script: str,
+    *,
+    timeout: float,
+    cwd: str = paths.WORKDIR,
+    env: Mapping[str, str] | None = None,
+) -> JobResult:
+    """Run `script` (which starts or waits for the job `job_id`), then report the job, in one command."""
+    script += "\n" + _report(job_dir(job_id), _limit(sandbox))
+    raw = await sandbox.run(script, timeout=timeout, cwd=cwd, env=env)
     return _parse(job_id, "0:0", raw, _limit(sandbox))
 
 

@@ -56,3 +56,6 @@ async def connect(make_config: Callable[..., ServerConfig]) -> AsyncIterator[Con
     for provider in providers:
         for sandbox in await provider.list():
             await sandbox.terminate()
+
+
+from tests.server.providers import provider_client  # noqa: E402, F401 - runs a test on both providers

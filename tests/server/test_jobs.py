@@ -3,51 +3,10 @@ stays whole in files the result names. Through a real MCP client, on the local p
 
 from __future__ import annotations
 
-import contextlib
-import secrets
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import pytest
-from mcp import ClientSession
-from mcp.shared.memory import create_connected_server_and_client_session
-
-from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
-from langchain_kubernetes_agent_sandbox.server.runtime import running
 from tests.server.mcp_calls import Connect, call, fail, text_of
-
-Open = Callable[..., contextlib.AbstractAsyncContextManager[ClientSession]]
-
-
-@pytest.fixture(params=["local", "kubernetes"])
-def open_client(request: pytest.FixtureRequest) -> Open:
-    """Opens a client; every open after the first is a new server process's worth of state (a restart)."""
-    if request.param == "local":
-        connect: Connect = request.getfixturevalue("connect")
-
-        @contextlib.asynccontextmanager
-        async def local(principal: str = "alice", **settings: Any) -> AsyncIterator[ClientSession]:
-            async with connect(principal=principal, fresh=True, **settings) as client:
-                yield client
-
-        return local
-    cluster = request.getfixturevalue("fake_cluster")
-    suffix = secrets.token_hex(4)  # the cluster is shared by the whole run: keep these sessions apart from others'
-
-    @contextlib.asynccontextmanager
-    async def kubernetes(principal: str = "alice", **settings: Any) -> AsyncIterator[ClientSession]:
-        config = ServerConfig(
-            provider="kubernetes",
-            warm_pool=cluster.pool,
-            api_url=cluster.router_url,
-            kubeconfig=cluster.kubeconfig,
-            principal=f"{principal}-{suffix}",
-            **settings,
-        )
-        async with running(config) as server, create_connected_server_and_client_session(server) as client:
-            yield client
-
-    return kubernetes
+from tests.server.providers import Open
 
 
 def data(result: Any) -> dict[str, Any]:
@@ -55,8 +14,8 @@ def data(result: Any) -> dict[str, Any]:
     return dict(result.structuredContent)
 
 
-async def test_a_long_command_detaches_with_its_output_so_far_and_is_followed_to_its_end(open_client: Open) -> None:
-    async with open_client(detach_after=1) as client:
+async def test_a_long_command_detaches_with_its_output_so_far_and_is_followed_to_its_end(provider_client: Open) -> None:
+    async with provider_client(detach_after=1) as client:
         first = data(await call(client, "execute", command="echo one; sleep 2.5; echo two; exit 3"))
         assert first["running"]
         assert first["state"] == "running"
@@ -68,8 +27,8 @@ async def test_a_long_command_detaches_with_its_output_so_far_and_is_followed_to
         assert whole["stdout"] == "one\ntwo\n"
 
 
-async def test_a_quick_command_is_an_ordinary_result(open_client: Open) -> None:
-    async with open_client() as client:
+async def test_a_quick_command_is_an_ordinary_result(provider_client: Open) -> None:
+    async with provider_client() as client:
         result = data(await call(client, "execute", command="echo hi; echo err >&2"))
         assert (result["running"], result["exit_code"], result["stdout"], result["stderr"]) == (
             False,
@@ -79,18 +38,18 @@ async def test_a_quick_command_is_an_ordinary_result(open_client: Open) -> None:
         )
 
 
-async def test_background_returns_at_once_and_the_job_survives_a_server_restart(open_client: Open) -> None:
-    async with open_client() as client:
+async def test_background_returns_at_once_and_the_job_survives_a_server_restart(provider_client: Open) -> None:
+    async with provider_client() as client:
         started = data(await call(client, "execute", command="sleep 1.5; echo finished", background=True))
         assert started["running"]
         assert started["duration_seconds"] < 1.5
-    async with open_client() as client:
+    async with provider_client() as client:
         done = data(await call(client, "job_wait", job_id=started["job_id"], timeout=20))
         assert (done["state"], done["stdout"]) == ("exited", "finished\n")
 
 
-async def test_cancel_signals_the_whole_process_group(open_client: Open) -> None:
-    async with open_client() as client:
+async def test_cancel_signals_the_whole_process_group(provider_client: Open) -> None:
+    async with provider_client() as client:
         started = data(await call(client, "execute", command="sleep 301 & sleep 302; echo never", background=True))
         cancelled = data(await call(client, "job_cancel", job_id=started["job_id"]))
         assert cancelled["state"] == "cancelled"
@@ -101,8 +60,8 @@ async def test_cancel_signals_the_whole_process_group(open_client: Open) -> None
         assert again["state"] == "cancelled"
 
 
-async def test_a_job_runs_only_until_its_timeout(open_client: Open) -> None:
-    async with open_client(detach_after=0.5) as client:
+async def test_a_job_runs_only_until_its_timeout(provider_client: Open) -> None:
+    async with provider_client(detach_after=0.5) as client:
         started = data(await call(client, "execute", command="echo start; sleep 60", timeout=2))
         assert started["running"]
         done = data(await call(client, "job_wait", job_id=started["job_id"], timeout=20))
@@ -110,22 +69,22 @@ async def test_a_job_runs_only_until_its_timeout(open_client: Open) -> None:
         assert done["stdout"] == "start\n"
 
 
-async def test_another_principals_job_is_not_found(open_client: Open) -> None:
-    async with open_client() as client:
+async def test_another_principals_job_is_not_found(provider_client: Open) -> None:
+    async with provider_client() as client:
         started = data(await call(client, "execute", command="sleep 5", background=True))
-    async with open_client(principal="bob") as bob:
+    async with provider_client(principal="bob") as bob:
         own = await fail(bob, "job_status", job_id=started["job_id"])
         assert own.startswith("not_found:"), own
         theirs = await fail(bob, "job_status", job_id=started["job_id"], session_id=started["session_id"])
         assert theirs.startswith("not_found:"), theirs
         invalid = await fail(bob, "job_wait", job_id="../../etc", timeout=1)
         assert invalid.startswith("not_found:"), invalid
-    async with open_client() as client:
+    async with provider_client() as client:
         await call(client, "job_cancel", job_id=started["job_id"])
 
 
-async def test_output_beyond_the_cap_keeps_head_and_tail_and_points_to_the_whole(open_client: Open) -> None:
-    async with open_client(max_output_bytes=1024) as client:
+async def test_output_beyond_the_cap_keeps_head_and_tail_and_points_to_the_whole(provider_client: Open) -> None:
+    async with provider_client(max_output_bytes=1024) as client:
         result = data(await call(client, "execute", command="seq 1 20000; seq 1 3000 >&2"))
         assert result["truncated"]
         assert result["dropped_bytes"] > 0
@@ -141,16 +100,16 @@ async def test_output_beyond_the_cap_keeps_head_and_tail_and_points_to_the_whole
         assert errors["content"] == "".join(f"{n}\n" for n in range(1, 3001))
 
 
-async def test_stdin_is_at_end_of_file_and_closing_stdout_is_harmless(open_client: Open) -> None:
-    async with open_client(detach_after=5) as client:
+async def test_stdin_is_at_end_of_file_and_closing_stdout_is_harmless(provider_client: Open) -> None:
+    async with provider_client(detach_after=5) as client:
         result = data(await call(client, "execute", command="cat; echo eof; exec >&-; echo gone >&2"))
         assert (result["state"], result["stdout"], result["stderr"]) == ("exited", "eof\n", "gone\n")
         python = data(await call(client, "execute_python", code="import sys; print(repr(sys.stdin.read()))"))
         assert python["stdout"] == "''\n"
 
 
-async def test_endless_output_ends_bounded_at_the_timeout(open_client: Open) -> None:
-    async with open_client(detach_after=10, max_output_bytes=4096) as client:
+async def test_endless_output_ends_bounded_at_the_timeout(provider_client: Open) -> None:
+    async with provider_client(detach_after=10, max_output_bytes=4096) as client:
         result = data(await call(client, "execute", command="yes | head -c 30000000; sleep 60", timeout=2))
         assert result["state"] == "timed_out"
         assert len(result["stdout"]) < 5000

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from ..jobs import JobResult
+from ..kernel import CellResult
 from ..results import CommandResult
 from ..sessions import Session
 
@@ -182,6 +183,11 @@ class SessionDescription(Rendered):
     network: bool
     labels: dict[str, str]
     working_directory: str
+    python_kernel: str | None = Field(
+        default=None,
+        description="How execute_python runs here: a kernel kept for the session (running, or started by the next "
+        "call), whose variables persist between calls.",
+    )
 
     @classmethod
     def of(cls, session: Session, working_directory: str) -> SessionDescription:
@@ -205,6 +211,7 @@ class SessionDescription(Rendered):
             f"working directory {self.working_directory}, network {'on' if self.network else 'off'}, "
             f"idle timeout {self.idle_timeout_seconds:g} s, expires {self.expires_at} unless used, "
             f"ends by {self.ends_at}, labels {labels}"
+            + (f"; Python: {self.python_kernel}" if self.python_kernel else "")
         )
 
 
@@ -223,3 +230,78 @@ class ClosedSession(Rendered):
 
     def render(self) -> str:
         return f"Closed session {self.session_id}; its sandbox and files are gone."
+
+
+class FigureItem(BaseModel):
+    path: str = Field(description="The figure at full resolution, saved in the sandbox.")
+    inline_path: str | None = Field(description="The copy sent as an image (within the byte budget), if any.")
+    width: int
+    height: int
+    error: str | None = None
+
+
+class PythonOutput(CommandOutput):
+    """A Python cell's outcome: its output, the value of a trailing expression, figures, and the kernel's fate."""
+
+    value: str | None = Field(default=None, description="repr of the cell's trailing expression (bounded).")
+    error: str | None = Field(default=None, description="The exception the cell raised, if any.")
+    figures: list[FigureItem] = Field(default_factory=list)
+    figures_made: int = 0
+    figures_inline: int = Field(default=0, description="How many figures follow as image content.")
+    kernel: str = Field(
+        default="kept",
+        description="kept (variables from earlier calls are there), started, restarted (the previous kernel "
+        "ended: see kernel_note), reset, or once (a fresh process, nothing kept).",
+    )
+    kernel_note: str | None = None
+    state_survived: bool | None = Field(
+        default=None, description="After a timeout or cancel: whether the interrupted kernel kept its variables."
+    )
+
+    @classmethod
+    def of_cell(cls, session: Session, cell: CellResult, timeout: float, inline: int = 0) -> PythonOutput:
+        base = CommandOutput.of_job(session, cell.job, timeout)
+        return cls(
+            **base.model_dump(),
+            value=cell.value,
+            error=cell.error,
+            figures=[
+                FigureItem(
+                    path=figure.path,
+                    inline_path=figure.inline,
+                    width=figure.width,
+                    height=figure.height,
+                    error=figure.error,
+                )
+                for figure in cell.figures
+            ],
+            figures_made=cell.figures_made,
+            figures_inline=inline,
+            kernel=cell.kernel,
+            kernel_note=cell.kernel_note,
+            state_survived=cell.state_survived,
+        )
+
+    def render(self) -> str:
+        text = super().render()
+        extra = []
+        if self.value is not None:
+            extra.append(f"[value] {self.value}")
+        if self.figures:
+            listed = ", ".join(f"{figure.path} ({figure.width}x{figure.height})" for figure in self.figures)
+            shown = f"; {self.figures_inline} shown below" if self.figures_inline else ""
+            extra.append(f"[figures: {listed}{shown}]")
+        if self.figures_made > len(self.figures):
+            extra.append(f"[{self.figures_made - len(self.figures)} more figures were closed without being saved]")
+        if self.kernel == "restarted":
+            extra.append(
+                f"[the Python kernel was restarted: {self.kernel_note or 'the previous one ended'}; variables from "
+                "earlier calls are gone]"
+            )
+        elif self.kernel == "reset":
+            extra.append("[a fresh Python kernel: earlier variables were discarded as asked]")
+        if self.state_survived is True:
+            extra.append("[the cell was interrupted; the kernel and its variables survived]")
+        elif self.state_survived is False:
+            extra.append("[the cell did not stop when interrupted, so the kernel was killed; its variables are gone]")
+        return "\n".join([text, *extra])

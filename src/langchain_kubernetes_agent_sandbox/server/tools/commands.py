@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING, Annotated
 
-from mcp.types import CallToolResult, ToolAnnotations
+from mcp.types import CallToolResult, ImageContent, ToolAnnotations
 from pydantic import Field
 
-from ... import jobs
-from ...errors import NotFoundError, TooLargeError
+from ... import jobs, kernel
+from ...errors import NotFoundError, SandboxError, TooLargeError
 from ...paths import WORKDIR
-from ..models import CommandOutput
+from ...sandbox import Sandbox
+from ..models import CommandOutput, PythonOutput
 from ..principal import current_principal
 from . import reply
 
@@ -49,13 +50,27 @@ Background = Annotated[
     ),
 ]
 
+FIGURE_BUDGET = 256 * 1024
+"""Bytes of PNG per figure sent inline; larger figures are re-rendered at a lower resolution until they fit."""
+MAX_INLINE_FIGURES = 8
+"""Figures sent as images per call; the rest are listed by path (read them with download_file)."""
+
 RUNS = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=False)
 
 
-def python_command(code: str) -> str:
-    """A shell command that runs `code` with python3; base64 keeps every byte of it away from the shell."""
-    encoded = base64.b64encode(code.encode("utf-8")).decode("ascii")
-    return f'exec python3 -c "$(printf %s {encoded} | base64 -d)"'
+async def figure_images(sandbox: Sandbox, cell: kernel.CellResult) -> list[ImageContent]:
+    """The cell's figures as MCP images, each already within the byte budget, at most `MAX_INLINE_FIGURES`."""
+    images: list[ImageContent] = []
+    for figure in cell.figures:
+        if figure.inline is None or len(images) >= MAX_INLINE_FIGURES:
+            continue
+        try:
+            data = await sandbox.read_file(figure.inline)
+        except SandboxError:
+            continue
+        if len(data) <= FIGURE_BUDGET:
+            images.append(ImageContent(type="image", data=base64.b64encode(data).decode("ascii"), mimeType="image/png"))
+    return images
 
 
 def register(mcp: SandboxMCP) -> None:
@@ -65,16 +80,20 @@ def register(mcp: SandboxMCP) -> None:
         session_id: SessionId = None,
         timeout: Timeout = None,
         background: Background = False,
-    ) -> Annotated[CallToolResult, CommandOutput]:
-        """Run Python 3 source in the sandbox as a fresh `python3` process, in the working directory /app.
+        reset: Annotated[
+            bool, Field(description="Start a fresh Python process for this session, discarding all variables.")
+        ] = False,
+    ) -> Annotated[CallToolResult, PythonOutput]:
+        """Run Python 3 source in the session's Python kernel, in the working directory /app, like a notebook cell.
 
-        Print what you want to see: stdout and stderr come back separately with the exit code (a traceback
-        arrives on stderr with exit code 1). Variables do not survive between calls, but files do: write
-        intermediate results to files in /app (or /tmp) and read them in the next call. Output beyond the
-        server's cap keeps its beginning and end. The sandbox has no network unless the session was created
-        with network=true. At most 64 KiB of code; for larger programs upload a file and run it with execute.
-        A run still going after the server's detach bound (20 s unless configured) becomes a job: the result
-        says so and gives its id for job_status, job_wait and job_cancel.
+        Variables, imports and open files persist between calls (reset=true starts afresh). Returns stdout and
+        stderr separately, the repr of a trailing expression as `value`, and on error a traceback whose line
+        numbers are those of your code (exit code 1). Matplotlib figures left open are saved as PNG files in the
+        sandbox and come back as images (downscaled to fit), every one of them. A timeout interrupts the cell
+        (KeyboardInterrupt) and says whether the variables survived; a crashed kernel is reported and a new one
+        starts on the next call. A cell still running after the server's detach bound (20 s unless configured)
+        becomes a job: follow it with job_status, job_wait, job_cancel. stdin is empty. No network unless the
+        session was created with network=true. At most 64 KiB of code; for larger programs upload a file.
         """
         size = len(code.encode("utf-8"))
         if size > MAX_CODE_BYTES:
@@ -84,14 +103,16 @@ def register(mcp: SandboxMCP) -> None:
             )
         async with mcp.registry.use(current_principal.get(), session_id) as session:
             limit = session.sandbox.limits.timeout_for(timeout)
-            job = await jobs.start(
+            cell = await kernel.run_cell(
                 session.sandbox,
-                python_command(code),
+                code,
                 timeout=limit,
                 wait=0.0 if background else mcp.limits.detach_after,
-                env={"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"},
+                reset=reset,
+                env={"PYTHONDONTWRITEBYTECODE": "1", "KAS_FIGURE_BUDGET": str(FIGURE_BUDGET)},
             )
-        return reply(CommandOutput.of_job(session, job, limit))
+            images = await figure_images(session.sandbox, cell)
+        return reply(PythonOutput.of_cell(session, cell, limit, inline=len(images)), *images)
 
     @mcp.tool(annotations=RUNS)
     async def execute(

@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING, Annotated
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
-from ... import jobs
-from ..models import CommandOutput
+from ... import jobs, kernel
+from ..models import CommandOutput, PythonOutput
 from ..principal import current_principal
 from . import reply
 from .commands import RUNS, SessionId
 
 if TYPE_CHECKING:
+    from ...sessions import Session
     from ..app import SandboxMCP
 
 JobId = Annotated[str, Field(min_length=1, max_length=32, description="The job_id an execute result gave.")]
@@ -29,6 +30,13 @@ Cursor = Annotated[
 READS = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 
 
+def _reply(session: Session, job: jobs.JobResult, limit: float) -> CallToolResult:
+    """A Python cell's job reports like execute_python (value, figures by path, kernel), others like execute."""
+    if "kernel-state" in job.files:
+        return reply(PythonOutput.of_cell(session, kernel.describe(job), limit))
+    return reply(CommandOutput.of_job(session, job, limit))
+
+
 def register(mcp: SandboxMCP) -> None:
     @mcp.tool(annotations=READS)
     async def job_status(
@@ -40,7 +48,7 @@ def register(mcp: SandboxMCP) -> None:
         async with mcp.registry.use(current_principal.get(), session_id) as session:
             job = await jobs.status(session.sandbox, job_id, cursor)
             limit = session.sandbox.limits.default_timeout
-        return reply(CommandOutput.of_job(session, job, limit))
+        return _reply(session, job, limit)
 
     @mcp.tool(annotations=READS)
     async def job_wait(
@@ -56,7 +64,7 @@ def register(mcp: SandboxMCP) -> None:
         async with mcp.registry.use(current_principal.get(), session_id) as session:
             job = await jobs.wait(session.sandbox, job_id, timeout, cursor)
             limit = session.sandbox.limits.default_timeout
-        return reply(CommandOutput.of_job(session, job, limit))
+        return _reply(session, job, limit)
 
     @mcp.tool(annotations=RUNS)
     async def job_cancel(job_id: JobId, session_id: SessionId = None) -> Annotated[CallToolResult, CommandOutput]:
@@ -65,4 +73,4 @@ def register(mcp: SandboxMCP) -> None:
         async with mcp.registry.use(current_principal.get(), session_id) as session:
             job = await jobs.cancel(session.sandbox, job_id)
             limit = session.sandbox.limits.default_timeout
-        return reply(CommandOutput.of_job(session, job, limit))
+        return _reply(session, job, limit)

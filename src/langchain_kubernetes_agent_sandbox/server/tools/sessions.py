@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
+from ... import kernel
 from ...paths import WORKDIR
 from ..models import ClosedSession, SessionDescription, SessionList
 from ..principal import current_principal
@@ -70,6 +71,13 @@ def register(mcp: SandboxMCP) -> None:
     @mcp.tool(annotations=READS)
     async def session_info(session_id: SessionId = None) -> Annotated[CallToolResult, SessionDescription]:
         """Describe a session (default: your default session, created if needed): its provider, working
-        directory, network access, labels, idle timeout, and when it expires."""
+        directory, network access, labels, idle timeout, when it expires, and whether its Python kernel runs."""
         session = await mcp.registry.resolve(current_principal.get(), session_id)
-        return reply(SessionDescription.of(session, WORKDIR))
+        described = SessionDescription.of(session, WORKDIR)
+        alive = await kernel.running(session.sandbox)
+        described.python_kernel = (
+            "stateful kernel kept for the session, running (variables from earlier calls are there)"
+            if alive
+            else "stateful kernel kept for the session, started by the next execute_python call"
+        )
+        return reply(described)

@@ -1,0 +1,49 @@
+"""A fixture that runs a test once on the local provider and once on the imitation cluster, through MCP."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from mcp import ClientSession
+from mcp.shared.memory import create_connected_server_and_client_session
+
+from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
+from langchain_kubernetes_agent_sandbox.server.runtime import running
+from tests.server.mcp_calls import Connect
+
+Open = Callable[..., contextlib.AbstractAsyncContextManager[ClientSession]]
+
+
+@pytest.fixture(params=["local", "kubernetes"])
+def provider_client(request: pytest.FixtureRequest) -> Open:
+    """Opens a client; every open after the first is a new server process's worth of state (a restart)."""
+    if request.param == "local":
+        connect: Connect = request.getfixturevalue("connect")
+
+        @contextlib.asynccontextmanager
+        async def local(principal: str = "alice", **settings: Any) -> AsyncIterator[ClientSession]:
+            async with connect(principal=principal, fresh=True, **settings) as client:
+                yield client
+
+        return local
+    cluster = request.getfixturevalue("fake_cluster")
+    suffix = secrets.token_hex(4)  # the cluster is shared by the whole run: keep these sessions apart from others'
+
+    @contextlib.asynccontextmanager
+    async def kubernetes(principal: str = "alice", **settings: Any) -> AsyncIterator[ClientSession]:
+        config = ServerConfig(
+            provider="kubernetes",
+            warm_pool=cluster.pool,
+            api_url=cluster.router_url,
+            kubeconfig=cluster.kubeconfig,
+            principal=f"{principal}-{suffix}",
+            **settings,
+        )
+        async with running(config) as server, create_connected_server_and_client_session(server) as client:
+            yield client
+
+    return kubernetes

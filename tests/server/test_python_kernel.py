@@ -1,0 +1,180 @@
+"""execute_python keeps a Python kernel per session: state persists, values and tracebacks come back, timeouts
+interrupt without losing state, crashes are reported and recovered, figures come back as images. Through a real
+MCP client on the local provider and the imitation cluster."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from typing import Any
+
+import pytest
+from mcp import ClientSession
+from mcp.types import ImageContent
+
+from tests.server.mcp_calls import Connect, call, text_of
+from tests.server.providers import Open
+
+HAS_MATPLOTLIB = subprocess.run(["/usr/bin/python3", "-c", "import matplotlib"], check=False).returncode == 0
+needs_matplotlib = pytest.mark.skipif(not HAS_MATPLOTLIB, reason="the host's python3 has no matplotlib")
+
+
+async def warm_matplotlib(client: ClientSession) -> None:
+    """The first import in a new sandbox builds matplotlib's font cache, which can take long on a busy machine."""
+    first = data(await call(client, "execute_python", code="import matplotlib.pyplot", timeout=300))
+    if first["running"]:
+        assert not data(await call(client, "job_wait", job_id=first["job_id"], timeout=120))["running"]
+
+
+def data(result: Any) -> dict[str, Any]:
+    assert result.structuredContent is not None
+    return dict(result.structuredContent)
+
+
+async def test_variables_and_imports_persist_and_a_trailing_expression_is_the_value(provider_client: Open) -> None:
+    async with provider_client() as client:
+        first = data(await call(client, "execute_python", code="import math\nx = 20\nprint('set')"))
+        assert (first["stdout"], first["value"], first["exit_code"]) == ("set\n", None, 0)
+        assert first["kernel"] in ("started", "kept")
+        second = data(await call(client, "execute_python", code="x += 1\nmath.floor(x * 2.5)"))
+        assert (second["value"], second["kernel"]) == ("52", "kept")
+        assert "[value] 52" in text_of(await call(client, "execute_python", code="x * 2 + 10"))
+        info = data(await call(client, "session_info"))
+        assert "running" in info["python_kernel"]
+
+
+async def test_a_traceback_points_at_the_agents_own_lines(provider_client: Open) -> None:
+    async with provider_client() as client:
+        result = data(await call(client, "execute_python", code="a = 1\nb = 0\n\nprint(a / b)\n"))
+        assert result["exit_code"] == 1
+        assert result["error"] == "ZeroDivisionError: division by zero"
+        assert 'File "<cell>", line 4, in <module>' in result["stderr"]
+        assert "print(a / b)" in result["stderr"]
+        assert "program.py" not in result["stderr"]
+
+
+async def test_a_timeout_interrupts_the_cell_and_keeps_the_state(provider_client: Open) -> None:
+    async with provider_client() as client:
+        await call(client, "execute_python", code="kept = 'still here'")
+        stuck = data(await call(client, "execute_python", code="while True:\n    pass", timeout=1))
+        assert (stuck["state"], stuck["timed_out"], stuck["exit_code"]) == ("timed_out", True, 124)
+        assert stuck["state_survived"] is True
+        assert "variables survived" in text_of(
+            await call(client, "execute_python", code="import time; time.sleep(5)", timeout=0.5)
+        )
+        assert data(await call(client, "execute_python", code="kept"))["value"] == "'still here'"
+
+
+async def test_a_crashed_kernel_is_reported_and_restarts_on_the_next_call(provider_client: Open) -> None:
+    async with provider_client() as client:
+        await call(client, "execute_python", code="lost = 1")
+        crash = data(await call(client, "execute_python", code="import ctypes\nctypes.string_at(0)"))
+        assert crash["state"] == "lost"
+        assert "the Python kernel died during this cell" in crash["stderr"]
+        after = await call(client, "execute_python", code="'alive'")
+        assert data(after)["kernel"] == "restarted"
+        assert data(after)["value"] == "'alive'"
+        assert "restarted" in text_of(after)
+        assert data(await call(client, "execute_python", code="'lost' in dir()"))["value"] == "False"
+
+
+async def test_killing_its_own_kernel_reading_stdin_and_closing_stdout_end_truthfully(provider_client: Open) -> None:
+    async with provider_client() as client:
+        read = data(await call(client, "execute_python", code="import sys\nsys.stdin.read()"))
+        assert read["value"] == "''"
+        closed = data(
+            await call(client, "execute_python", code="import sys\nsys.stdout.close()\nprint('e', file=sys.stderr)")
+        )
+        assert (closed["exit_code"], closed["stderr"]) == (0, "e\n")
+        assert data(await call(client, "execute_python", code="print('back')"))["stdout"] == "back\n"
+        killed = data(
+            await call(client, "execute_python", code="import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+        )
+        assert killed["state"] == "lost"
+        assert "exit status 137" in killed["stderr"]
+        assert data(await call(client, "execute_python", code="1 + 1"))["value"] == "2"
+
+
+async def test_reset_starts_a_fresh_kernel(provider_client: Open) -> None:
+    async with provider_client() as client:
+        await call(client, "execute_python", code="gone = 1")
+        fresh = data(await call(client, "execute_python", code="'gone' in dir()", reset=True))
+        assert (fresh["kernel"], fresh["value"]) == ("reset", "False")
+
+
+async def test_a_long_cell_detaches_and_its_value_arrives_through_job_wait(provider_client: Open) -> None:
+    async with provider_client(detach_after=1) as client:
+        started = data(await call(client, "execute_python", code="import time\nprint('begun')\ntime.sleep(2.5)\n6 * 7"))
+        assert started["running"]
+        assert started["stdout"] == "begun\n"
+        done = data(await call(client, "job_wait", job_id=started["job_id"], timeout=20))
+        assert (done["state"], done["value"]) == ("exited", "42")
+        cancelled = data(await call(client, "execute_python", code="import time\ntime.sleep(60)", background=True))
+        stopped = data(await call(client, "job_cancel", job_id=cancelled["job_id"]))
+        assert (stopped["state"], stopped["state_survived"]) == ("cancelled", True)
+        assert data(await call(client, "execute_python", code="'ok'"))["value"] == "'ok'"
+
+
+@needs_matplotlib
+async def test_every_figure_comes_back_as_an_image_and_a_file(provider_client: Open) -> None:
+    code = (
+        "import matplotlib.pyplot as plt\n"
+        "plt.plot([1, 3, 2])\n"
+        "fig = plt.figure(figsize=(10.24, 7.68), dpi=100)\n"
+        "plt.bar(['a', 'b'], [3, 5])\n"
+    )
+    async with provider_client() as client:
+        await warm_matplotlib(client)
+        result = await call(client, "execute_python", code=code)
+        images = [block for block in result.content if isinstance(block, ImageContent)]
+        assert len(images) == 2
+        for image in images:
+            assert image.mimeType == "image/png"
+            assert base64.b64decode(image.data).startswith(b"\x89PNG")
+        figures = data(result)["figures"]
+        assert [(figure["width"], figure["height"]) for figure in figures] == [(640, 480), (1024, 768)]
+        saved = data(await call(client, "download_file", path=figures[1]["path"]))
+        assert saved["mime_type"] == "image/png"
+        none = await call(client, "execute_python", code="1")
+        assert not [block for block in none.content if isinstance(block, ImageContent)]
+
+
+async def test_without_matplotlib_nothing_is_said_about_figures(provider_client: Open) -> None:
+    async with provider_client() as client:
+        result = await call(client, "execute_python", code="print('plain')")
+        assert data(result)["figures"] == []
+        assert "figure" not in text_of(result)
+
+
+@needs_matplotlib
+async def test_a_50_megabyte_figure_is_downscaled_to_the_budget(connect: Connect) -> None:
+    code = (
+        "import matplotlib.pyplot as plt, numpy\n"
+        "fig = plt.figure(figsize=(40, 40), dpi=100)\n"
+        "fig.figimage(numpy.random.default_rng(1).integers(0, 256, (4000, 4000, 3), dtype=numpy.uint8))\n"
+    )
+    async with connect() as client:
+        await warm_matplotlib(client)
+        result = await call(client, "execute_python", code=code, timeout=120)
+        images = [block for block in result.content if isinstance(block, ImageContent)]
+        assert len(images) == 1
+        assert len(base64.b64decode(images[0].data)) <= 256 * 1024
+        figure = data(result)["figures"][0]
+        assert (figure["width"], figure["height"]) == (4000, 4000)
+        assert figure["inline_path"] != figure["path"]
+        full = await call(client, "execute", command=f"wc -c < {figure['path']}")
+        assert int(data(full)["stdout"]) > 40 * 1024 * 1024
+
+
+@needs_matplotlib
+async def test_hundreds_of_figures_end_bounded(connect: Connect) -> None:
+    code = "import matplotlib.pyplot as plt\nfor i in range(300):\n    plt.figure(figsize=(1, 1), dpi=50)\n"
+    async with connect() as client:
+        await warm_matplotlib(client)
+        result = await call(client, "execute_python", code=code, timeout=120)
+        images = [block for block in result.content if isinstance(block, ImageContent)]
+        assert len(images) == 8
+        assert len(data(result)["figures"]) == 50
+        assert data(result)["figures_made"] == 300
+        assert "250 more figures were closed without being saved" in text_of(result)
+        assert data(await call(client, "execute_python", code="len(plt.get_fignums())"))["value"] == "0"
