@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from . import paths
-from .errors import InvalidArgumentError, NotFoundError
+from .errors import InvalidArgumentError, NotFoundError, SandboxError, TimedOutError
 from .output import OutputLimit, dropped_marker
 from .results import TIMEOUT_EXIT_CODE, CommandResult
 from .sandbox import Sandbox
@@ -60,6 +60,20 @@ class JobResult:
     @property
     def running(self) -> bool:
         return self.state == "running"
+
+
+PRUNE_AFTER_MINUTES = 24 * 60
+"""Folders of jobs that ended longer ago than this are deleted (their output files may be large)."""
+
+
+def maybe_prune() -> str:
+    """Now and then (one call in 32), shell that deletes the folders of jobs that ended over a day ago."""
+    if secrets.randbelow(32):
+        return ""
+    return (
+        f"find {JOBS_DIR} -mindepth 2 -maxdepth 2 -name exit -mmin +{PRUNE_AFTER_MINUTES} "
+        "-exec sh -c 'rm -rf \"${1%/exit}\"' kas-prune {} \\; 2>/dev/null\n"
+    )
 
 
 def new_job_id() -> str:
@@ -145,7 +159,13 @@ def _parse(job_id: str, cursor: str, raw: CommandResult, limit: OutputLimit) -> 
     if match is None:
         if "KASJOB" not in raw.stdout and raw.exit_code == 3:
             raise NotFoundError(f"No job {job_id} in this session: it never existed here, or the sandbox was reset.")
-        raise RuntimeError(f"The job script failed (exit {raw.exit_code}): {raw.stderr.strip()[:500]}")
+        detail = raw.stderr.strip()[:500] or "no message"
+        if raw.timed_out:
+            raise TimedOutError(
+                f"The sandbox did not answer in time while handling job {job_id} ({detail}); the job may still run: "
+                "follow it with job_status."
+            )
+        raise SandboxError(f"The sandbox could not handle job {job_id} (exit {raw.exit_code}): {detail}")
     state_name, code, out_total, err_total = (match.group(1).decode(), *map(int, match.groups()[1:4]))
     files = {}
     for line in match.group(5).decode().splitlines():
@@ -198,12 +218,10 @@ async def start(
         raise InvalidArgumentError("The command contains a NUL byte, which no shell accepts: remove it.")
     job_id = job_id or new_job_id()
     d = shlex.quote(job_dir(job_id))
-    encoded_cmd = base64.b64encode(command.encode("utf-8")).decode("ascii")
-    encoded_run = base64.b64encode(_wrapper(timeout).encode("utf-8")).decode("ascii")
     wait = max(0.0, min(wait, timeout + _KILL_GRACE + 1))
     script = (
-        f"mkdir -p {d} && printf %s {encoded_cmd} | base64 -d > {d}/cmd && "
-        f"printf %s {encoded_run} | base64 -d > {d}/run.sh && : > {d}/stdout && : > {d}/stderr || exit 125\n"
+        maybe_prune() + f"mkdir -p {d} && printf %s {shlex.quote(command)} > {d}/cmd && "
+        f"printf %s {shlex.quote(_wrapper(timeout))} > {d}/run.sh && : > {d}/stdout && : > {d}/stderr || exit 125\n"
         f"setsid /bin/sh {d}/run.sh </dev/null >/dev/null 2>&1 &\n"
         "job=$!\n"
     )

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from ..jobs import JobResult, job_dir, new_job_id, run_then_report
+from ..jobs import JobResult, job_dir, maybe_prune, new_job_id, run_then_report
 from ..jobs import start as start_job
 from ..sandbox import Sandbox
 
@@ -137,7 +137,7 @@ async def run_cell(
         )
         result = await start_job(sandbox, command, timeout=timeout + 5, wait=wait, env=environment, job_id=job_id)
         return describe(result)
-    script = _client(job, timeout=timeout, wait=max(0.0, min(wait, timeout + 4)), reset=reset)
+    script = maybe_prune() + _client(job, timeout=timeout, wait=max(0.0, min(wait, timeout + 4)), reset=reset)
     result = await run_then_report(sandbox, job_id, script, timeout=wait + 30, env=environment)
     return describe(result)
 
