@@ -247,17 +247,17 @@ async def run_then_report(
     env: Mapping[str, str] | None = None,
 ) -> JobResult:
     """Run `script` (which starts or waits for the job `job_id`), then report the job, in one command."""
-    script += "\n" + _report(job_dir(job_id), _limit(sandbox))
+    script += "\n" + _report(job_dir(job_id), report_limit(sandbox))
     raw = await sandbox.run(script, timeout=timeout, cwd=cwd, env=env)
-    return _parse(job_id, "0:0", raw, _limit(sandbox))
+    return _parse(job_id, "0:0", raw, report_limit(sandbox))
 
 
 async def status(sandbox: Sandbox, job_id: str, cursor: str | None = None) -> JobResult:
     """The job's state and its output written after `cursor` (from the start when omitted)."""
     cursor = cursor or "0:0"
     directory = job_dir(job_id)
-    script = f"[ -d {shlex.quote(directory)} ] || exit 3; " + _report(directory, _limit(sandbox), cursor)
-    return _parse(job_id, cursor, await sandbox.run(script, timeout=_MARGIN), _limit(sandbox))
+    script = f"[ -d {shlex.quote(directory)} ] || exit 3; " + _report(directory, report_limit(sandbox), cursor)
+    return _parse(job_id, cursor, await sandbox.run(script, timeout=_MARGIN), report_limit(sandbox))
 
 
 async def wait(sandbox: Sandbox, job_id: str, timeout: float, cursor: str | None = None) -> JobResult:
@@ -269,9 +269,9 @@ async def wait(sandbox: Sandbox, job_id: str, timeout: float, cursor: str | None
         f"[ -d {directory} ] || exit 3; i=0; "
         f'while [ ! -e {directory}/exit ] && [ "$i" -lt {ticks} ]; do '
         f'[ -s {directory}/pid ] && ! kill -0 "$(cat {directory}/pid)" 2>/dev/null && break; '
-        "sleep 0.05; i=$((i+1)); done; " + _report(job_dir(job_id), _limit(sandbox), cursor)
+        "sleep 0.05; i=$((i+1)); done; " + _report(job_dir(job_id), report_limit(sandbox), cursor)
     )
-    return _parse(job_id, cursor, await sandbox.run(script, timeout=timeout + _MARGIN), _limit(sandbox))
+    return _parse(job_id, cursor, await sandbox.run(script, timeout=timeout + _MARGIN), report_limit(sandbox))
 
 
 async def cancel(sandbox: Sandbox, job_id: str) -> JobResult:
@@ -287,12 +287,12 @@ async def cancel(sandbox: Sandbox, job_id: str) -> JobResult:
         f'p=$(cat {directory}/pid 2>/dev/null); i=0; while [ ! -e {directory}/exit ] && [ "$i" -lt 40 ]; do '
         "sleep 0.05; i=$((i+1)); done; "
         f'[ -e {directory}/exit ] || {{ kill -s KILL -- "-$p" 2>/dev/null; echo 137 > {directory}/exit; }}; }}; '
-        "fi; " + _report(job_dir(job_id), _limit(sandbox))
+        "fi; " + _report(job_dir(job_id), report_limit(sandbox))
     )
-    return _parse(job_id, "0:0", await sandbox.run(script, timeout=_MARGIN + 10), _limit(sandbox))
+    return _parse(job_id, "0:0", await sandbox.run(script, timeout=_MARGIN + 10), report_limit(sandbox))
 
 
-def _limit(sandbox: Sandbox) -> OutputLimit:
+def report_limit(sandbox: Sandbox) -> OutputLimit:
     """What the job scripts print of each stream: a little under the sandbox's cap, so the cap never cuts it."""
     cap = sandbox.limits.output
     return OutputLimit(max_bytes=max(64, cap.max_bytes - 256), head_share=cap.head_share)

@@ -178,3 +178,15 @@ async def test_hundreds_of_figures_end_bounded(connect: Connect) -> None:
         assert data(result)["figures_made"] == 300
         assert "250 more figures were closed without being saved" in text_of(result)
         assert data(await call(client, "execute_python", code="len(plt.get_fignums())"))["value"] == "0"
+
+
+async def test_a_cells_large_output_keeps_head_and_tail_and_points_to_the_whole(provider_client: Open) -> None:
+    async with provider_client(max_output_bytes=2048) as client:
+        result = data(await call(client, "execute_python", code="for i in range(20000):\n    print(i)\n'end'"))
+        assert result["value"] == "'end'"
+        assert result["truncated"]
+        assert result["stdout"].startswith("0\n1\n")
+        assert result["stdout"].endswith("19998\n19999\n")
+        assert result["stdout_bytes"] == len("".join(f"{i}\n" for i in range(20000)))
+        whole = data(await call(client, "download_file", path=result["stdout_path"]))
+        assert whole["content"] == "".join(f"{i}\n" for i in range(20000))

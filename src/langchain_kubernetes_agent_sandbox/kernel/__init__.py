@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from ..jobs import JobResult, job_dir, maybe_prune, new_job_id, run_then_report
+from ..jobs import JobResult, job_dir, maybe_prune, new_job_id, report_limit, run_then_report
 from ..jobs import start as start_job
+from ..output import OutputLimit
 from ..sandbox import Sandbox
 
 KERNEL_DIR = "/tmp/.kas/kernel"
@@ -62,7 +63,7 @@ _KEEPER = (
 """The kernel's parent: records its pid and exit status, and tells a caller waiting on a cell that it died."""
 
 
-def _client(job: str, *, timeout: float, wait: float, reset: bool) -> str:
+def _client(job: str, *, timeout: float, wait: float, reset: bool, limit: OutputLimit) -> str:
     """One command that makes sure the kernel runs, hands it the cell, and waits up to `wait` seconds for it.
 
     The cell's job folder gets the kernel's pid as its `pid` and `tpid`, so job_status sees it running while the
@@ -71,7 +72,8 @@ def _client(job: str, *, timeout: float, wait: float, reset: bool) -> str:
     the kernel writes "x" to it when the cell is done, the kernel's keeper "d" if the kernel died.
     """
     k, d = shlex.quote(KERNEL_DIR), shlex.quote(job)
-    send = f'printf "%s %s\\n" "$D" {timeout:.3f} > "$K/in"\n'
+    sizes = f"{limit.max_bytes} {limit.head_bytes} {limit.tail_bytes}"
+    send = f'printf "%s %s %s\\n" "$D" {timeout:.3f} "{sizes}" > "$K/in"\n'
     waiting = send
     if wait > 0:
         waiting = (
@@ -83,6 +85,7 @@ def _client(job: str, *, timeout: float, wait: float, reset: bool) -> str:
             '$(cat "$K/exit" 2>/dev/null || echo unknown); a new one starts on the next call]" >> "$D/stderr"\n'
             "fi\n"
             "exec 3<&-\n"
+            '[ "$r" = x ] && [ -e "$D/report.out" ] && { cat "$D/report.out"; cat "$D/report.err" >&2; exit 0; }\n'
         )
     return f"""K={k}; D={d}; state=kept; note=; KEEPER={shlex.quote(_KEEPER)}
 alive() {{ [ -s "$K/pid" ] && kill -0 "$(cat "$K/pid")" 2>/dev/null; }}
@@ -137,7 +140,9 @@ async def run_cell(
         )
         result = await start_job(sandbox, command, timeout=timeout + 5, wait=wait, env=environment, job_id=job_id)
         return describe(result)
-    script = maybe_prune() + _client(job, timeout=timeout, wait=max(0.0, min(wait, timeout + 4)), reset=reset)
+    script = maybe_prune() + _client(
+        job, timeout=timeout, wait=max(0.0, min(wait, timeout + 4)), reset=reset, limit=report_limit(sandbox)
+    )
     result = await run_then_report(sandbox, job_id, script, timeout=wait + 30, env=environment)
     return describe(result)
 

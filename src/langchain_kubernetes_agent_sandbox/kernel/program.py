@@ -1,14 +1,16 @@
 """The Python kernel that runs INSIDE a sandbox (standard library only; copied there as a file).
 
 `python3 program.py serve KERNEL_DIR` keeps one namespace for the session: it reads requests from the FIFO
-`KERNEL_DIR/in`, one line each, `JOB_FOLDER TIMEOUT` (a job folder of `jobs.py` holding `cell.py`), and for each:
+`KERNEL_DIR/in`, one line each, `JOB_FOLDER TIMEOUT [MAX HEAD TAIL]` (a job folder of `jobs.py` holding
+`cell.py`, and the output limits of its report), and for each:
 
 * opens `JOB/reply` (a FIFO a waiting caller reads: one byte once the cell is done, end-of-file if the kernel
   died),
 * runs the cell with fd 1 and 2 appended to `JOB/stdout` and `JOB/stderr` (so subprocesses' output lands there
   too) and stdin at end-of-file,
 * writes `JOB/meta.json` (the repr of a trailing expression, bounded; the error; the figures saved), then
-  `JOB/exit` as a job's wrapper would: 0, 1 after an exception, 124 after its timeout, 130 after a cancel.
+  `JOB/exit` as a job's wrapper would: 0, 1 after an exception, 124 after its timeout, 130 after a cancel,
+  and, given the output limits, the job's report as `jobs.py` would print it (so the caller only reads it).
 
 At TIMEOUT seconds the kernel interrupts the cell itself (KeyboardInterrupt in the agent's code), as it does
 on SIGINT or SIGTERM (a job_cancel); the namespace survives. A cell that does not stop within a grace period
@@ -19,6 +21,7 @@ on SIGINT or SIGTERM (a job_cancel); the namespace survives. A cell that does no
 from __future__ import annotations
 
 import ast
+import base64
 import contextlib
 import io
 import json
@@ -137,6 +140,11 @@ class Kernel:
             self.running = True
             signal.setitimer(signal.ITIMER_REAL, max(timeout, 0.001))
             meta["value"] = self._execute(code)
+        except SystemExit as error:
+            # As `python3 -c` would: sys.exit(n) is exit code n, a message goes to stderr, and no traceback.
+            status = error.code if isinstance(error.code, int) else 0 if error.code is None else 1
+            if not isinstance(error.code, int | None):
+                print(error.code, file=sys.stderr)
         except BaseException as error:
             status = 124 if isinstance(error, Timeout) else 130 if self.why else 1
             meta["error"] = f"{type(error).__name__}: {error}"[:MAX_REPR]
@@ -197,6 +205,47 @@ def _print_traceback(error: BaseException) -> None:
             os.write(2, text.encode("utf-8", "replace"))
 
 
+REPORTED_FILES = ("meta.json", "kernel-state", "interrupted")
+CUT = "<<kas: output cut here>>"
+
+
+def _stream(path: str, max_bytes: int, head: int, tail: int) -> tuple[bytes, int]:
+    """The file whole when within max_bytes, else its head, a cut line and its tail (as `jobs.py` prints it)."""
+    try:
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if size <= max_bytes:
+                return file.read(size), size
+            first = file.read(max(head, 0))
+            file.seek(size - tail)
+            return first + f"\n{CUT}\n".encode() + file.read(tail), size
+    except OSError:
+        return b"", 0
+
+
+def write_report(job: str, status: int, limits: tuple[int, int, int]) -> None:
+    """What `jobs.py`'s report would print for this finished cell, written by the kernel so the caller need
+    only `cat` it: `report.out` (header, small files, stdout) and `report.err` (stderr)."""
+    max_bytes, head, tail = limits
+    extra = b""
+    for name in REPORTED_FILES:
+        with contextlib.suppress(OSError):
+            with open(f"{job}/{name}", "rb") as file:
+                content = file.read(16384)
+            if content:
+                extra += f"KASFILE {name} ".encode() + base64.b64encode(content) + b"\n"
+    if len(extra) > head // 2:
+        extra = b""
+    out, out_size = _stream(f"{job}/stdout", max_bytes - len(extra), head - len(extra), tail)
+    err, err_size = _stream(f"{job}/stderr", max_bytes, head, tail)
+    header = f"KASJOB exited {status} {out_size} {err_size}\n".encode()
+    with open(f"{job}/report.err", "wb") as file:
+        file.write(err)
+    with open(f"{job}/report.out.part", "wb") as file:
+        file.write(header + extra + out)
+    os.replace(f"{job}/report.out.part", f"{job}/report.out")
+
+
 def _write(path: str, text: str) -> None:
     """Write a whole small file atomically (readers see it complete or not at all)."""
     with contextlib.suppress(OSError):
@@ -220,7 +269,7 @@ def serve(directory: str) -> None:
         buffer += chunk
         while b"\n" in buffer:
             line, buffer = buffer.split(b"\n", 1)
-            job, _, limit = line.decode("utf-8", "replace").strip().rpartition(" ")
+            job, limit, *sizes = line.decode("utf-8", "replace").strip().split(" ")
             if not job:
                 continue
             if previous is not None:
@@ -231,12 +280,16 @@ def serve(directory: str) -> None:
             except OSError:
                 continue
             _write(f"{directory}/current", job)
+            status = 1
             try:
-                kernel.run(job, float(limit))
+                status = kernel.run(job, float(limit))
             except Exception as error:
                 with contextlib.suppress(OSError):
                     os.write(2, f"kernel: {type(error).__name__}: {error}\n".encode())
                 _write(f"{job}/exit", "1\n")
+            if len(sizes) == 3:
+                with contextlib.suppress(Exception):
+                    write_report(job, status, (int(sizes[0]), int(sizes[1]), int(sizes[2])))
             # One byte says "done"; the FIFO stays open (so the byte stays readable) until the next cell, and
             # if the kernel dies its reader sees end-of-file instead.
             with contextlib.suppress(OSError):
