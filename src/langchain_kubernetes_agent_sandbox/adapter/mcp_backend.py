@@ -29,6 +29,10 @@ _PARALLEL_TRANSFERS = 4
 """Files moved at once in a batch; the server bounds each principal's concurrent calls (8 by default)."""
 
 
+_JOB_WAIT = 60.0
+"""Seconds of each job_wait call while following a command the server detached."""
+
+
 class ToolFailed(SandboxError):
     """The server answered with an error whose code this client does not know."""
 
@@ -130,18 +134,27 @@ class McpSandboxBackend(AsyncFirstSandbox):
         limit = self._default_timeout if timeout in (None, 0) else timeout  # 0: the server's default
         try:
             output = await self._call("execute", command=command, timeout=limit)
+            stdout, stderr, dropped = output["stdout"], output["stderr"], output["dropped_bytes"]
+            while output.get("running"):
+                # The server detached a long command into a job; deepagents expects the call to block until the
+                # command ends (within its own timeout, which the server enforces), so follow the job.
+                output = await self._call(
+                    "job_wait", job_id=output["job_id"], timeout=_JOB_WAIT, cursor=output["cursor"]
+                )
+                stdout, stderr = stdout + output["stdout"], stderr + output["stderr"]
+                dropped += output["dropped_bytes"]
         except errors.InvalidArgumentError as error:
             raise ValueError(str(error)) from None  # deepagents tells the model "Invalid parameter"
         except SandboxError as error:
             return execute_error(error)
         return execute_response(
             CommandResult(
-                stdout=output["stdout"],
-                stderr=output["stderr"],
+                stdout=stdout,
+                stderr=stderr,
                 exit_code=output["exit_code"],
                 duration=output["duration_seconds"],
                 timed_out=output["timed_out"],
-                dropped_bytes=output["dropped_bytes"],
+                dropped_bytes=dropped,
             )
         )
 
