@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider, LocalSandbox
 from langchain_kubernetes_agent_sandbox.providers.local.holder import Holder
 
@@ -33,14 +35,16 @@ async def test_background_processes_of_one_sandbox_are_invisible_to_another(loca
         await second.terminate()
 
 
-async def test_terminate_ends_every_detached_process(local_state_dir: Path) -> None:
-    sandbox: LocalSandbox = await LocalProvider(local_state_dir).create()
+@pytest.mark.parametrize("use_cgroups", [True, False], ids=["cgroup", "rlimits"])
+async def test_terminate_ends_every_detached_process(local_state_dir: Path, use_cgroups: bool) -> None:
+    sandbox: LocalSandbox = await LocalProvider(local_state_dir, use_cgroups=use_cgroups).create()
     await sandbox.run("setsid nohup sleep 600 >/dev/null 2>&1 &")
     holder = Holder(local_state_dir / "sandboxes" / sandbox.id).current()
     assert holder is not None
     await sandbox.terminate()
     await asyncio.sleep(0.2)
-    assert not Path(f"/proc/{holder.pid}").exists()
+    for pid in (holder.pid, holder.init_pid, holder.outer_pid):
+        assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
 
 
 async def test_a_killed_holder_is_replaced_and_commands_still_run(local_state_dir: Path) -> None:
@@ -59,14 +63,14 @@ async def test_a_killed_holder_is_replaced_and_commands_still_run(local_state_di
 async def test_a_holder_whose_folders_were_deleted_ends_by_itself(local_state_dir: Path) -> None:
     import shutil
 
-    sandbox = await LocalProvider(local_state_dir).create()
-    await sandbox.run("true")
+    sandbox = await LocalProvider(local_state_dir, use_cgroups=False).create()
+    await sandbox.run("setsid nohup sleep 600 >/dev/null 2>&1 &")
     record = Holder(local_state_dir / "sandboxes" / sandbox.id).current()
     assert record is not None
     shutil.rmtree(local_state_dir / "sandboxes" / sandbox.id)
     for _ in range(150):
-        if not Path(f"/proc/{record.pid}").exists():
+        if not Path(f"/proc/{record.init_pid}").exists():
             break
         await asyncio.sleep(0.1)
-    assert not Path(f"/proc/{record.pid}").exists()
+    assert not Path(f"/proc/{record.init_pid}").exists(), "the namespace (and the detached sleep) lives on"
     await sandbox.terminate()

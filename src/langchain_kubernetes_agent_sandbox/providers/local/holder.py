@@ -28,10 +28,11 @@ from pathlib import Path
 HOLDER_COMMAND = (
     "/bin/sh",
     "-c",
-    'while [ "$(find /app /tmp -maxdepth 0 -links +0 2>/dev/null | wc -l)" = 2 ]; do sleep 10; done',
+    'while [ "$(find /app /tmp -maxdepth 0 -links +0 2>/dev/null | wc -l)" = 2 ]; do sleep 10; done; kill -KILL -1',
 )
-"""What the holder runs: it waits, and ends (taking the sandbox's processes along) within seconds of its
-sandbox's folders being deleted on the host without a proper terminate."""
+"""What the holder runs: it waits, and within seconds of its sandbox's folders being deleted on the host
+without a proper terminate it kills every process of the sandbox (bubblewrap's init, pid 1 of the namespace,
+lives as long as any of them does), so the namespace ends."""
 
 _NS_GET_PARENT = 0xB702
 _START_TIMEOUT = 5.0
@@ -44,6 +45,8 @@ class HolderRecord:
     outer_pid: int
     pid: int
     pid_ns: int
+    init_pid: int = 0
+    """The namespace's pid 1 (bubblewrap's init): killing it ends every process in the namespace."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,9 @@ class Holder:
         """Kill the holder; its pid namespace, and every process of the sandbox in it, goes with it."""
         record = self.current()
         if record is not None:
-            for pid in (record.pid, record.outer_pid):
+            for pid in (record.init_pid, record.pid, record.outer_pid):
+                if pid <= 0:
+                    continue
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
         self._file.unlink(missing_ok=True)
@@ -147,12 +152,13 @@ class Holder:
         own_ns = os.stat("/proc/self/ns/pid").st_ino
         deadline = time.monotonic() + _START_TIMEOUT
         while time.monotonic() < deadline:
-            keeper = _grandchild(outer)
-            if keeper is not None:
+            found = _grandchild(outer)
+            if found is not None:
+                init, keeper = found
                 with contextlib.suppress(OSError):
                     pid_ns = os.stat(f"/proc/{keeper}/ns/pid").st_ino
                     if pid_ns != own_ns:
-                        return HolderRecord(outer_pid=outer, pid=keeper, pid_ns=pid_ns)
+                        return HolderRecord(outer_pid=outer, pid=keeper, pid_ns=pid_ns, init_pid=init)
             time.sleep(0.005)
         with contextlib.suppress(ProcessLookupError):
             os.kill(outer, signal.SIGKILL)
@@ -166,9 +172,9 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def _grandchild(pid: int) -> int | None:
-    """The holder's own command: bwrap's child is the pid namespace's init, whose child runs `HOLDER_COMMAND`."""
+def _grandchild(pid: int) -> tuple[int, int] | None:
+    """bwrap's child is the pid namespace's init, whose child runs `HOLDER_COMMAND`: both their pids."""
     for init in _children(pid):
         for keeper in _children(init):
-            return keeper
+            return init, keeper
     return None
