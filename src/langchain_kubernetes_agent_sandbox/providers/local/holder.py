@@ -28,9 +28,11 @@ from pathlib import Path
 HOLDER_COMMAND = (
     "/bin/sh",
     "-c",
-    'while [ "$(find /app /tmp -maxdepth 0 -links +0 2>/dev/null | wc -l)" = 2 ]; do sleep 10; done; kill -KILL -1',
+    "while :; do sleep 10; n=$(find /app /tmp -maxdepth 0 -links +0 2>/dev/null | wc -l); "
+    'case "$n" in 0|1) break;; esac; done; kill -KILL -1',
 )
-"""What the holder runs: it waits, and within seconds of its sandbox's folders being deleted on the host
+"""What the holder runs: it waits (a check that fails, say when a fork bomb exhausts the process limit, is not
+taken for a deletion), and within seconds of its sandbox's folders being deleted on the host
 without a proper terminate it kills every process of the sandbox (bubblewrap's init, pid 1 of the namespace,
 lives as long as any of them does), so the namespace ends."""
 
