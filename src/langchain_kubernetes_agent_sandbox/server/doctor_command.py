@@ -8,8 +8,8 @@ import os
 import sys
 from typing import Any
 
-from ..errors import InvalidArgumentError
-from ..providers.kubernetes.config import ConnectionMode, KubernetesConfig
+from ..providers.kubernetes.config import KubernetesConfig
+from . import runtime
 from .config import ConfigError, ServerConfig, load
 from .serve_command import add_setting_arguments
 
@@ -46,19 +46,8 @@ def register(subcommands: Any) -> None:
 
 
 def kubernetes_config(config: ServerConfig) -> KubernetesConfig:
-    try:
-        return KubernetesConfig(
-            warm_pool=config.warm_pool or "",
-            namespace=config.namespace or "default",
-            connection=ConnectionMode(config.connection or "direct"),
-            api_url=config.api_url,
-            gateway_name=config.gateway_name,
-            gateway_namespace=config.gateway_namespace or "default",
-            kubeconfig=config.kubeconfig,
-            ready_timeout=120.0,
-        )
-    except InvalidArgumentError as error:
-        raise ConfigError(str(error)) from None
+    """The server's Kubernetes settings, with time for a test claim to become ready on a cold pool."""
+    return runtime.kubernetes_config(config, ready_timeout=120.0)
 
 
 def run(args: argparse.Namespace) -> int:

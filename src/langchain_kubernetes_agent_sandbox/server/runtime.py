@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import socket
 from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from mcp.server.auth.settings import AuthSettings
@@ -26,6 +27,9 @@ from .app import SandboxMCP, ToolLimits
 from .auth import build_verifier
 from .config import ConfigError, ServerConfig
 from .metrics import CONTENT_TYPE, MeasuredProvider, ServerMetrics
+
+if TYPE_CHECKING:
+    from ..providers.kubernetes import KubernetesConfig
 
 logger = logging.getLogger(__name__)
 
@@ -48,21 +52,9 @@ def make_provider(config: ServerConfig) -> SandboxProvider:
         from ..providers.local import LocalProvider
 
         return LocalProvider(config.state_dir, limits=limits, unisolated=config.unisolated)
-    from ..providers.kubernetes import ConnectionMode, KubernetesConfig, KubernetesProvider
+    from ..providers.kubernetes import KubernetesProvider
 
-    try:
-        cluster = KubernetesConfig(
-            warm_pool=config.warm_pool or "",
-            namespace=config.namespace or "default",
-            connection=ConnectionMode(config.connection or "direct"),
-            api_url=config.api_url,
-            gateway_name=config.gateway_name,
-            gateway_namespace=config.gateway_namespace or "default",
-            kubeconfig=config.kubeconfig,
-            max_lifetime=config.max_lifetime,
-        )
-    except InvalidArgumentError as error:
-        raise ConfigError(f"kubernetes provider: {error}") from None
+    cluster = kubernetes_config(config)
     kubernetes = KubernetesProvider(cluster)
     kubernetes.limits = dataclasses.replace(
         kubernetes.limits,
@@ -71,6 +63,26 @@ def make_provider(config: ServerConfig) -> SandboxProvider:
         output=limits.output,
     )
     return kubernetes
+
+
+def kubernetes_config(config: ServerConfig, **overrides: Any) -> KubernetesConfig:
+    """The Kubernetes provider's settings from the server's; a bad one is a `ConfigError` that names it."""
+    from ..providers.kubernetes import ConnectionMode, KubernetesConfig
+
+    try:
+        return KubernetesConfig(
+            warm_pool=config.warm_pool or "",
+            namespace=config.namespace or "default",
+            connection=ConnectionMode(config.connection or "direct"),
+            api_url=config.api_url,
+            gateway_name=config.gateway_name,
+            gateway_namespace=config.gateway_namespace or "default",
+            kubeconfig=config.kubeconfig,
+            max_lifetime=config.max_lifetime,
+            **overrides,
+        )
+    except InvalidArgumentError as error:
+        raise ConfigError(f"kubernetes provider: {error}") from None
 
 
 def session_policy(config: ServerConfig) -> SessionPolicy:
