@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -58,6 +60,37 @@ async def test_a_killed_holder_is_replaced_and_commands_still_run(local_state_di
         assert holder.current() is not None
     finally:
         await sandbox.terminate()
+
+
+async def test_a_holder_record_whose_pids_went_to_another_sandbox_names_none_of_them(local_state_dir: Path) -> None:
+    """Pids are reused within minutes on a busy host: a stale record must never let a kill or a join reach
+    another sandbox's holder (all of whose commands would then die with SIGKILL, exit 137)."""
+    provider = LocalProvider(local_state_dir)
+    mine, other = await provider.create(), await provider.create()
+    try:
+        await mine.run("true")
+        await other.run("setsid nohup sleep 600 >/dev/null 2>&1 &")
+        holder, others = (
+            Holder(local_state_dir / "sandboxes" / mine.id),
+            Holder(local_state_dir / "sandboxes" / other.id),
+        )
+        real, victim = holder.current(), others.current()
+        assert real is not None
+        assert victim is not None
+        holder.stop()
+        stale = dataclasses.replace(real, outer_pid=victim.outer_pid, pid=victim.pid, init_pid=victim.init_pid)
+        (local_state_dir / "sandboxes" / mine.id / "holder.json").write_text(json.dumps(dataclasses.asdict(stale)))
+
+        assert holder.current() is None
+        with pytest.raises(ProcessLookupError, match="has ended"):
+            holder.join(stale)
+        holder.stop()
+        assert others.current() == victim, "a stale holder record killed another sandbox's holder"
+        assert "sleep 600" in (await other.run("cat /proc/[0-9]*/cmdline | tr '\\0' ' '")).stdout
+        assert (await mine.run("echo fresh")).stdout == "fresh\n"
+    finally:
+        await mine.terminate()
+        await other.terminate()
 
 
 async def test_a_holder_whose_folders_were_deleted_ends_by_itself(local_state_dir: Path) -> None:

@@ -43,18 +43,29 @@ _START_TIMEOUT = 5.0
 
 @dataclass(frozen=True)
 class HolderRecord:
-    """Where the holder is: the host pid of its sleeping process and the inode of its pid namespace."""
+    """Where the holder is: three host processes, each named by its pid and its start time.
+
+    A pid alone is not a name: the machine reuses pids within minutes under load, and a record that outlived
+    its holder would then point at a stranger (another sandbox's processes, whose commands a kill would end).
+    The start time, which a reused pid never shares, makes the pair unique.
+    """
 
     outer_pid: int
+    outer_start: int
     pid: int
-    pid_ns: int
-    init_pid: int = 0
+    start: int
+    init_pid: int
     """The namespace's pid 1 (bubblewrap's init): killing it ends every process in the namespace."""
+    init_start: int
+
+    @property
+    def processes(self) -> tuple[tuple[int, int], ...]:
+        return ((self.init_pid, self.init_start), (self.pid, self.start), (self.outer_pid, self.outer_start))
 
 
 @dataclass(frozen=True)
 class JoinFds:
-    """Open namespace descriptors for bubblewrap's `--userns`, `--userns2` and `--pidns`."""
+    """Open namespace descriptors for bubblewrap's `--userns`, `--userns2` and `--pidns`; closed on exit."""
 
     userns: int
     userns2: int
@@ -63,6 +74,13 @@ class JoinFds:
     @property
     def all(self) -> tuple[int, int, int]:
         return (self.userns, self.userns2, self.pidns)
+
+    def __enter__(self) -> JoinFds:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for fd in self.all:
+            os.close(fd)
 
 
 class Holder:
@@ -78,12 +96,7 @@ class Holder:
             record = HolderRecord(**json.loads(self._file.read_text()))
         except (OSError, ValueError, TypeError):
             return None
-        try:
-            if os.stat(f"/proc/{record.pid}/ns/pid").st_ino != record.pid_ns:
-                return None
-        except OSError:
-            return None
-        return record
+        return record if process_start(record.pid) == record.start else None
 
     def ensure(self, launch: Sequence[str]) -> tuple[HolderRecord, bool]:
         """The running holder, starting one with the launcher command `launch` if needed.
@@ -102,31 +115,33 @@ class Holder:
             staging.replace(self._file)
             return record, existed
 
-    @contextlib.contextmanager
-    def join(self, record: HolderRecord) -> Iterator[JoinFds]:
-        """Descriptors of the holder's namespaces, open for the duration of one command's start."""
+    def join(self, record: HolderRecord) -> JoinFds:
+        """Descriptors of the holder's namespaces, for one command to enter them.
+
+        Raises ProcessLookupError when the holder has ended.
+        """
         opened: list[int] = []
         try:
             inner = os.open(f"/proc/{record.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
             opened.append(inner)
-            outer = fcntl.ioctl(inner, _NS_GET_PARENT)
-            opened.append(outer)
-            pidns = os.open(f"/proc/{record.pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-            opened.append(pidns)
-            yield JoinFds(userns=outer, userns2=inner, pidns=pidns)
-        finally:
+            opened.append(fcntl.ioctl(inner, _NS_GET_PARENT))
+            opened.append(os.open(f"/proc/{record.pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC))
+            # Checked after opening: had the holder ended and its pid gone to another process meanwhile, these
+            # would be that process's namespaces.
+            if process_start(record.pid) != record.start:
+                raise ProcessLookupError
+        except OSError as error:
             for fd in opened:
                 os.close(fd)
+            raise ProcessLookupError(f"the sandbox's holder (pid {record.pid}) has ended") from error
+        return JoinFds(userns=opened[1], userns2=opened[0], pidns=opened[2])
 
     def stop(self) -> None:
         """Kill the holder; its pid namespace, and every process of the sandbox in it, goes with it."""
         record = self.current()
         if record is not None:
-            for pid in (record.init_pid, record.pid, record.outer_pid):
-                if pid <= 0:
-                    continue
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
+            for pid, start in record.processes:
+                _kill_if_same(pid, start)
         self._file.unlink(missing_ok=True)
 
     @contextlib.contextmanager
@@ -159,9 +174,10 @@ class Holder:
             if found is not None:
                 init, keeper = found
                 with contextlib.suppress(OSError):
-                    pid_ns = os.stat(f"/proc/{keeper}/ns/pid").st_ino
-                    if pid_ns != own_ns:
-                        return HolderRecord(outer_pid=outer, pid=keeper, pid_ns=pid_ns, init_pid=init)
+                    if os.stat(f"/proc/{keeper}/ns/pid").st_ino != own_ns:
+                        outer_start, start, init_start = (process_start(pid) for pid in (outer, keeper, init))
+                        if outer_start and start and init_start:
+                            return HolderRecord(outer, outer_start, keeper, start, init, init_start)
             time.sleep(0.005)
         with contextlib.suppress(ProcessLookupError):
             os.kill(outer, signal.SIGKILL)
@@ -181,3 +197,29 @@ def _grandchild(pid: int) -> tuple[int, int] | None:
         for keeper in _children(init):
             return init, keeper
     return None
+
+
+def process_start(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot), or None when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name in parentheses may hold spaces and parentheses itself, so count from the last ")":
+    # the start time is the 22nd field, the 20th after it.
+    return int(stat.rpartition(")")[2].split()[19])
+
+
+def _kill_if_same(pid: int, start: int) -> None:
+    """SIGKILL process `pid` only if it is still the one that started at `start`, not a later owner of its pid."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        # The descriptor pins the process it was opened on; the start time, read after, says which one that is.
+        if process_start(pid) == start:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    finally:
+        os.close(pidfd)

@@ -230,8 +230,7 @@ class LocalSandbox(Sandbox):
             return await run_process(
                 argv, timeout=timeout, output=output or self.limits.output, env=environment, stdin=stdin, cwd=host_cwd
             )
-        record = await self._ensure_holder()
-        with self._holder.join(record) as fds:
+        with await self._join_holder() as fds:
             argv = self._provider._argv(self._record, inner, cwd=cwd, env=environment, join=fds)
             return await run_process(
                 argv,
@@ -242,6 +241,13 @@ class LocalSandbox(Sandbox):
                 cwd="/",
                 pass_fds=fds.all,
             )
+
+    async def _join_holder(self) -> JoinFds:
+        """Descriptors of the holder's namespaces; a holder that ended a moment ago is started afresh."""
+        try:
+            return self._holder.join(await self._ensure_holder())
+        except ProcessLookupError:
+            return self._holder.join(await self._ensure_holder())
 
     async def _ensure_holder(self) -> HolderRecord:
         """The sandbox's holder, (re)started when missing; a restart means its background processes are gone."""
