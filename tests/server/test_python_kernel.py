@@ -139,6 +139,27 @@ async def test_every_figure_comes_back_as_an_image_and_a_file(provider_client: O
         assert not [block for block in none.content if isinstance(block, ImageContent)]
 
 
+@needs_matplotlib
+async def test_a_detached_cells_figures_come_back_when_the_job_is_reported_ended(provider_client: Open) -> None:
+    code = "import matplotlib.pyplot as plt, time\nplt.plot([1, 3, 2])\ntime.sleep(2)\nplt.figure()\n'drawn'"
+    async with provider_client(detach_after=0.5) as client:
+        await warm_matplotlib(client)
+        started = await call(client, "execute_python", code=code)
+        assert data(started)["running"]
+        assert not [block for block in started.content if isinstance(block, ImageContent)]
+        job_id = data(started)["job_id"]
+        ended = await call(client, "job_wait", job_id=job_id, timeout=60)
+        assert data(ended)["state"] == "exited"
+        images = [block for block in ended.content if isinstance(block, ImageContent)]
+        assert [(image.mimeType, base64.b64decode(image.data)[:4]) for image in images] == [
+            ("image/png", b"\x89PNG")
+        ] * 2
+        assert (data(ended)["value"], data(ended)["figures_inline"], len(data(ended)["figures"])) == ("'drawn'", 2, 2)
+        assert "2 shown below" in text_of(ended)
+        again = await call(client, "job_status", job_id=job_id)
+        assert len([block for block in again.content if isinstance(block, ImageContent)]) == 2
+
+
 async def test_without_matplotlib_nothing_is_said_about_figures(provider_client: Open) -> None:
     async with provider_client() as client:
         result = await call(client, "execute_python", code="print('plain')")

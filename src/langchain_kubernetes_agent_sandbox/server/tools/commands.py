@@ -17,6 +17,7 @@ from ..principal import current_principal
 from . import reply
 
 if TYPE_CHECKING:
+    from ...sessions import Session
     from ..app import SandboxMCP
 
 MAX_CODE_BYTES = 64 * 1024
@@ -73,6 +74,13 @@ async def figure_images(sandbox: Sandbox, cell: kernel.CellResult) -> list[Image
     return images
 
 
+async def cell_reply(session: Session, cell: kernel.CellResult, timeout: float) -> CallToolResult:
+    """A cell's result with its figures as images, whether the cell ended within its call or a later job_status or
+    job_wait found it ended (a detached cell's figures come back then). Call it while the session is in use."""
+    images = await figure_images(session.sandbox, cell)
+    return reply(PythonOutput.of_cell(session, cell, timeout, inline=len(images)), *images)
+
+
 def register(mcp: SandboxMCP) -> None:
     @mcp.tool(annotations=RUNS)
     async def execute_python(
@@ -111,8 +119,7 @@ def register(mcp: SandboxMCP) -> None:
                 reset=reset,
                 env={"PYTHONDONTWRITEBYTECODE": "1", "KAS_FIGURE_BUDGET": str(FIGURE_BUDGET)},
             )
-            images = await figure_images(session.sandbox, cell)
-        return reply(PythonOutput.of_cell(session, cell, limit, inline=len(images)), *images)
+            return await cell_reply(session, cell, limit)
 
     @mcp.tool(annotations=RUNS)
     async def execute(

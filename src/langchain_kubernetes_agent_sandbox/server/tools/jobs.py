@@ -8,10 +8,10 @@ from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from ... import jobs, kernel
-from ..models import CommandOutput, PythonOutput
+from ..models import CommandOutput
 from ..principal import current_principal
 from . import reply
-from .commands import RUNS, SessionId
+from .commands import RUNS, SessionId, cell_reply
 
 if TYPE_CHECKING:
     from ...sessions import Session
@@ -30,10 +30,10 @@ Cursor = Annotated[
 READS = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 
 
-def _reply(session: Session, job: jobs.JobResult, limit: float) -> CallToolResult:
-    """A Python cell's job reports like execute_python (value, figures by path, kernel), others like execute."""
+async def _reply(session: Session, job: jobs.JobResult, limit: float) -> CallToolResult:
+    """A Python cell's job reports like execute_python (value, figures as images, kernel), others like execute."""
     if "kernel-state" in job.files:
-        return reply(PythonOutput.of_cell(session, kernel.describe(job), limit))
+        return await cell_reply(session, kernel.describe(job), limit)
     return reply(CommandOutput.of_job(session, job, limit))
 
 
@@ -47,8 +47,7 @@ def register(mcp: SandboxMCP) -> None:
         """
         async with mcp.registry.use(current_principal.get(), session_id) as session:
             job = await jobs.status(session.sandbox, job_id, cursor)
-            limit = session.sandbox.limits.default_timeout
-        return _reply(session, job, limit)
+            return await _reply(session, job, session.sandbox.limits.default_timeout)
 
     @mcp.tool(annotations=READS)
     async def job_wait(
@@ -63,8 +62,7 @@ def register(mcp: SandboxMCP) -> None:
         ended yet: call again)."""
         async with mcp.registry.use(current_principal.get(), session_id) as session:
             job = await jobs.wait(session.sandbox, job_id, timeout, cursor)
-            limit = session.sandbox.limits.default_timeout
-        return _reply(session, job, limit)
+            return await _reply(session, job, session.sandbox.limits.default_timeout)
 
     @mcp.tool(annotations=RUNS)
     async def job_cancel(job_id: JobId, session_id: SessionId = None) -> Annotated[CallToolResult, CommandOutput]:
@@ -72,5 +70,4 @@ def register(mcp: SandboxMCP) -> None:
         its output and how it ended; cancelling a job that already ended changes nothing."""
         async with mcp.registry.use(current_principal.get(), session_id) as session:
             job = await jobs.cancel(session.sandbox, job_id)
-            limit = session.sandbox.limits.default_timeout
-        return _reply(session, job, limit)
+            return await _reply(session, job, session.sandbox.limits.default_timeout)
