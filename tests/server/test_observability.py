@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from mcp.shared.memory import create_connected_server_and_client_session
+from mcp.types import CallToolResult
 from prometheus_client.parser import text_string_to_metric_families
 
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
@@ -39,6 +40,11 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
     return found.get((name, frozenset(labels.items())), 0.0)
+
+
+def data(result: CallToolResult) -> dict[str, Any]:
+    assert result.structuredContent is not None
+    return dict(result.structuredContent)
 
 
 def audit_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
@@ -110,6 +116,45 @@ async def test_tool_calls_show_in_metrics_and_the_audit_log(
     assert SECRET_FILE not in formatted
     assert SECRET_CODE not in formatted
     assert base64.b64encode(SECRET_FILE.encode()).decode() not in formatted
+
+
+async def test_jobs_running_counts_the_jobs_this_server_last_saw_running(
+    make_config: Callable[..., ServerConfig],
+) -> None:
+    config = make_config(detach_after=0.5)
+    provider = make_provider(config)
+    server = build_server(config, SessionRegistry(provider, session_policy(config)))
+    transport = httpx.ASGITransport(app=server.streamable_http_app())
+
+    async def jobs_running() -> float:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            found = samples((await http.get("/metrics")).text)
+        return value(found, "kubernetes_agent_sandbox_jobs_running")
+
+    try:
+        async with create_connected_server_and_client_session(server) as client:
+            await call(client, "execute", command="true")
+            assert await jobs_running() == 0
+            slow = data(await call(client, "execute", command="sleep 1.5; echo done"))["job_id"]
+            endless = data(await call(client, "execute", command="sleep 300", background=True))["job_id"]
+            cell = data(await call(client, "execute_python", code="import time\ntime.sleep(1.5)"))["job_id"]
+            assert await jobs_running() == 3
+            await call(client, "job_status", job_id=endless)
+            assert await jobs_running() == 3
+            assert not data(await call(client, "job_wait", job_id=slow, timeout=30))["running"]
+            assert await jobs_running() == 2
+            assert not data(await call(client, "job_wait", job_id=cell, timeout=30))["running"]
+            assert await jobs_running() == 1
+            await call(client, "job_cancel", job_id=endless)
+            assert await jobs_running() == 0
+            other = data(await call(client, "create_session"))["session_id"]
+            await call(client, "execute", command="sleep 300", background=True, session_id=other)
+            assert await jobs_running() == 1
+            await call(client, "close_session", session_id=other)
+            assert await jobs_running() == 0
+    finally:
+        for sandbox in await provider.list():
+            await sandbox.terminate()
 
 
 async def test_audit_lines_over_http_name_the_tokens_principal_never_the_token(

@@ -1,7 +1,8 @@
 """Prometheus metrics of one server process, served at /metrics in the text format.
 
-Tool calls are counted and timed in one place (`observe.py`, around every tool); claim latency is timed
-around the provider's `create`; active sessions are counted from the provider when Prometheus scrapes.
+Tool calls are counted and timed in one place (`observe.py`, around every tool), which also notes the jobs the
+results report running; claim latency is timed around the provider's `create`; active sessions are counted from
+the provider when Prometheus scrapes.
 """
 
 from __future__ import annotations
@@ -71,12 +72,29 @@ class ServerMetrics:
         )
         self.jobs_running = Gauge(
             f"{PREFIX}_jobs_running",
-            "Background jobs running; always 0 until the server offers jobs.",
+            "Jobs (commands and Python cells that outlived their call) this replica last saw running: counted when a "
+            "call returns a running job, uncounted when job_status, job_wait or job_cancel here reports it ended "
+            "(or its session is closed here). A job followed only through another replica, or never followed again, "
+            "stays counted.",
             registry=r,
         )
+        self._running_jobs: set[tuple[str, str]] = set()
         self.scrape_errors = Counter(
             f"{PREFIX}_session_count_errors", "Scrapes where the provider could not list sessions.", registry=r
         )
+
+    def saw_job(self, session_id: str, job_id: str, running: bool) -> None:
+        """Note what a tool result said about a job; the gauge is the number last seen running."""
+        if running:
+            self._running_jobs.add((session_id, job_id))
+        else:
+            self._running_jobs.discard((session_id, job_id))
+        self.jobs_running.set(len(self._running_jobs))
+
+    def session_closed(self, session_id: str) -> None:
+        """A closed session's jobs ended with its sandbox."""
+        self._running_jobs = {job for job in self._running_jobs if job[0] != session_id}
+        self.jobs_running.set(len(self._running_jobs))
 
     async def render(self, provider: SandboxProvider) -> bytes:
         """The text exposition, after counting the provider's live sessions (the last count stays on failure)."""

@@ -34,6 +34,7 @@ except ImportError:  # pragma: no cover - opentelemetry-api comes with the depen
     _tracer = None
 
 UPLOADING_TOOLS = frozenset({"upload_file"})
+CLOSING_TOOLS = frozenset({"close_session"})
 
 
 @dataclass
@@ -47,12 +48,18 @@ class ToolCall:
     outcome: str = "ok"
     bytes_in: int = 0
     bytes_out: int = 0
+    job: tuple[str, bool] | None = None
+    """The job the result reported (every command runs as one) and whether it still runs."""
+    closed: bool = False
 
     def succeeded(self, result: object) -> None:
         structured = result.structuredContent if isinstance(result, CallToolResult) else None
         if not isinstance(structured, Mapping):
             return
         self.session_id = str(structured.get("session_id") or self.session_id or "") or None
+        if isinstance(job_id := structured.get("job_id"), str):
+            self.job = (job_id, structured.get("running") is True)
+        self.closed = self.tool in CLOSING_TOOLS and structured.get("closed") is True
         moved = (
             _int(structured.get("size")) + _int(structured.get("stdout_bytes")) + _int(structured.get("stderr_bytes"))
         )
@@ -116,6 +123,10 @@ def _record(metrics: ServerMetrics, call: ToolCall, duration: float) -> None:
         metrics.bytes_moved.labels(tool=call.tool, direction="out").inc(call.bytes_out)
     if call.outcome == QuotaExceededError.code:
         metrics.quota_refusals.labels(tool=call.tool).inc()
+    if call.session_id is not None and call.job is not None:
+        metrics.saw_job(call.session_id, *call.job)
+    if call.session_id is not None and call.closed:
+        metrics.session_closed(call.session_id)
     audit_logger.info(
         "tool call %s by %s: %s in %.3f s",
         call.tool,
