@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult, ImageContent, TextContent
 
 CSV = "city,temp_c\nOslo,4\nLima,19\nPerth,25\nNairobi,22\n"
 ANALYSIS = """\
@@ -26,6 +28,13 @@ summary = {'cities': len(rows), 'mean_c': round(sum(temps) / len(temps), 2),
 json.dump(summary, open('summary.json', 'w'), indent=2)
 print(f"{summary['cities']} cities, mean {summary['mean_c']} C, warmest {summary['warmest']}")
 """
+CHART = """\
+import matplotlib.pyplot as plt
+plt.bar([row['city'] for row in rows], temps)
+plt.ylabel('temp_c')
+print(f'plotted {len(rows)} cities')
+"""
+BUILD = "for i in 1 2 3; do echo step $i; sleep 0.5; done; echo built"
 
 
 def register(subcommands: Any) -> None:
@@ -34,7 +43,9 @@ def register(subcommands: Any) -> None:
         help="The main job: start the MCP server over stdio and drive it with a real MCP client.",
         description="Start `serve` over stdio on the embedded local provider and, through a real MCP client "
         "session, create a session, upload a CSV, analyse it with execute_python, download the result file, "
-        "list sessions and close the session, printing each step. Needs bubblewrap.",
+        "plot it (the figure comes back as an image), watch a timeout, follow a command that detached into a "
+        "job, list sessions and close the session, printing each step. Needs bubblewrap; the figure needs "
+        "matplotlib for the sandbox's python3 (Debian's python3-matplotlib, which scripts/setup.sh installs).",
     )
     parser.add_argument("--state-dir", help="Folder for the demo's sandboxes (default: a temporary folder).")
     parser.set_defaults(handler=run)
@@ -42,14 +53,25 @@ def register(subcommands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="kas-demo-") as scratch:
-        return asyncio.run(_drive(args.state_dir or scratch))
+        log = Path(scratch) / "server.log"
+        try:
+            return asyncio.run(_drive(args.state_dir or scratch, log))
+        except BaseException:
+            if log.exists():
+                print(f"\nthe server's log (its audit lines and errors):\n{log.read_text()[-4000:]}", file=sys.stderr)
+            raise
 
 
 def _text(result: CallToolResult) -> str:
     return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
 
 
-async def _step(client: ClientSession, title: str, tool: str, **arguments: Any) -> dict[str, Any]:
+def _images(result: CallToolResult) -> list[ImageContent]:
+    return [block for block in result.content if isinstance(block, ImageContent)]
+
+
+async def _step(client: ClientSession, title: str, tool: str, **arguments: Any) -> CallToolResult:
+    """Call a tool, printing the call, its text and any images; a tool error ends the demo."""
     shown = ", ".join(f"{key}={value!r}" for key, value in arguments.items() if key not in ("code", "content"))
     print(f"\n== {title}: {tool}({shown})")
     for key in ("code", "content"):
@@ -57,40 +79,99 @@ async def _step(client: ClientSession, title: str, tool: str, **arguments: Any) 
             print(f"   {key}:\n" + "".join(f"   | {line}\n" for line in arguments[key].splitlines()), end="")
     result = await client.call_tool(tool, arguments)
     print("   -> " + _text(result).replace("\n", "\n      "))
+    for image in _images(result):
+        print(f"   -> image content: {len(base64.b64decode(image.data))} bytes, {image.mimeType}")
     if result.isError or result.structuredContent is None:
         raise RuntimeError(f"{tool} failed: {_text(result)}")
+    return result
+
+
+def _data(result: CallToolResult) -> dict[str, Any]:
+    assert result.structuredContent is not None  # _step made sure
     return result.structuredContent
 
 
-async def _drive(state_dir: str) -> int:
+async def _until_ended(client: ClientSession, title: str, started: CallToolResult, session_id: str) -> CallToolResult:
+    """Follow a call that detached into a job with job_wait, from where its output stopped, until it ends."""
+    result = started
+    while _data(result)["running"]:
+        job = _data(result)
+        result = await _step(
+            client, title, "job_wait", job_id=job["job_id"], timeout=30, cursor=job["cursor"], session_id=session_id
+        )
+    return result
+
+
+async def _drive(state_dir: str, log: Path) -> int:
     server = StdioServerParameters(
         command=sys.executable,
         args=["-m", "langchain_kubernetes_agent_sandbox", "serve", "--state-dir", state_dir],
     )
-    print(f"starting: {' '.join([server.command, *server.args])}")
-    async with stdio_client(server) as (read, write), ClientSession(read, write) as client:
-        initialized = await client.initialize()
-        tools = [tool.name for tool in (await client.list_tools()).tools]
-        print(f"connected to {initialized.serverInfo.name}; tools: {', '.join(tools)}")
-        session = await _step(client, "1. create a session", "create_session", labels={"purpose": "demo"})
-        session_id = session["session_id"]
-        await _step(client, "2. upload a CSV", "upload_file", path="weather.csv", content=CSV, session_id=session_id)
-        await _step(client, "3. compute with Python", "execute_python", code=ANALYSIS, session_id=session_id)
-        summary = await _step(
-            client, "4. download the result", "download_file", path="summary.json", session_id=session_id
-        )
-        slow = await _step(
-            client,
-            "5. a runaway command meets its timeout",
-            "execute",
-            command="echo started; sleep 30",
-            timeout=1,
-            session_id=session_id,
-        )
-        listed = await _step(client, "6. list sessions", "list_sessions")
-        await _step(client, "7. close the session", "close_session", session_id=session_id)
+    print(f"starting: {' '.join([server.command, *server.args])}  (its log goes to a file)")
+    with log.open("w") as errlog:
+        async with stdio_client(server, errlog=errlog) as (read, write), ClientSession(read, write) as client:
+            initialized = await client.initialize()
+            tools = [tool.name for tool in (await client.list_tools()).tools]
+            print(f"connected to {initialized.serverInfo.name}; tools: {', '.join(tools)}")
+            created = await _step(client, "1. create a session", "create_session", labels={"purpose": "demo"})
+            session_id = _data(created)["session_id"]
+            await _step(
+                client, "2. upload a CSV", "upload_file", path="weather.csv", content=CSV, session_id=session_id
+            )
+            await _step(client, "3. compute with Python", "execute_python", code=ANALYSIS, session_id=session_id)
+            summary = _data(
+                await _step(
+                    client, "4. download the result", "download_file", path="summary.json", session_id=session_id
+                )
+            )
+            plotted = await _step(
+                client,
+                "5. plot it (the kernel kept rows and temps)",
+                "execute_python",
+                code=CHART,
+                session_id=session_id,
+            )
+            plotted = await _until_ended(client, "5. the plot is still drawing: wait", plotted, session_id)
+            slow = _data(
+                await _step(
+                    client,
+                    "6. a runaway command meets its timeout",
+                    "execute",
+                    command="echo started; sleep 30",
+                    timeout=1,
+                    session_id=session_id,
+                )
+            )
+            started = await _step(
+                client,
+                "7. a long command detaches into a job",
+                "execute",
+                command=BUILD,
+                background=True,
+                session_id=session_id,
+            )
+            job = _data(started)
+            status = await _step(
+                client,
+                "8. look in on the job",
+                "job_status",
+                job_id=job["job_id"],
+                session_id=session_id,
+            )
+            ended = _data(await _until_ended(client, "9. wait for the job to end", status, session_id))
+            listed = _data(await _step(client, "10. list sessions", "list_sessions"))
+            await _step(client, "11. close the session", "close_session", session_id=session_id)
+    images = _images(plotted)
+    figure = (
+        f"the chart came back as a {len(base64.b64decode(images[0].data))}-byte image ({images[0].mimeType}), "
+        f"saved in the sandbox as {_data(plotted)['figures'][0]['path']}"
+        if images
+        else "no figure came back (the sandbox's python3 has no matplotlib: run scripts/setup.sh)"
+    )
     print(
-        f"\ndone: summary.json had {summary['size']} bytes; the runaway command exited {slow['exit_code']} "
-        f"(timed_out={slow['timed_out']}); {len(listed['sessions'])} session(s) were open before closing."
+        f"\ndone: summary.json had {summary['size']} bytes; {figure}; the runaway command exited "
+        f"{slow['exit_code']} (timed_out={slow['timed_out']}); the detached job {job['job_id']} ended "
+        f"({ended['state']}) with exit code {ended['exit_code']}; {len(listed['sessions'])} session(s) were open "
+        "before closing."
     )
     return 0
