@@ -28,6 +28,7 @@ import bench_adapter  # noqa: E402
 import bench_kubernetes  # noqa: E402
 import bench_local  # noqa: E402
 import bench_mcp  # noqa: E402
+import bench_python  # noqa: E402
 
 Row = dict[str, Any]
 """benchmark, figure, value, unit, baseline (same unit, same run, or None), ratio."""
@@ -77,6 +78,21 @@ def mcp_rows(calls: int, clients: int, per_client: int) -> list[Row]:
     return [
         row("mcp (local)", f["figure"], f["value"], f["unit"], f["baseline"], "direct Sandbox.run / idle RSS")
         for f in figures
+    ]
+
+
+def python_rows(rounds: int) -> list[Row]:
+    """The kernel against one python3 process per call, and the figure round trip (its target in the figure)."""
+    return [
+        row(
+            "python (local)",
+            f"{r['figure']}, target {r['target']}",
+            r["value"],
+            r["unit"],
+            r["baseline"],
+            "one python3 process per call",
+        )
+        for r in asyncio.run(bench_python.measure(rounds))
     ]
 
 
@@ -162,12 +178,14 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=60, help="MCP: sequential calls per transport")
     parser.add_argument("--clients", type=int, default=32, help="MCP: concurrent HTTP clients")
     parser.add_argument("--per-client", type=int, default=10, help="MCP: calls per client")
+    parser.add_argument("--python-rounds", type=int, default=30, help="Python kernel: calls per figure")
     parser.add_argument("--rounds", type=int, default=5, help="adapter and Kubernetes: rounds")
     parser.add_argument("--commands", type=int, default=100, help="Kubernetes: commands per side")
     args = parser.parse_args()
     facts = machine_facts()
     rows = local_rows(args.runs)
     rows += mcp_rows(args.calls, args.clients, args.per_client)
+    rows += python_rows(args.python_rounds)
     rows += kubernetes_rows(args.rounds, args.commands)
     rows += adapter_rows(args.rounds)
     table = markdown(rows, facts)
