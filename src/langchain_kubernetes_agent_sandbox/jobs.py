@@ -86,12 +86,27 @@ def job_dir(job_id: str) -> str:
     return f"{JOBS_DIR}/{job_id}"
 
 
+_INLINE_BYTES = 64 * 1024
+"""Text up to this size (quoted for the shell) travels inside the command that uses it. A command is one argument
+of `sh -c`, and Linux refuses any argument over 128 KiB, so larger text is written as a file first."""
+
+
+async def put_text(sandbox: Sandbox, path: str, text: str) -> str:
+    """Shell that leaves `text` in the file `path`: the text inside the shell when small, else written now."""
+    quoted = shlex.quote(text)
+    if len(quoted.encode()) <= _INLINE_BYTES:
+        return f"printf %s {quoted} > {shlex.quote(path)}"
+    await sandbox.write_file(path, text.encode("utf-8", "surrogateescape"))
+    return ":"
+
+
 def _wrapper(limit: float) -> str:
-    """The job's own shell: records its pid, runs the command under `timeout`, records the exit status."""
+    """The job's own shell (its folder is `$1`): records its pid, runs the command under `timeout`, records the
+    exit status. The status is one short write, so a reader sees the file empty or whole."""
     return (
-        'd=$(dirname "$0"); echo $$ > "$d/pid"; '
+        'd=$1; echo $$ > "$d/pid"; '
         f'timeout -k {_KILL_GRACE} {limit:.3f} /bin/sh "$d/cmd" </dev/null >"$d/stdout" 2>"$d/stderr" & '
-        'echo $! > "$d/tpid"; wait $!; echo $? > "$d/exit.part"; mv "$d/exit.part" "$d/exit"\n'
+        'echo $! > "$d/tpid"; wait $!; echo $? > "$d/exit"'
     )
 
 
@@ -100,28 +115,31 @@ _CUT = "<<kas: output cut here>>"
 
 def _stream(name: str, start: int, total: str, limit: OutputLimit, head: int | str) -> str:
     """Shell printing bytes `start`..`total` of the job's file `name`: whole when within `limit`, else its head,
-    a cut line and its tail, reading only those parts (a job may have written gigabytes)."""
+    a cut line and its tail, reading only those parts (a job may have written gigabytes). Nothing is started
+    for a stream with nothing new, and one process for the usual case of a whole stream from the start."""
+    whole = f'head -c "$n" "$d/{name}"' if start == 0 else f'tail -c +{start + 1} "$d/{name}" | head -c "$n"'
     return (
         f"n=$(({total} - {start})); "
-        f'if [ "$n" -le $(({limit.max_bytes} - ${{#x}})) ]; then '
-        f'tail -c +{start + 1} "$d/{name}" 2>/dev/null | head -c "$n"; '
+        f'if [ "$n" -le 0 ]; then :; elif [ "$n" -le $(({limit.max_bytes} - ${{#x}})) ]; then {whole}; '
         f'else tail -c +{start + 1} "$d/{name}" | head -c {head}; printf "\\n%s\\n" "{_CUT}"; '
         f'tail -c +$(({total} - {limit.tail_bytes} + 1)) "$d/{name}" | head -c {limit.tail_bytes}; fi'
     )
 
 
 def _report(directory: str, limit: OutputLimit, cursor: str = "0:0") -> str:
-    """Shell that prints a header line (state, exit status, sizes) and the output after `cursor`."""
+    """Shell that prints a header line (state, exit status, sizes) and the output after `cursor`.
+
+    Every call runs it, so it reads the small files with the shell's own `read` and both sizes with one `wc`.
+    """
     out_from, err_from = _parse_cursor(cursor)
     d = shlex.quote(directory)
     return (
-        f"d={d}; "
-        'if [ -e "$d/exit" ]; then s=exited; c=$(cat "$d/exit"); '
-        '[ -e "$d/cancelled" ] && s=cancelled; '
-        'elif [ ! -s "$d/pid" ] || kill -0 "$(cat "$d/pid")" 2>/dev/null; then s=running; c=-1; '
-        "else s=lost; c=-1; fi; "
-        'o=$(wc -c < "$d/stdout" 2>/dev/null || echo 0); e=$(wc -c < "$d/stderr" 2>/dev/null || echo 0); '
-        'echo "KASJOB $s $c $o $e"; '
+        f'd={d}; c=; p=; {{ read -r c < "$d/exit"; }} 2>/dev/null; '
+        'if [ -n "$c" ]; then s=exited; [ -e "$d/cancelled" ] && s=cancelled; '
+        'else c=-1; s=lost; { read -r p < "$d/pid"; } 2>/dev/null; '
+        '{ [ -z "$p" ] || kill -0 "$p"; } 2>/dev/null && s=running; fi; '
+        'set -- 0 x 0; [ -e "$d/stdout" ] && [ -e "$d/stderr" ] && set -- $(wc -c "$d/stdout" "$d/stderr"); '
+        'o=$1; e=$3; echo "KASJOB $s $c $o $e"; '
         "x=; nl='\n'; "
         f"for f in {' '.join(REPORTED_FILES)}; do "
         '[ -s "$d/$f" ] && x="${x}KASFILE $f $(head -c 16384 "$d/$f" | base64 | tr -d "\\n")$nl"; done; '
@@ -220,13 +238,15 @@ async def start(
     d = shlex.quote(job_dir(job_id))
     wait = max(0.0, min(wait, timeout + _KILL_GRACE + 1))
     script = (
-        maybe_prune() + f"mkdir -p {d} && printf %s {shlex.quote(command)} > {d}/cmd && "
-        f"printf %s {shlex.quote(_wrapper(timeout))} > {d}/run.sh && : > {d}/stdout && : > {d}/stderr || exit 125\n"
-        f"setsid /bin/sh {d}/run.sh </dev/null >/dev/null 2>&1 &\n"
+        maybe_prune() + f"mkdir -p {d} && {await put_text(sandbox, f'{job_dir(job_id)}/cmd', command)} && "
+        f": > {d}/stdout && : > {d}/stderr || exit 125\n"
+        f"setsid /bin/sh -c {shlex.quote(_wrapper(timeout))} kas-job {d} </dev/null >/dev/null 2>&1 &\n"
         "job=$!\n"
     )
     if wait <= 0:
         script += f'i=0; while [ ! -s {d}/pid ] && [ "$i" -lt 100 ]; do sleep 0.01; i=$((i+1)); done\n'
+    elif wait >= timeout + _KILL_GRACE + 1:
+        script += 'wait "$job"\n'  # the job ends within the wait by its own limit: no timer needed
     else:
         script += (
             "trap : USR1\n"

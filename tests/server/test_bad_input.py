@@ -77,6 +77,15 @@ async def test_oversized_python_code_is_refused_before_running(connect: Connect)
     assert "upload_file" in message
 
 
+async def test_a_command_that_quoting_makes_too_long_for_one_argument_still_runs(connect: Connect) -> None:
+    """Commands are quoted into the shell script that starts them; 30,000 quotes would pass Linux's 128 KiB limit
+    on one argument that way, so such a command travels as a file instead of failing."""
+    async with connect() as client:
+        result = await call(client, "execute", command='printf %s "' + "'" * 30_000 + '" | wc -c')
+    assert result.structuredContent is not None
+    assert result.structuredContent["stdout"] == "30000\n"
+
+
 async def test_invalid_base64_is_refused(connect: Connect) -> None:
     async with connect() as client:
         message = await fail(client, "upload_file", path="x.bin", content="not base64!", encoding="base64")

@@ -211,3 +211,13 @@ async def test_a_cells_large_output_keeps_head_and_tail_and_points_to_the_whole(
         assert result["stdout_bytes"] == len("".join(f"{i}\n" for i in range(20000)))
         whole = data(await call(client, "download_file", path=result["stdout_path"]))
         assert whole["content"] == "".join(f"{i}\n" for i in range(20000))
+
+
+async def test_a_cell_too_large_to_travel_inside_the_command_runs_the_same(provider_client: Open) -> None:
+    """Small cells are sent inside the command that runs them; one that, quoted for the shell, would pass Linux's
+    128 KiB limit on an argument is written as a file first. The agent sees no difference."""
+    code = 'data = "' + "'\u00e9" * 20_000 + '"\nlen(data)'  # 40,000 characters, 140,000 bytes quoted
+    async with provider_client() as client:
+        large = data(await call(client, "execute_python", code=code))
+        assert (large["value"], large["exit_code"], large["kernel"]) == ("40000", 0, "started")
+        assert data(await call(client, "execute_python", code="data[:3]"))["value"] == repr("'\u00e9'")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from ..jobs import JobResult, job_dir, maybe_prune, new_job_id, report_limit, run_then_report
+from ..jobs import JobResult, job_dir, maybe_prune, new_job_id, put_text, report_limit, run_then_report
 from ..jobs import start as start_job
 from ..output import OutputLimit
 from ..sandbox import Sandbox
@@ -63,8 +63,10 @@ _KEEPER = (
 """The kernel's parent: records its pid and exit status, and tells a caller waiting on a cell that it died."""
 
 
-def _client(job: str, *, timeout: float, wait: float, reset: bool, limit: OutputLimit) -> str:
+def _client(job: str, *, timeout: float, wait: float, reset: bool, limit: OutputLimit, put_code: str) -> str:
     """One command that makes sure the kernel runs, hands it the cell, and waits up to `wait` seconds for it.
+
+    `put_code` is the shell (from `jobs.put_text`) that leaves the cell's source in the job's folder.
 
     The cell's job folder gets the kernel's pid as its `pid` and `tpid`, so job_status sees it running while the
     kernel lives and job_cancel signals the kernel (which interrupts the cell); the kernel writes `exit` itself.
@@ -85,12 +87,15 @@ def _client(job: str, *, timeout: float, wait: float, reset: bool, limit: Output
             '$(cat "$K/exit" 2>/dev/null || echo unknown); a new one starts on the next call]" >> "$D/stderr"\n'
             "fi\n"
             "exec 3<&-\n"
-            '[ "$r" = x ] && [ -e "$D/report.out" ] && { cat "$D/report.out"; cat "$D/report.err" >&2; exit 0; }\n'
+            '[ "$r" = x ] && [ -e "$D/report.out" ] && {\n'
+            '  cat "$D/report.out"; [ -s "$D/report.err" ] && cat "$D/report.err" >&2; exit 0; }\n'
         )
+    # Every cell runs this, so the small files are read with the shell's own `read`, not `cat`.
     return f"""K={k}; D={d}; state=kept; note=; KEEPER={shlex.quote(_KEEPER)}
-alive() {{ [ -s "$K/pid" ] && kill -0 "$(cat "$K/pid")" 2>/dev/null; }}
+mkdir -p "$D" && {put_code} || exit 125
+alive() {{ p=; {{ read -r p < "$K/pid"; }} 2>/dev/null; [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }}
 if {"true" if reset else "false"} && alive; then
-  kill -KILL "$(cat "$K/pid")" 2>/dev/null; rm -f "$K/pid"; state=reset
+  kill -KILL "$p" 2>/dev/null; rm -f "$K/pid"; state=reset
 fi
 if ! alive; then
   if [ -s "$K/pid" ]; then
@@ -102,7 +107,7 @@ if ! alive; then
   i=0; while [ ! -e "$K/ready" ] && [ "$i" -lt 1000 ]; do sleep 0.01; i=$((i+1)); done
   [ -e "$K/ready" ] || {{ echo "The Python kernel did not start:"; tail -c 2000 "$K/log"; }} >&2
 fi
-p=$(cat "$K/pid" 2>/dev/null)
+p=; {{ read -r p < "$K/pid"; }} 2>/dev/null
 printf '%s\n%s\n' "$state" "$note" > "$D/kernel-state"
 : > "$D/stdout"; : > "$D/stderr"; echo "$p" > "$D/pid"; echo "$p" > "$D/tpid"
 mkfifo "$D/reply" || exit 126
@@ -127,21 +132,26 @@ async def run_cell(
     """Run `code` in the sandbox's kernel (or, with keep=False, in a fresh process), as a job."""
     job_id = new_job_id()
     job = job_dir(job_id)
-    await sandbox.write_file(f"{job}/cell.py", code.encode("utf-8"))
     if sandbox.id not in _installed or not keep:
         if not await sandbox.exists(f"{KERNEL_DIR}/program.py"):
             await install(sandbox)
         _installed.add(sandbox.id)
     environment = {"MPLBACKEND": "Agg", **(env or {})}
+    put_code = await put_text(sandbox, f"{job}/cell.py", code)
     if not keep:
         command = (
-            f"python3 -u {shlex.quote(KERNEL_DIR)}/program.py once {shlex.quote(job)} {timeout:.3f}; "
+            f"{put_code} && python3 -u {shlex.quote(KERNEL_DIR)}/program.py once {shlex.quote(job)} {timeout:.3f}; "
             f"s=$?; echo once > {shlex.quote(job)}/kernel-state; exit $s"
         )
         result = await start_job(sandbox, command, timeout=timeout + 5, wait=wait, env=environment, job_id=job_id)
         return describe(result)
     script = maybe_prune() + _client(
-        job, timeout=timeout, wait=max(0.0, min(wait, timeout + 4)), reset=reset, limit=report_limit(sandbox)
+        job,
+        timeout=timeout,
+        wait=max(0.0, min(wait, timeout + 4)),
+        reset=reset,
+        limit=report_limit(sandbox),
+        put_code=put_code,
     )
     result = await run_then_report(sandbox, job_id, script, timeout=wait + 30, env=environment)
     return describe(result)
