@@ -2,8 +2,9 @@
 files, so they work on any runtime with a POSIX shell (the upstream reference runtime included).
 
 A job lives in the sandbox, in `JOBS_DIR/<id>/`: `cmd` (the command), `stdout`, `stderr` (the full output,
-never capped), `pid` (its wrapper, leader of its own session), `tpid` (the `timeout` process, leader of the
-command's process group), `exit` once it ended, `cancelled` when cancelled. So a job survives a restart of the
+never capped), `limit` (its time limit and start time), `pid` (its wrapper, leader of its own session), `tpid`
+(the `timeout` process, leader of the command's process group), `exit` once it ended, `cancelled` when
+cancelled. So a job survives a restart of the
 server and is visible from any replica; whoever can reach the sandbox (the session's owner) can follow it.
 
 Every command the tools run goes through `start`: it detaches the command, waits up to a bound, and returns
@@ -17,6 +18,7 @@ import base64
 import re
 import secrets
 import shlex
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -31,7 +33,9 @@ JOBS_DIR = "/tmp/.kas/jobs"
 """Where jobs keep their files: the sandbox's own /tmp, which lasts as long as the sandbox on every provider."""
 
 _ID = re.compile(r"^j-[0-9a-f]{12}$")
-_HEADER = re.compile(rb"^KASJOB (\w+) (-?\d+) (\d+) (\d+)\n((?:KASFILE [\w.-]+ [A-Za-z0-9+/=]*\n)*)")
+_HEADER = re.compile(
+    rb"^KASJOB (\w+) (-?\d+) (\d+) (\d+) ([\d.]+) ([\d.]+)\n(?P<files>(?:KASFILE [\w.-]+ [A-Za-z0-9+/=]*\n)*)"
+)
 REPORTED_FILES = ("meta.json", "kernel-state", "interrupted")
 """Small files a job may leave beside its output (the Python kernel's results), returned with every report."""
 _MARGIN = 15.0
@@ -56,6 +60,10 @@ class JobResult:
     stderr_path: str
     files: dict[str, bytes] = field(default_factory=dict)
     """The job's `REPORTED_FILES` that exist, by name (first 64 KiB of each)."""
+    limit: float | None = None
+    """The job's own time limit in seconds (None for a job whose folder does not say)."""
+    started_at: float | None = None
+    """When the job started (Unix time by the clock of the server that started it), or None if unknown."""
 
     @property
     def running(self) -> bool:
@@ -100,6 +108,12 @@ async def put_text(sandbox: Sandbox, path: str, text: str) -> str:
     return ":"
 
 
+def limit_record(timeout: float) -> str:
+    """What a job's `limit` file holds, for every later report: its time limit, and when it started by this
+    server's clock (the sandbox may have no clock worth trusting, and reading one would cost a process)."""
+    return f"'{timeout:.3f} {time.time():.3f}'"
+
+
 def _wrapper(limit: float) -> str:
     """The job's own shell (its folder is `$1`): records its pid, runs the command under `timeout`, records the
     exit status. The status is one short write, so a reader sees the file empty or whole."""
@@ -139,7 +153,7 @@ def _report(directory: str, limit: OutputLimit, cursor: str = "0:0") -> str:
         'else c=-1; s=lost; { read -r p < "$d/pid"; } 2>/dev/null; '
         '{ [ -z "$p" ] || kill -0 "$p"; } 2>/dev/null && s=running; fi; '
         'set -- 0 x 0; [ -e "$d/stdout" ] && [ -e "$d/stderr" ] && set -- $(wc -c "$d/stdout" "$d/stderr"); '
-        'o=$1; e=$3; echo "KASJOB $s $c $o $e"; '
+        'o=$1; e=$3; t=; t0=; { read -r t t0 < "$d/limit"; } 2>/dev/null; echo "KASJOB $s $c $o $e ${t:-0} ${t0:-0}"; '
         "x=; nl='\n'; "
         f"for f in {' '.join(REPORTED_FILES)}; do "
         '[ -s "$d/$f" ] && x="${x}KASFILE $f $(head -c 16384 "$d/$f" | base64 | tr -d "\\n")$nl"; done; '
@@ -185,8 +199,9 @@ def _parse(job_id: str, cursor: str, raw: CommandResult, limit: OutputLimit) -> 
             )
         raise SandboxError(f"The sandbox could not handle job {job_id} (exit {raw.exit_code}): {detail}")
     state_name, code, out_total, err_total = (match.group(1).decode(), *map(int, match.groups()[1:4]))
+    time_limit, started_at = (float(value) or None for value in match.groups()[4:6])
     files = {}
-    for line in match.group(5).decode().splitlines():
+    for line in match.group("files").decode().splitlines():
         _, name, encoded = line.split(" ")
         files[name] = base64.b64decode(encoded)
     state: JobState = state_name  # type: ignore[assignment]
@@ -194,7 +209,7 @@ def _parse(job_id: str, cursor: str, raw: CommandResult, limit: OutputLimit) -> 
         state = "timed_out"
     out_from, err_from = _parse_cursor(cursor)
     out_bytes, err_bytes = max(out_total - out_from, 0), max(err_total - err_from, 0)
-    reported = len(match.group(5))
+    reported = len(match.group("files"))
     stdout, out_dropped = _uncut(raw.stdout[len(match.group(0).decode()) :], out_bytes, limit, reported)
     stderr, err_dropped = _uncut(raw.stderr, err_bytes, limit)
     result = CommandResult(
@@ -216,6 +231,8 @@ def _parse(job_id: str, cursor: str, raw: CommandResult, limit: OutputLimit) -> 
         stdout_path=f"{directory}/stdout",
         stderr_path=f"{directory}/stderr",
         files=files,
+        limit=time_limit,
+        started_at=started_at,
     )
 
 
@@ -239,7 +256,7 @@ async def start(
     wait = max(0.0, min(wait, timeout + _KILL_GRACE + 1))
     script = (
         maybe_prune() + f"mkdir -p {d} && {await put_text(sandbox, f'{job_dir(job_id)}/cmd', command)} && "
-        f": > {d}/stdout && : > {d}/stderr || exit 125\n"
+        f": > {d}/stdout && : > {d}/stderr && echo {limit_record(timeout)} > {d}/limit || exit 125\n"
         f"setsid /bin/sh -c {shlex.quote(_wrapper(timeout))} kas-job {d} </dev/null >/dev/null 2>&1 &\n"
         "job=$!\n"
     )

@@ -27,6 +27,21 @@ async def test_a_long_command_detaches_with_its_output_so_far_and_is_followed_to
         assert whole["stdout"] == "one\ntwo\n"
 
 
+async def test_a_jobs_report_gives_its_own_limit_and_how_long_it_has_run(provider_client: Open) -> None:
+    """Not the server's default limit, nor how long the job_status call took."""
+    async with provider_client() as client:
+        started = data(await call(client, "execute", command="sleep 30", timeout=45, background=True))
+        await call(client, "job_wait", job_id=started["job_id"], timeout=1.5)
+        status = await call(client, "job_status", job_id=started["job_id"])
+        running = data(status)
+        assert running["running"]
+        assert running["timeout_seconds"] == 45
+        assert 1.5 <= running["duration_seconds"] < 30
+        assert f"after {running['duration_seconds']:g} s" in text_of(status)
+        assert "killed after 45 s" in text_of(status)
+        await call(client, "job_cancel", job_id=started["job_id"])
+
+
 async def test_a_quick_command_is_an_ordinary_result(provider_client: Open) -> None:
     async with provider_client() as client:
         result = data(await call(client, "execute", command="echo hi; echo err >&2"))

@@ -17,7 +17,16 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from ..jobs import JobResult, job_dir, maybe_prune, new_job_id, put_text, report_limit, run_then_report
+from ..jobs import (
+    JobResult,
+    job_dir,
+    limit_record,
+    maybe_prune,
+    new_job_id,
+    put_text,
+    report_limit,
+    run_then_report,
+)
 from ..jobs import start as start_job
 from ..output import OutputLimit
 from ..sandbox import Sandbox
@@ -108,7 +117,7 @@ if ! alive; then
   [ -e "$K/ready" ] || {{ echo "The Python kernel did not start:"; tail -c 2000 "$K/log"; }} >&2
 fi
 p=; {{ read -r p < "$K/pid"; }} 2>/dev/null
-printf '%s\n%s\n' "$state" "$note" > "$D/kernel-state"
+printf '%s\n%s\n' "$state" "$note" > "$D/kernel-state"; echo {limit_record(timeout)} > "$D/limit"
 : > "$D/stdout"; : > "$D/stderr"; echo "$p" > "$D/pid"; echo "$p" > "$D/tpid"
 mkfifo "$D/reply" || exit 126
 {waiting}"""

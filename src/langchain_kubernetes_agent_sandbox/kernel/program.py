@@ -238,7 +238,12 @@ def write_report(job: str, status: int, limits: tuple[int, int, int]) -> None:
         extra = b""
     out, out_size = _stream(f"{job}/stdout", max_bytes - len(extra), head - len(extra), tail)
     err, err_size = _stream(f"{job}/stderr", max_bytes, head, tail)
-    header = f"KASJOB exited {status} {out_size} {err_size}\n".encode()
+    try:
+        with open(f"{job}/limit") as file:
+            limit, started = file.read().split()
+    except (OSError, ValueError):
+        limit, started = "0", "0"
+    header = f"KASJOB exited {status} {out_size} {err_size} {limit} {started}\n".encode()
     with open(f"{job}/report.err", "wb") as file:
         file.write(err)
     with open(f"{job}/report.out.part", "wb") as file:

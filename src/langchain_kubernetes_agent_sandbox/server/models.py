@@ -4,6 +4,7 @@ show only text content."""
 from __future__ import annotations
 
 import datetime
+import time
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -39,8 +40,8 @@ class CommandOutput(Rendered):
     stdout_bytes: int
     stderr_bytes: int
     dropped_bytes: int
-    duration_seconds: float
-    timeout_seconds: float
+    duration_seconds: float = Field(description="How long the call took; for a running job, how long it has run.")
+    timeout_seconds: float = Field(description="The command's time limit.")
     job_id: str | None = Field(
         default=None, description="The job running this command, to follow with job_status, job_wait, job_cancel."
     )
@@ -52,9 +53,12 @@ class CommandOutput(Rendered):
 
     @classmethod
     def of_job(cls, session: Session, job: JobResult, timeout: float) -> CommandOutput:
-        output = cls.of(session, job.result, timeout)
+        """`timeout` is the limit to report when the job's folder does not record its own."""
+        output = cls.of(session, job.result, job.limit or timeout)
+        running_for = time.time() - job.started_at if job.running and job.started_at else None
         return output.model_copy(
             update={
+                "duration_seconds": round(running_for, 3) if running_for is not None else output.duration_seconds,
                 "job_id": job.job_id,
                 "running": job.running,
                 "state": job.state,
