@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -94,10 +95,8 @@ async def test_a_holder_record_whose_pids_went_to_another_sandbox_names_none_of_
 
 
 async def test_a_holder_whose_folders_were_deleted_ends_by_itself(local_state_dir: Path) -> None:
-    import shutil
-
     sandbox = await LocalProvider(local_state_dir, use_cgroups=False).create()
-    await sandbox.run("true")
+    await sandbox.run("setsid nohup sleep 600 >/dev/null 2>&1 &")
     record = Holder(local_state_dir / "sandboxes" / sandbox.id).current()
     assert record is not None
     shutil.rmtree(local_state_dir / "sandboxes" / sandbox.id)
@@ -105,5 +104,5 @@ async def test_a_holder_whose_folders_were_deleted_ends_by_itself(local_state_di
         if not Path(f"/proc/{record.init_pid}").exists():
             break
         await asyncio.sleep(0.1)
-    assert not Path(f"/proc/{record.init_pid}").exists(), "the holder's namespace lives on"
+    assert not Path(f"/proc/{record.init_pid}").exists(), "the namespace (and the detached sleep) lives on"
     await sandbox.terminate()

@@ -102,7 +102,11 @@ def bwrap_argv(
     """
     if join is not None:
         argv = [bwrap, "--userns", str(join.userns), "--userns2", str(join.userns2), "--pidns", str(join.pidns)]
-        argv += ["--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent"]
+        # No --die-with-parent here: to enter a pid namespace bubblewrap forks once more and the middle process
+        # exits at once, and when the command has set its parent-death signal before that exit (a few
+        # milliseconds on a busy machine) the command is SIGKILLed at its start (exit 137). The command stays
+        # in its launcher's process group, which the timeout kills, and ends with the sandbox at the latest.
+        argv += ["--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
         if not network:
             argv.append("--unshare-net")
     else:

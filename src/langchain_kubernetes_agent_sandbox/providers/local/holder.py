@@ -29,13 +29,12 @@ HOLDER_COMMAND = (
     "/bin/sh",
     "-c",
     "while :; do sleep 10; n=$(find /app /tmp -maxdepth 0 -links +0 2>/dev/null | wc -l); "
-    'case "$n" in 0|1) break;; esac; done',
+    'case "$n" in 0|1) break;; esac; done; kill -KILL -1',
 )
-"""What the holder runs: it waits, and ends within seconds of its sandbox's folders being deleted on the host
-without a proper terminate (a check that fails, say when a fork bomb exhausts the process limit, is not taken
-for a deletion); the namespace then ends once no process of the sandbox is left. It does not `kill -1` on its
-way out: with that, full test runs saw commands of other, live sandboxes die with SIGKILL (exit 137), cause not
-yet understood; terminate still kills everything through bubblewrap's init."""
+"""What the holder runs: it waits (a check that fails, say when a fork bomb exhausts the process limit, is not
+taken for a deletion), and within seconds of its sandbox's folders being deleted on the host without a proper
+terminate it kills every process of the sandbox: bubblewrap's init, pid 1 of the namespace, lives as long as any
+of them does (a Python kernel, say), so without this the namespace would outlive its sandbox for good."""
 
 _NS_GET_PARENT = 0xB702
 _START_TIMEOUT = 5.0
