@@ -74,6 +74,11 @@ PRUNE_AFTER_MINUTES = 24 * 60
 """Folders of jobs that ended longer ago than this are deleted (their output files may be large)."""
 
 
+def longest_limit(longest_run: float) -> float:
+    """The longest limit a job can have and still end within one run limited to `longest_run` seconds."""
+    return longest_run - _KILL_GRACE - 1 - _MARGIN
+
+
 def maybe_prune() -> str:
     """Now and then (one call in 32), shell that deletes the folders of jobs that ended over a day ago."""
     if secrets.randbelow(32):

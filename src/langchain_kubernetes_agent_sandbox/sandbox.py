@@ -45,6 +45,17 @@ class Sandbox(abc.ABC):
     def info(self) -> SandboxInfo:
         return self._info
 
+    @property
+    def keeps_background(self) -> bool | None:
+        """Whether processes a command leaves running outlive it (jobs and the Python kernel need that), or None
+        when only trying can tell (see `background.py`)."""
+        return None
+
+    @property
+    def longest_run(self) -> float | None:
+        """The longest limit one `run` may have here (something in between ends longer requests), or None."""
+        return None
+
     async def run(
         self,
         command: str,

@@ -34,6 +34,8 @@ from ..sandbox import Sandbox
 KERNEL_DIR = "/tmp/.kas/kernel"
 PROGRAM = resources.files(__package__).joinpath("program.py").read_text(encoding="utf-8")
 
+ONCE_GRACE = 5.0
+"""Seconds a one-process cell's job may run past the cell's limit, so that the cell's own timeout acts first."""
 _installed: set[str] = set()
 """Sandboxes this process has seen holding the kernel program (it stays there as long as the sandbox)."""
 
@@ -152,7 +154,9 @@ async def run_cell(
             f"{put_code} && python3 -u {shlex.quote(KERNEL_DIR)}/program.py once {shlex.quote(job)} {timeout:.3f}; "
             f"s=$?; echo once > {shlex.quote(job)}/kernel-state; exit $s"
         )
-        result = await start_job(sandbox, command, timeout=timeout + 5, wait=wait, env=environment, job_id=job_id)
+        result = await start_job(
+            sandbox, command, timeout=timeout + ONCE_GRACE, wait=wait, env=environment, job_id=job_id
+        )
         return describe(result)
     script = maybe_prune() + _client(
         job,

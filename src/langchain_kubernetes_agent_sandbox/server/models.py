@@ -190,7 +190,12 @@ class SessionDescription(Rendered):
     python_kernel: str | None = Field(
         default=None,
         description="How execute_python runs here: a kernel kept for the session (running, or started by the next "
-        "call), whose variables persist between calls.",
+        "call), whose variables persist between calls, or one process per call where the sandbox keeps no "
+        "background processes.",
+    )
+    background_processes: bool | None = Field(
+        default=None,
+        description="Whether processes a call leaves running outlive it here (needed for jobs and the kernel).",
     )
 
     @classmethod

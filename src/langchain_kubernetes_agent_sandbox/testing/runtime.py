@@ -146,6 +146,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--unisolated", action="store_true", help="run commands without bubblewrap (trusted CI)")
     parser.add_argument("--ignore-timeout-field", action="store_true", help="behave like runtimes before 1.0.8")
     parser.add_argument(
+        "--no-background",
+        action="store_true",
+        help="end every process a request started when it returns, as runtimes that allow no background processes do",
+    )
+    parser.add_argument(
         "--exec-timeout",
         type=float,
         default=float(os.environ.get("SANDBOX_EXEC_TIMEOUT_SECONDS") or DEFAULT_EXEC_CEILING),
@@ -155,7 +160,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    workspace = await PodWorkspace.open(args.state_dir, isolated=not args.unisolated, exec_ceiling=args.exec_timeout)
+    workspace = await PodWorkspace.open(
+        args.state_dir,
+        isolated=not args.unisolated,
+        exec_ceiling=args.exec_timeout,
+        keep_background=not args.no_background,
+    )
     runtime = Runtime(workspace, exec_ceiling=args.exec_timeout, honour_timeout=not args.ignore_timeout_field)
     config = uvicorn.Config(
         runtime.app(), host=args.host, port=args.port, log_level="warning", backlog=2048, lifespan="off"

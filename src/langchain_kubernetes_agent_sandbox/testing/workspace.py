@@ -39,13 +39,15 @@ class PodWorkspace:
         self.sandbox = sandbox
 
     @classmethod
-    async def open(cls, state_dir: str, *, isolated: bool, exec_ceiling: float) -> PodWorkspace:
+    async def open(
+        cls, state_dir: str, *, isolated: bool, exec_ceiling: float, keep_background: bool = True
+    ) -> PodWorkspace:
         limits = ExecutionLimits(
             default_timeout=exec_ceiling,
             max_timeout=max(exec_ceiling, 3600.0),
             output=OutputLimit(max_bytes=RUNTIME_MAX_OUTPUT_BYTES),
         )
-        provider = LocalProvider(state_dir, limits=limits, unisolated=not isolated)
+        provider = LocalProvider(state_dir, limits=limits, unisolated=not isolated, keep_background=keep_background)
         return cls(await provider.create(network=False))
 
     @staticmethod

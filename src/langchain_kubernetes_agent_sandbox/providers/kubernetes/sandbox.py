@@ -75,6 +75,11 @@ class KubernetesSandbox(Sandbox):
         self._attaching = asyncio.Lock()
         self._terminated = False
 
+    @property
+    def longest_run(self) -> float | None:
+        limit = self._config.router_limit
+        return None if limit is None else limit - self._config.timeout_margin
+
     async def _attached(self) -> Runtime:
         if self._terminated:
             raise SandboxGoneError(f"Sandbox {self.id} was terminated: create a new sandbox.")
@@ -128,13 +133,11 @@ class KubernetesSandbox(Sandbox):
         return answer, time.monotonic() - started
 
     async def _run(self, command: str, *, timeout: float, cwd: str, env: dict[str, str]) -> CommandResult:
-        router_limit = self._config.router_limit
-        if router_limit is not None and timeout + self._config.timeout_margin > router_limit:
+        if self.longest_run is not None and timeout > self.longest_run:
             raise InvalidArgumentError(
                 f"timeout {timeout:g} s is longer than the sandbox-router allows: it ends every request after "
-                f"{router_limit:g} s (its proxy timeout), so the command would be cut off without its output. "
-                f"Ask for at most {router_limit - self._config.timeout_margin:g} s, or run it in the background "
-                "and poll its output."
+                f"{self._config.router_limit:g} s (its proxy timeout), so the command would be cut off without its "
+                f"output. Ask for at most {self.longest_run:g} s, or run it in the background and poll its output."
             )
         started = time.monotonic()
         try:

@@ -98,7 +98,8 @@ def bwrap_argv(
     With `join`, the command enters the namespaces of the sandbox's holder (see `holder.py`) instead of
     making its own user and pid namespaces, and stays in its launcher's process group, so that killing that
     group at the timeout kills everything it started except what it detached on purpose. `holder=True`
-    builds the holder itself: detached from its parent, in a session of its own.
+    builds the holder itself: detached from its parent, in a session of its own. With neither, the command
+    gets user and pid namespaces of its own, which end with it (a sandbox that keeps no background processes).
     """
     if join is not None:
         argv = [bwrap, "--userns", str(join.userns), "--userns2", str(join.userns2), "--pidns", str(join.pidns)]

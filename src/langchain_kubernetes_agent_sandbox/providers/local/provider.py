@@ -61,7 +61,11 @@ class LocalProvider(SandboxProvider):
         unisolated: bool = False,
         sandbox_user: UserDrop | None = None,
         use_cgroups: bool = True,
+        keep_background: bool = True,
     ) -> None:
+        """`keep_background=False` gives each command a pid namespace of its own that ends with it, as runtimes
+        that end a request's whole process tree do: nothing a command detaches outlives it."""
+        self.keep_background = keep_background
         self.limits = limits or ExecutionLimits()
         self.resources = resources or ResourceLimits()
         self.unisolated = unisolated
@@ -230,6 +234,11 @@ class LocalSandbox(Sandbox):
             return await run_process(
                 argv, timeout=timeout, output=output or self.limits.output, env=environment, stdin=stdin, cwd=host_cwd
             )
+        if not self._provider.keep_background:
+            argv = self._provider._argv(self._record, inner, cwd=cwd, env=environment)
+            return await run_process(
+                argv, timeout=timeout, output=output or self.limits.output, env=_LAUNCHER_ENV, stdin=stdin, cwd="/"
+            )
         with await self._join_holder() as fds:
             argv = self._provider._argv(self._record, inner, cwd=cwd, env=environment, join=fds)
             return await run_process(
@@ -241,6 +250,10 @@ class LocalSandbox(Sandbox):
                 cwd="/",
                 pass_fds=fds.all,
             )
+
+    @property
+    def keeps_background(self) -> bool:
+        return self._provider.keep_background or self._provider.unisolated
 
     async def _join_holder(self) -> JoinFds:
         """Descriptors of the holder's namespaces; a holder that ended a moment ago is started afresh."""

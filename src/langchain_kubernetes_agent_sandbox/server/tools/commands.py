@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
-from typing import TYPE_CHECKING, Annotated
+import math
+from typing import TYPE_CHECKING, Annotated, NamedTuple
 
 from mcp.types import CallToolResult, ImageContent, ToolAnnotations
 from pydantic import Field
 
 from ... import jobs, kernel
-from ...errors import NotFoundError, SandboxError, TooLargeError
+from ...background import keeps_background
+from ...errors import InvalidArgumentError, NotFoundError, SandboxError, TooLargeError
 from ...paths import WORKDIR
 from ...sandbox import Sandbox
 from ..models import CommandOutput, PythonOutput
@@ -21,7 +23,7 @@ if TYPE_CHECKING:
     from ..app import SandboxMCP
 
 MAX_CODE_BYTES = 64 * 1024
-"""Code travels inside the command line, which the kernel caps at 128 KiB per argument."""
+"""Larger programs belong in a file (upload_file), not in one tool argument."""
 
 SessionId = Annotated[
     str | None,
@@ -81,6 +83,41 @@ async def cell_reply(session: Session, cell: kernel.CellResult, timeout: float) 
     return reply(PythonOutput.of_cell(session, cell, timeout, inline=len(images)), *images)
 
 
+class _Plan(NamedTuple):
+    limit: float
+    """The run's time limit."""
+    wait: float
+    """How long the call waits for the run before leaving it running as a job."""
+    kept: bool
+    """Whether the sandbox keeps what a call leaves running (a job, the Python kernel)."""
+
+
+async def _plan(mcp: SandboxMCP, sandbox: Sandbox, timeout: float | None, background: bool) -> _Plan:
+    """How a run goes in `sandbox`.
+
+    A sandbox that ends whatever a call leaves running cannot keep a job, so there the call waits for the whole
+    run, whose limit must then fit in one request (a default limit is shortened to fit; one asked for is not).
+    """
+    limit = sandbox.limits.timeout_for(timeout)
+    if await keeps_background(sandbox):
+        return _Plan(limit, 0.0 if background else mcp.limits.detach_after, kept=True)
+    if background:
+        raise InvalidArgumentError(
+            "This session's sandbox ends every process a call leaves running (its runtime allows no background "
+            "processes), so background=true cannot work here: call again without it; the call then waits up to "
+            "its timeout."
+        )
+    if sandbox.longest_run is not None:
+        longest = jobs.longest_limit(sandbox.longest_run) - kernel.ONCE_GRACE
+        if timeout is not None and timeout > longest:
+            raise InvalidArgumentError(
+                f"timeout {timeout:g} s is too long for this session: its sandbox keeps no background processes, so "
+                f"a run must end within one request, at most {longest:g} s. Ask for less, or split the work."
+            )
+        limit = min(limit, longest)
+    return _Plan(limit, math.inf, kept=False)
+
+
 def register(mcp: SandboxMCP) -> None:
     @mcp.tool(annotations=RUNS)
     async def execute_python(
@@ -110,16 +147,17 @@ def register(mcp: SandboxMCP) -> None:
                 "and run it with execute('python3 <file>')."
             )
         async with mcp.registry.use(current_principal.get(), session_id) as session:
-            limit = session.sandbox.limits.timeout_for(timeout)
+            plan = await _plan(mcp, session.sandbox, timeout, background)
             cell = await kernel.run_cell(
                 session.sandbox,
                 code,
-                timeout=limit,
-                wait=0.0 if background else mcp.limits.detach_after,
+                timeout=plan.limit,
+                wait=plan.wait,
                 reset=reset,
+                keep=plan.kept,
                 env={"PYTHONDONTWRITEBYTECODE": "1", "KAS_FIGURE_BUDGET": str(FIGURE_BUDGET)},
             )
-            return await cell_reply(session, cell, limit)
+            return await cell_reply(session, cell, plan.limit)
 
     @mcp.tool(annotations=RUNS)
     async def execute(
@@ -145,10 +183,8 @@ def register(mcp: SandboxMCP) -> None:
         job_wait and job_cancel. Start servers and other long commands with background=true.
         """
         async with mcp.registry.use(current_principal.get(), session_id) as session:
-            limit = session.sandbox.limits.timeout_for(timeout)
+            plan = await _plan(mcp, session.sandbox, timeout, background)
             if cwd != WORKDIR and not await session.sandbox.exists(cwd):
                 raise NotFoundError(f"The working directory {cwd} does not exist: create it first, or use /app.")
-            job = await jobs.start(
-                session.sandbox, command, timeout=limit, wait=0.0 if background else mcp.limits.detach_after, cwd=cwd
-            )
-        return reply(CommandOutput.of_job(session, job, limit))
+            job = await jobs.start(session.sandbox, command, timeout=plan.limit, wait=plan.wait, cwd=cwd)
+        return reply(CommandOutput.of_job(session, job, plan.limit))

@@ -8,6 +8,7 @@ from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from ... import kernel
+from ...background import keeps_background
 from ...paths import WORKDIR
 from ..models import ClosedSession, SessionDescription, SessionList
 from ..principal import current_principal
@@ -74,10 +75,16 @@ def register(mcp: SandboxMCP) -> None:
         directory, network access, labels, idle timeout, when it expires, and whether its Python kernel runs."""
         session = await mcp.registry.resolve(current_principal.get(), session_id)
         described = SessionDescription.of(session, WORKDIR)
-        alive = await kernel.running(session.sandbox)
-        described.python_kernel = (
-            "stateful kernel kept for the session, running (variables from earlier calls are there)"
-            if alive
-            else "stateful kernel kept for the session, started by the next execute_python call"
-        )
+        described.background_processes = await keeps_background(session.sandbox)
+        if not described.background_processes:
+            described.python_kernel = (
+                "one python3 process per call: this sandbox ends every process a call leaves running, so variables "
+                "do not persist between calls and commands cannot continue as jobs"
+            )
+        elif await kernel.running(session.sandbox):
+            described.python_kernel = (
+                "stateful kernel kept for the session, running (variables from earlier calls are there)"
+            )
+        else:
+            described.python_kernel = "stateful kernel kept for the session, started by the next execute_python call"
         return reply(described)

@@ -1,0 +1,38 @@
+"""Whether a sandbox keeps the processes a command leaves running, which jobs and the Python kernel need.
+
+Some runtimes end every process a request started when it returns. There a command cannot detach and a kernel
+cannot outlive its call, so the tools fall back to running each call to its end in one process. Providers that
+know say so (`Sandbox.keeps_background`); otherwise two shell commands find out, once per sandbox and process:
+the first leaves a uniquely named `sleep` running, the second looks for it.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from .errors import SandboxError
+from .sandbox import Sandbox
+
+_found: dict[str, bool] = {}
+"""What probing found, by sandbox id (a sandbox's runtime does not change)."""
+
+
+async def keeps_background(sandbox: Sandbox) -> bool:
+    """Whether processes a command of `sandbox` detaches outlive that command."""
+    known = sandbox.keeps_background
+    if known is not None:
+        return known
+    if sandbox.id not in _found:
+        marker = f"{secrets.randbelow(10**6)}"
+        started = await sandbox.run(f"setsid sleep 30.{marker} </dev/null >/dev/null 2>&1 & echo $!", timeout=15)
+        pid = started.stdout.strip()
+        if not pid.isdigit():
+            raise SandboxError(
+                f"The sandbox could not start a background process ({started.stderr.strip()[:300] or 'no message'})."
+            )
+        # The same pid with the same command line in a later command: the process outlived the first one.
+        found = await sandbox.run(
+            f"grep -qa 'sleep.30\\.{marker}' /proc/{pid}/cmdline 2>/dev/null && kill {pid} && echo kept", timeout=15
+        )
+        _found[sandbox.id] = found.stdout.strip() == "kept"
+    return _found[sandbox.id]
