@@ -302,16 +302,22 @@ async def status(sandbox: Sandbox, job_id: str, cursor: str | None = None) -> Jo
     return _parse(job_id, cursor, await sandbox.run(script, timeout=_MARGIN), report_limit(sandbox))
 
 
+def _until_ended(directory: str, seconds: float, also: str = "") -> str:
+    """Shell polling until the job in `directory` has recorded its exit status, for up to `seconds`; `also` is
+    checked on each round and may `break` early."""
+    ticks = max(1, int(seconds / 0.05))
+    return f'i=0; while [ ! -s {directory}/exit ] && [ "$i" -lt {ticks} ]; do {also}sleep 0.05; i=$((i+1)); done; '
+
+
 async def wait(sandbox: Sandbox, job_id: str, timeout: float, cursor: str | None = None) -> JobResult:
     """Wait up to `timeout` seconds for the job to end, then report as `status` does."""
     cursor = cursor or "0:0"
     directory = shlex.quote(job_dir(job_id))
-    ticks = max(1, int(timeout / 0.05))
+    wrapper_gone = f'[ -s {directory}/pid ] && ! kill -0 "$(cat {directory}/pid)" 2>/dev/null && break; '
     script = (
-        f"[ -d {directory} ] || exit 3; i=0; "
-        f'while [ ! -e {directory}/exit ] && [ "$i" -lt {ticks} ]; do '
-        f'[ -s {directory}/pid ] && ! kill -0 "$(cat {directory}/pid)" 2>/dev/null && break; '
-        "sleep 0.05; i=$((i+1)); done; " + _report(job_dir(job_id), report_limit(sandbox), cursor)
+        f"[ -d {directory} ] || exit 3; "
+        + _until_ended(directory, timeout, also=wrapper_gone)
+        + _report(job_dir(job_id), report_limit(sandbox), cursor)
     )
     return _parse(job_id, cursor, await sandbox.run(script, timeout=timeout + _MARGIN), report_limit(sandbox))
 
@@ -321,14 +327,14 @@ async def cancel(sandbox: Sandbox, job_id: str) -> JobResult:
     directory = shlex.quote(job_dir(job_id))
     script = (
         f"[ -d {directory} ] || exit 3; "
-        f"if [ ! -e {directory}/exit ]; then : > {directory}/cancelled; "
+        f"if [ ! -s {directory}/exit ]; then : > {directory}/cancelled; "
         f"t=$(cat {directory}/tpid 2>/dev/null); "
         '[ -n "$t" ] && { kill -s TERM -- "-$t"; kill -s TERM "$t"; } 2>/dev/null; '
-        f'i=0; while [ ! -e {directory}/exit ] && [ "$i" -lt 40 ]; do sleep 0.05; i=$((i+1)); done; '
-        f'[ -e {directory}/exit ] || {{ {{ kill -s KILL -- "-$t"; kill -s KILL "$t"; }} 2>/dev/null; '
-        f'p=$(cat {directory}/pid 2>/dev/null); i=0; while [ ! -e {directory}/exit ] && [ "$i" -lt 40 ]; do '
-        "sleep 0.05; i=$((i+1)); done; "
-        f'[ -e {directory}/exit ] || {{ kill -s KILL -- "-$p" 2>/dev/null; echo 137 > {directory}/exit; }}; }}; '
+        + _until_ended(directory, 2)
+        + f'[ -s {directory}/exit ] || {{ {{ kill -s KILL -- "-$t"; kill -s KILL "$t"; }} 2>/dev/null; '
+        f"p=$(cat {directory}/pid 2>/dev/null); "
+        + _until_ended(directory, 2)
+        + f'[ -s {directory}/exit ] || {{ kill -s KILL -- "-$p" 2>/dev/null; echo 137 > {directory}/exit; }}; }}; '
         "fi; " + _report(job_dir(job_id), report_limit(sandbox))
     )
     return _parse(job_id, "0:0", await sandbox.run(script, timeout=_MARGIN + 10), report_limit(sandbox))
