@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import secrets
 
-from .errors import SandboxError
+from .errors import SandboxError, TimedOutError
+from .results import CommandResult
 from .sandbox import Sandbox
 
 _found: dict[str, bool] = {}
@@ -24,15 +25,28 @@ async def keeps_background(sandbox: Sandbox) -> bool:
         return known
     if sandbox.id not in _found:
         marker = f"{secrets.randbelow(10**6)}"
-        started = await sandbox.run(f"setsid sleep 30.{marker} </dev/null >/dev/null 2>&1 & echo $!", timeout=15)
+        leave_running = f"setsid sleep 30.{marker} </dev/null >/dev/null 2>&1 & echo $!"
+        started = _answered(await sandbox.run(leave_running, timeout=15))
         pid = started.stdout.strip()
         if not pid.isdigit():
             raise SandboxError(
                 f"The sandbox could not start a background process ({started.stderr.strip()[:300] or 'no message'})."
             )
         # The same pid with the same command line in a later command: the process outlived the first one.
-        found = await sandbox.run(
-            f"grep -qa 'sleep.30\\.{marker}' /proc/{pid}/cmdline 2>/dev/null && kill {pid} && echo kept", timeout=15
+        found = _answered(
+            await sandbox.run(
+                f"grep -qa 'sleep.30\\.{marker}' /proc/{pid}/cmdline 2>/dev/null && kill {pid} && echo kept", timeout=15
+            )
         )
         _found[sandbox.id] = found.stdout.strip() == "kept"
     return _found[sandbox.id]
+
+
+def _answered(result: CommandResult) -> CommandResult:
+    """`result`, unless the sandbox did not answer in time: then nothing can be concluded, so nothing is kept."""
+    if result.timed_out:
+        raise TimedOutError(
+            "The sandbox did not answer in time while checking whether it keeps background processes: "
+            "try again in a moment."
+        )
+    return result
