@@ -78,6 +78,29 @@ async def kubernetes_provider_factory(fake_cluster: FakeCluster) -> AsyncIterato
         yield make
 
 
+@contextlib.asynccontextmanager
+async def impatient_provider(cluster: FakeCluster, *, patience: float) -> AsyncIterator[KubernetesProvider]:
+    """A Kubernetes provider on the imitation that gives up within seconds (claims and file calls after
+    `patience`, API calls a second sooner), so fault tests end quickly; no sandbox or fault outlives it."""
+    config = KubernetesConfig(
+        warm_pool=cluster.pool,
+        api_url=cluster.router_url,
+        kubeconfig=cluster.kubeconfig,
+        ready_timeout=patience,
+        api_timeout=patience - 1,
+        file_timeout=patience,
+        timeout_margin=2,
+    )
+    made = KubernetesProvider(config)
+    try:
+        yield made
+    finally:
+        cluster.clear_faults()
+        for sandbox in await made.list():
+            await sandbox.terminate()
+        await made.aclose()
+
+
 PROVIDER_FACTORY_FIXTURES = {"local": "local_provider_factory", "kubernetes": "kubernetes_provider_factory"}
 """Provider name -> the fixture that makes it; each contract test runs once per entry."""
 

@@ -16,29 +16,17 @@ from langchain_kubernetes_agent_sandbox import (
     SandboxGoneError,
     TimedOutError,
 )
-from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesConfig, KubernetesProvider
+from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesProvider
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
+from tests.conftest import impatient_provider
 
 LABEL = "langchain-kubernetes-agent-sandbox/test=faults"
 
 
 @pytest.fixture
 async def provider(fake_cluster: FakeCluster) -> AsyncIterator[KubernetesProvider]:
-    config = KubernetesConfig(
-        warm_pool=fake_cluster.pool,
-        api_url=fake_cluster.router_url,
-        kubeconfig=fake_cluster.kubeconfig,
-        ready_timeout=2,
-        api_timeout=1,
-        file_timeout=2,
-        timeout_margin=2,
-    )
-    made = KubernetesProvider(config)
-    yield made
-    fake_cluster.clear_faults()
-    for sandbox in await made.list():
-        await sandbox.terminate()
-    await made.aclose()
+    async with impatient_provider(fake_cluster, patience=2) as made:
+        yield made
 
 
 def claims_left(cluster: FakeCluster) -> list[str]:

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesConfig, KubernetesProvider
+from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesProvider
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
+from tests.conftest import impatient_provider
 from tests.reliability.workload import KINDS, Tally, connect, make_workers, write_token_file
 from tests.server.http_serving import http_server
 
@@ -35,19 +36,8 @@ CALL_LIMIT = 15.0
 
 @pytest.fixture
 async def provider(fake_cluster: FakeCluster) -> AsyncIterator[KubernetesProvider]:
-    config = KubernetesConfig(
-        warm_pool=fake_cluster.pool,
-        api_url=fake_cluster.router_url,
-        kubeconfig=fake_cluster.kubeconfig,
-        ready_timeout=3,
-        api_timeout=2,
-        file_timeout=3,
-        timeout_margin=2,
-    )
-    made = KubernetesProvider(config)
-    yield made
-    fake_cluster.clear_faults()
-    await made.aclose()
+    async with impatient_provider(fake_cluster, patience=3) as made:
+        yield made
 
 
 @pytest.fixture
