@@ -76,6 +76,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gateway_name", "Kubernetes provider: Gateway to reach sandboxes through."),
     Setting("gateway_namespace", "Kubernetes provider: namespace of that Gateway."),
     Setting("kubeconfig", "Kubernetes provider: kubeconfig file (default: in-cluster account, then $KUBECONFIG)."),
+    Setting(
+        "router_timeout",
+        "Kubernetes provider: the sandbox-router's proxy timeout in seconds (default 180); longer runs are refused.",
+        "float",
+    ),
+    Setting("ready_timeout", "Kubernetes provider: seconds a claim may wait for a ready pod (default 180).", "float"),
+    Setting("api_timeout", "Kubernetes provider: seconds one Kubernetes API request may take (default 30).", "float"),
+    Setting("file_timeout", "Kubernetes provider: seconds one file transfer may take (default 120).", "float"),
     Setting("idle_timeout", "Seconds an unused session lives (default 1800).", "float"),
     Setting("max_idle_timeout", "Largest idle timeout create_session may ask for (default 86400).", "float"),
     Setting("max_lifetime", "Seconds after creation when every session ends (default 86400).", "float"),
@@ -128,6 +136,10 @@ class ServerConfig(BaseModel):
     gateway_name: str | None = None
     gateway_namespace: str | None = None
     kubeconfig: str | None = None
+    router_timeout: float | None = Field(None, gt=0)
+    ready_timeout: float | None = Field(None, gt=0)
+    api_timeout: float | None = Field(None, gt=0)
+    file_timeout: float | None = Field(None, gt=0)
     idle_timeout: float = Field(1800.0, gt=0)
     max_idle_timeout: float = Field(86400.0, gt=0)
     max_lifetime: float = Field(86400.0, gt=0)

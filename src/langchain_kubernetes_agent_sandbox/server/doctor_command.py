@@ -46,7 +46,8 @@ def register(subcommands: Any) -> None:
 
 
 def kubernetes_config(config: ServerConfig) -> KubernetesConfig:
-    """The server's Kubernetes settings, with time for a test claim to become ready on a cold pool."""
+    """The server's Kubernetes settings; unless the operator set one, time for a test claim to become ready on a
+    cold pool."""
     return runtime.kubernetes_config(config, ready_timeout=120.0)
 
 

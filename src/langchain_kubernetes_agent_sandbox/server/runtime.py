@@ -65,10 +65,18 @@ def make_provider(config: ServerConfig) -> SandboxProvider:
     return kubernetes
 
 
-def kubernetes_config(config: ServerConfig, **overrides: Any) -> KubernetesConfig:
-    """The Kubernetes provider's settings from the server's; a bad one is a `ConfigError` that names it."""
+def kubernetes_config(config: ServerConfig, **defaults: Any) -> KubernetesConfig:
+    """The Kubernetes provider's settings from the server's (`defaults` for those the operator left unset); a bad
+    one is a `ConfigError` that names it."""
     from ..providers.kubernetes import ConnectionMode, KubernetesConfig
 
+    timeouts = {
+        "proxy_timeout": config.router_timeout,
+        "ready_timeout": config.ready_timeout,
+        "api_timeout": config.api_timeout,
+        "file_timeout": config.file_timeout,
+    }
+    chosen = {**defaults, **{name: value for name, value in timeouts.items() if value is not None}}
     try:
         return KubernetesConfig(
             warm_pool=config.warm_pool or "",
@@ -79,7 +87,7 @@ def kubernetes_config(config: ServerConfig, **overrides: Any) -> KubernetesConfi
             gateway_namespace=config.gateway_namespace or "default",
             kubeconfig=config.kubeconfig,
             max_lifetime=config.max_lifetime,
-            **overrides,
+            **chosen,
         )
     except InvalidArgumentError as error:
         raise ConfigError(f"kubernetes provider: {error}") from None
