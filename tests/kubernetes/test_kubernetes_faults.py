@@ -4,6 +4,7 @@ cause, no leaked claim, and the next call working once the fault is gone."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -136,9 +137,12 @@ async def test_router_timeout_on_a_run_is_a_timed_out_result(
 ) -> None:
     sandbox = await create(provider)
     fake_cluster.set_faults(router_status=504)
-    result = await sandbox.run("echo never", timeout=1)
+    result = await sandbox.run("echo never", timeout=60)
     assert result.timed_out
     assert result.exit_code == 124
+    waited = re.search(r"no answer after ([\d.]+) s \(the command's limit was 60 s\)", result.stderr)
+    assert waited is not None, result.stderr
+    assert float(waited[1]) < 30, "the message must give the time waited (the 504 came at once), not the limit"
     fake_cluster.clear_faults()
     assert (await sandbox.run("echo again")).stdout == "again\n"
 

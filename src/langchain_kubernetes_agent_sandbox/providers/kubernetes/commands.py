@@ -66,8 +66,9 @@ def result_of(answer: ExecutionResult, limit: float, duration: float, output: Ou
 
 
 def unanswered(limit: float, duration: float, reason: str) -> CommandResult:
-    """A run whose answer never came back before the deadline: timed out, output unknown."""
-    message = f"[timed out after {limit:g} s: {reason}]\n"
+    """A run whose answer never came back (the deadline passed, or the router gave up first): timed out, output
+    unknown. The message gives the time actually waited, which a router's 504 can make far shorter than `limit`."""
+    message = f"[no answer after {duration:.1f} s (the command's limit was {limit:g} s): {reason}]\n"
     return CommandResult(
         stdout="",
         stderr=message,
