@@ -95,6 +95,20 @@ async def test_killing_its_own_kernel_reading_stdin_and_closing_stdout_end_truth
         assert data(await call(client, "execute_python", code="1 + 1"))["value"] == "2"
 
 
+async def test_a_cell_that_forks_leaves_one_kernel(provider_client: Open) -> None:
+    """The forked child returns from the cell too; it ends there instead of becoming a second kernel that would
+    take every other cell with variables of its own."""
+    fork = "import os\nx = 1\npid = os.fork()\nif pid:\n    os.waitpid(pid, 0)\nprint('parent' if pid else 'child')"
+    kernel = "program.py\\0serve\\0"
+    count = f"sum('{kernel}' in open(f'/proc/{{p}}/cmdline').read() for p in os.listdir('/proc') if p.isdigit())"
+    async with provider_client() as client:
+        forked = data(await call(client, "execute_python", code=fork))
+        assert (forked["stdout"], forked["exit_code"]) == ("child\nparent\n", 0)
+        values = [data(await call(client, "execute_python", code="x += 1\nx"))["value"] for _ in range(4)]
+        assert values == ["2", "3", "4", "5"]
+        assert data(await call(client, "execute_python", code=count))["value"] == "1"
+
+
 async def test_reset_starts_a_fresh_kernel(provider_client: Open) -> None:
     async with provider_client() as client:
         await call(client, "execute_python", code="gone = 1")

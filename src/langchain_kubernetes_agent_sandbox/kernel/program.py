@@ -94,6 +94,7 @@ def _save_figures(job: str, count_before: int) -> tuple[list[dict[str, Any]], in
 
 class Kernel:
     def __init__(self) -> None:
+        self.pid = os.getpid()
         self.namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
         self.cells = 0
         self.figures = 0
@@ -154,6 +155,13 @@ class Kernel:
         finally:
             self.running = False
             signal.setitimer(signal.ITIMER_REAL, 0)
+        if os.getpid() != self.pid:
+            # A process the cell forked, returning from the cell: it is not the kernel. Left to go on, it would
+            # report this cell a second time and then serve later cells with a namespace of its own.
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(status)
         with contextlib.suppress(Exception):
             figures, made = _save_figures(job, self.figures)
             self.figures += len(figures)
