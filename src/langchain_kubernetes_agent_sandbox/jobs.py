@@ -36,8 +36,11 @@ _ID = re.compile(r"^j-[0-9a-f]{12}$")
 _HEADER = re.compile(
     rb"^KASJOB (\w+) (-?\d+) (\d+) (\d+) ([\d.]+) ([\d.]+)\n(?P<files>(?:KASFILE [\w.-]+ [A-Za-z0-9+/=]*\n)*)"
 )
-REPORTED_FILES = ("meta.json", "kernel-state", "interrupted")
-"""Small files a job may leave beside its output (the Python kernel's results), returned with every report."""
+REPORTED_FILES = ("kernel-state", "interrupted", "meta.json")
+"""Small files a job may leave beside its output (the Python kernel's results), returned with every report, in
+this order while they fit half the head of the output cap (a file left out can still be read: see `kernel`)."""
+SMALL_FILE_BYTES = 65536
+"""No reported file is larger (the kernel keeps its meta.json under this)."""
 _MARGIN = 15.0
 """Seconds a job script may take beyond what it waits for: starting a shell, reading the files."""
 _KILL_GRACE = 5
@@ -59,7 +62,7 @@ class JobResult:
     stdout_path: str
     stderr_path: str
     files: dict[str, bytes] = field(default_factory=dict)
-    """The job's `REPORTED_FILES` that exist, by name (first 64 KiB of each)."""
+    """The job's `REPORTED_FILES` that exist and fit the report, by name."""
     limit: float | None = None
     """The job's own time limit in seconds (None for a job whose folder does not say)."""
     started_at: float | None = None
@@ -160,9 +163,10 @@ def _report(directory: str, limit: OutputLimit, cursor: str = "0:0") -> str:
         'set -- 0 x 0; [ -e "$d/stdout" ] && [ -e "$d/stderr" ] && set -- $(wc -c "$d/stdout" "$d/stderr"); '
         'o=$1; e=$3; t=; t0=; { read -r t t0 < "$d/limit"; } 2>/dev/null; echo "KASJOB $s $c $o $e ${t:-0} ${t0:-0}"; '
         "x=; nl='\n'; "
-        f"for f in {' '.join(REPORTED_FILES)}; do "
-        '[ -s "$d/$f" ] && x="${x}KASFILE $f $(head -c 16384 "$d/$f" | base64 | tr -d "\\n")$nl"; done; '
-        f'[ "${{#x}}" -gt {limit.head_bytes // 2} ] && x=; printf %s "$x"; h=$(({limit.head_bytes} - ${{#x}})); '
+        f'for f in {" ".join(REPORTED_FILES)}; do [ -s "$d/$f" ] || continue; '
+        f'y="KASFILE $f $(head -c {SMALL_FILE_BYTES} "$d/$f" | base64 | tr -d "\\n")$nl"; '
+        f'[ $((${{#x}} + ${{#y}})) -le {limit.head_bytes // 2} ] && x="$x$y"; done; '
+        f'printf %s "$x"; h=$(({limit.head_bytes} - ${{#x}})); '
         f"{{ {_stream('stdout', out_from, '$o', limit, '$h')}; }}; x=; "
         f"{{ {_stream('stderr', err_from, '$e', limit, limit.head_bytes)}; }} >&2"
     )

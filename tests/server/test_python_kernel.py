@@ -227,6 +227,14 @@ async def test_a_cells_large_output_keeps_head_and_tail_and_points_to_the_whole(
         assert whole["content"] == "".join(f"{i}\n" for i in range(20000))
 
 
+async def test_a_value_larger_than_a_small_output_cap_still_comes_back(provider_client: Open) -> None:
+    """The cell's value and figure list travel beside its output; when they do not fit a small cap they are
+    read on their own instead of silently missing."""
+    async with provider_client(max_output_bytes=2048) as client:
+        result = data(await call(client, "execute_python", code="print('out')\n'v' * 3000"))
+        assert (result["stdout"], result["value"]) == ("out\n", repr("v" * 3000))
+
+
 async def test_a_cell_too_large_to_travel_inside_the_command_runs_the_same(provider_client: Open) -> None:
     """Small cells are sent inside the command that runs them; one that, quoted for the shell, would pass Linux's
     128 KiB limit on an argument is written as a file first. The agent sees no difference."""

@@ -11,12 +11,14 @@ status; job_status, job_wait and job_cancel work on cells as on any job.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+from ..errors import SandboxError
 from ..jobs import (
     JobResult,
     job_dir,
@@ -157,7 +159,7 @@ async def run_cell(
         result = await start_job(
             sandbox, command, timeout=timeout + ONCE_GRACE, wait=wait, env=environment, job_id=job_id
         )
-        return describe(result)
+        return await describe(sandbox, result)
     script = maybe_prune() + _client(
         job,
         timeout=timeout,
@@ -167,15 +169,20 @@ async def run_cell(
         put_code=put_code,
     )
     result = await run_then_report(sandbox, job_id, script, timeout=wait + 30, env=environment)
-    return describe(result)
+    return await describe(sandbox, result)
 
 
-def describe(job: JobResult) -> CellResult:
-    """What the kernel's files in a job's report say about the cell."""
+async def describe(sandbox: Sandbox, job: JobResult) -> CellResult:
+    """What the kernel's files in a job's report say about the cell; its meta.json (value, error, figures) is
+    read on its own when the report left it out to fit a small output cap."""
+    meta_text = job.files.get("meta.json")
+    if meta_text is None and "kernel-state" in job.files and not job.running:
+        with contextlib.suppress(SandboxError):  # a kernel that died wrote none
+            meta_text = await sandbox.read_file(f"{job_dir(job.job_id)}/meta.json")
     meta: dict[str, Any] = {}
-    if "meta.json" in job.files:
+    if meta_text is not None:
         try:
-            meta = json.loads(job.files["meta.json"])
+            meta = json.loads(meta_text)
         except ValueError:
             meta = {}
     lines = job.files.get("kernel-state", b"").decode("utf-8", "replace").splitlines()

@@ -178,7 +178,8 @@ class Kernel:
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         if status in (124, 130):
             _write(f"{job}/interrupted", "kept\n")
-        _write(f"{job}/meta.json", json.dumps(meta))
+        # UTF-8 rather than \u escapes keeps it under SMALL_FILE_BYTES: a bounded value and 50 figure entries.
+        _write(f"{job}/meta.json", json.dumps(meta, ensure_ascii=False))
         _write(f"{job}/exit", f"{status}\n")
         return status
 
@@ -213,7 +214,8 @@ def _print_traceback(error: BaseException) -> None:
             os.write(2, text.encode("utf-8", "replace"))
 
 
-REPORTED_FILES = ("meta.json", "kernel-state", "interrupted")
+REPORTED_FILES = ("kernel-state", "interrupted", "meta.json")
+SMALL_FILE_BYTES = 65536
 CUT = "<<kas: output cut here>>"
 
 
@@ -239,11 +241,10 @@ def write_report(job: str, status: int, limits: tuple[int, int, int]) -> None:
     for name in REPORTED_FILES:
         with contextlib.suppress(OSError):
             with open(f"{job}/{name}", "rb") as file:
-                content = file.read(16384)
-            if content:
-                extra += f"KASFILE {name} ".encode() + base64.b64encode(content) + b"\n"
-    if len(extra) > head // 2:
-        extra = b""
+                content = file.read(SMALL_FILE_BYTES)
+            entry = f"KASFILE {name} ".encode() + base64.b64encode(content) + b"\n"
+            if content and len(extra) + len(entry) <= head // 2:
+                extra += entry
     out, out_size = _stream(f"{job}/stdout", max_bytes - len(extra), head - len(extra), tail)
     err, err_size = _stream(f"{job}/stderr", max_bytes, head, tail)
     try:

@@ -33,7 +33,7 @@ READS = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint
 async def _reply(session: Session, job: jobs.JobResult, limit: float) -> CallToolResult:
     """A Python cell's job reports like execute_python (value, figures as images, kernel), others like execute."""
     if "kernel-state" in job.files:
-        return await cell_reply(session, kernel.describe(job), limit)
+        return await cell_reply(session, await kernel.describe(session.sandbox, job), limit)
     return reply(CommandOutput.of_job(session, job, limit))
 
 
