@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -153,11 +154,23 @@ async def test_a_sandbox_that_died_under_a_named_session_says_to_create_another(
 ) -> None:
     async with connect() as client:
         session_id = (await call(client, "create_session")).structuredContent["session_id"]  # type: ignore[index]
-        for sandbox in await LocalProvider(local_state_dir).list():
-            await sandbox.terminate()
+        for sandbox in await LocalProvider(local_state_dir).list():  # its files lost, its record still there
+            shutil.rmtree(local_state_dir / "sandboxes" / sandbox.id / "app")
         message = await fail(client, "execute", command="ls", session_id=session_id)
         assert message.startswith("sandbox_gone:")
         assert "create_session" in message
+
+
+async def test_a_session_closed_through_another_replica_is_not_found_here_too(
+    connect: Connect, local_state_dir: Path
+) -> None:
+    async with connect() as client:
+        session_id = (await call(client, "create_session")).structuredContent["session_id"]  # type: ignore[index]
+        for sandbox in await LocalProvider(local_state_dir).list():
+            await sandbox.terminate()
+        message = await fail(client, "execute", command="ls", session_id=session_id)
+        assert message.startswith("not_found:")
+        assert "list_sessions" in message
 
 
 class SwitchableProvider(SandboxProvider):

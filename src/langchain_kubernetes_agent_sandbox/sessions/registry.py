@@ -121,11 +121,7 @@ class SessionRegistry:
             if session is not None:
                 self._sessions[session.id] = session
         if session is None or session.owner != owner:
-            raise NotFoundError(
-                f"No session {session_id!r} is open for you: it was closed, expired or never existed. "
-                "Call list_sessions to see your sessions, create_session for a new one, "
-                "or omit session_id to use your default session."
-            )
+            raise _not_open(session_id)
         return session
 
     async def default(self, principal: str) -> Session:
@@ -171,7 +167,10 @@ class SessionRegistry:
                 await self._touch(session)
                 yield session
             except SandboxGoneError as error:
+                closed_elsewhere = not session.is_default and not await self._still_listed(session)
                 await self._discard(session)
+                if closed_elsewhere:  # through another replica: say what that replica would say
+                    raise _not_open(session.id) from error
                 raise SandboxGoneError(_gone_message(session, error)) from error
         finally:
             self._running[owner] -= 1
@@ -293,6 +292,16 @@ class SessionRegistry:
             expires_at=info.expires_at,
         )
 
+    async def _still_listed(self, session: Session) -> bool:
+        """Whether the provider still lists the session's sandbox (when in doubt, yes)."""
+        try:
+            found = await self.provider.list(
+                {lb.ROLE: lb.ROLE_SESSION, lb.SESSION_ID: session.id, lb.OWNER: session.owner}
+            )
+        except SandboxError:
+            return True
+        return bool(found)
+
     def _forget(self, session: Session) -> None:
         self._sessions.pop(session.id, None)
         if self._defaults.get(session.owner) == session.id:
@@ -310,6 +319,14 @@ class SessionRegistry:
 def _label_number(seconds: float) -> str:
     """Seconds as a label value: plain digits, never an exponent (a '+' is not allowed in labels)."""
     return format(seconds, "f").rstrip("0").rstrip(".")
+
+
+def _not_open(session_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"No session {session_id!r} is open for you: it was closed, expired or never existed. "
+        "Call list_sessions to see your sessions, create_session for a new one, "
+        "or omit session_id to use your default session."
+    )
 
 
 def _gone_message(session: Session, error: SandboxGoneError) -> str:
