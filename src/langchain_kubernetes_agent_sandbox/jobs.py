@@ -4,8 +4,8 @@ files, so they work on any runtime with a POSIX shell (the upstream reference ru
 A job lives in the sandbox, in `JOBS_DIR/<id>/`: `cmd` (the command), `stdout`, `stderr` (the full output,
 never capped), `limit` (its time limit and start time), `pid` (its wrapper, leader of its own session), `tpid`
 (the `timeout` process, leader of the command's process group), `exit` once it ended, `cancelled` when
-cancelled. So a job survives a restart of the
-server and is visible from any replica; whoever can reach the sandbox (the session's owner) can follow it.
+cancelled. So a job survives a restart of the server and is visible from any replica; whoever can reach the
+sandbox (the session's owner) can follow it.
 
 Every command the tools run goes through `start`: it detaches the command, waits up to a bound, and returns
 the output so far with the job id; a command that finished within the bound is just a result (with the paths of
@@ -117,8 +117,8 @@ async def put_text(sandbox: Sandbox, path: str, text: str) -> str:
 
 
 def limit_record(timeout: float) -> str:
-    """What a job's `limit` file holds, for every later report: its time limit, and when it started by this
-    server's clock (the sandbox may have no clock worth trusting, and reading one would cost a process)."""
+    """What a job's `limit` file holds, quoted for the shell, for every later report: its time limit, and when it
+    started by this server's clock (the sandbox may have no clock worth trusting, and reading one costs a process)."""
     return f"'{timeout:.3f} {time.time():.3f}'"
 
 
