@@ -27,7 +27,7 @@ from . import paths
 from .errors import InvalidArgumentError, NotFoundError, SandboxError, TimedOutError
 from .output import OutputLimit, dropped_marker
 from .results import TIMEOUT_EXIT_CODE, CommandResult
-from .sandbox import Sandbox
+from .sandbox import Sandbox, check_command
 
 JOBS_DIR = "/tmp/.kas/jobs"
 """Where jobs keep their files: the sandbox's own /tmp, which lasts as long as the sandbox on every provider."""
@@ -256,13 +256,11 @@ async def start(
     job_id: str | None = None,
 ) -> JobResult:
     """Run `command` as a job limited to `timeout` seconds; wait up to `wait` seconds for it to end."""
-    if not command.strip():
-        raise InvalidArgumentError("The command is empty: give a shell command such as 'ls -la'.")
-    if "\x00" in command:
-        raise InvalidArgumentError("The command contains a NUL byte, which no shell accepts: remove it.")
+    check_command(command)  # it reaches the shell inside the job's script, not through Sandbox.run
     job_id = job_id or new_job_id()
     d = shlex.quote(job_dir(job_id))
-    wait = max(0.0, min(wait, timeout + _KILL_GRACE + 1))
+    longest = timeout + _KILL_GRACE + 1  # by then the job has ended by its own limit
+    wait = max(0.0, min(wait, longest))
     script = (
         maybe_prune() + f"mkdir -p {d} && {await put_text(sandbox, f'{job_dir(job_id)}/cmd', command)} && "
         f": > {d}/stdout && : > {d}/stderr && echo {limit_record(timeout)} > {d}/limit || exit 125\n"
@@ -271,7 +269,7 @@ async def start(
     )
     if wait <= 0:
         script += f'i=0; while [ ! -s {d}/pid ] && [ "$i" -lt 100 ]; do sleep 0.01; i=$((i+1)); done\n'
-    elif wait >= timeout + _KILL_GRACE + 1:
+    elif wait >= longest:
         script += 'wait "$job"\n'  # the job ends within the wait by its own limit: no timer needed
     else:
         script += (

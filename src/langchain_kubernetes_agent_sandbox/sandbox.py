@@ -30,6 +30,14 @@ class SandboxInfo:
     network: bool = False
 
 
+def check_command(command: str) -> None:
+    """Refuse a command no shell could run, whichever way it reaches the sandbox."""
+    if not isinstance(command, str) or not command.strip():
+        raise InvalidArgumentError("The command is empty: give a shell command such as 'ls -la'.")
+    if "\x00" in command:
+        raise InvalidArgumentError("The command contains a NUL byte, which no shell accepts: remove it.")
+
+
 class Sandbox(abc.ABC):
     """One isolated place to run commands, whose files persist between calls."""
 
@@ -65,10 +73,7 @@ class Sandbox(abc.ABC):
         env: Mapping[str, str] | None = None,
     ) -> CommandResult:
         """Run `command` through `/bin/sh -c` in `cwd`; past `timeout` seconds it is killed, output kept."""
-        if not isinstance(command, str) or not command.strip():
-            raise InvalidArgumentError("The command is empty: give a shell command such as 'ls -la'.")
-        if "\x00" in command:
-            raise InvalidArgumentError("The command contains a NUL byte, which no shell accepts: remove it.")
+        check_command(command)
         for name in env or {}:
             if not name or "=" in name or "\x00" in name:
                 raise InvalidArgumentError(f"Environment variable name {name!r} is not valid.")
