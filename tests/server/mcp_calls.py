@@ -12,6 +12,12 @@ from mcp.types import CallToolResult, TextContent
 Connect = Callable[..., contextlib.AbstractAsyncContextManager[ClientSession]]
 
 
+def data(result: CallToolResult) -> dict[str, Any]:
+    """A tool result's structured content, which every tool gives."""
+    assert result.structuredContent is not None
+    return dict(result.structuredContent)
+
+
 def text_of(result: CallToolResult) -> str:
     return "\n".join(block.text for block in result.content if isinstance(block, TextContent))
 

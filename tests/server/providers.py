@@ -13,9 +13,21 @@ from mcp.shared.memory import create_connected_server_and_client_session
 
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
 from langchain_kubernetes_agent_sandbox.server.runtime import running
+from langchain_kubernetes_agent_sandbox.testing import FakeCluster
 from tests.server.mcp_calls import Connect
 
 Open = Callable[..., contextlib.AbstractAsyncContextManager[ClientSession]]
+
+
+def on_cluster(cluster: FakeCluster, **settings: Any) -> ServerConfig:
+    """The server's settings for the Kubernetes provider on the imitation cluster `cluster`."""
+    return ServerConfig(
+        provider="kubernetes",
+        warm_pool=cluster.pool,
+        api_url=cluster.router_url,
+        kubeconfig=cluster.kubeconfig,
+        **settings,
+    )
 
 
 @pytest.fixture(params=["local", "kubernetes"])
@@ -35,14 +47,7 @@ def provider_client(request: pytest.FixtureRequest) -> Open:
 
     @contextlib.asynccontextmanager
     async def kubernetes(principal: str = "alice", **settings: Any) -> AsyncIterator[ClientSession]:
-        config = ServerConfig(
-            provider="kubernetes",
-            warm_pool=cluster.pool,
-            api_url=cluster.router_url,
-            kubeconfig=cluster.kubeconfig,
-            principal=f"{principal}-{suffix}",
-            **settings,
-        )
+        config = on_cluster(cluster, principal=f"{principal}-{suffix}", **settings)
         async with running(config) as server, create_connected_server_and_client_session(server) as client:
             yield client
 

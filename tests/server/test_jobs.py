@@ -3,15 +3,8 @@ stays whole in files the result names. Through a real MCP client, on the local p
 
 from __future__ import annotations
 
-from typing import Any
-
-from tests.server.mcp_calls import Connect, call, fail, text_of
+from tests.server.mcp_calls import Connect, call, data, fail, text_of
 from tests.server.providers import Open
-
-
-def data(result: Any) -> dict[str, Any]:
-    assert result.structuredContent is not None
-    return dict(result.structuredContent)
 
 
 async def test_a_long_command_detaches_with_its_output_so_far_and_is_followed_to_its_end(provider_client: Open) -> None:

@@ -19,8 +19,8 @@ from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
 from langchain_kubernetes_agent_sandbox.server.runtime import running
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
 from langchain_kubernetes_agent_sandbox.testing.pods import DEFAULT_RUNTIME_COMMAND
-from tests.server.mcp_calls import call, fail, text_of
-from tests.server.providers import Open
+from tests.server.mcp_calls import call, data, fail, text_of
+from tests.server.providers import Open, on_cluster
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +38,7 @@ def client_without_background(request: pytest.FixtureRequest, local_state_dir: P
             provider = LocalProvider(local_state_dir, keep_background=False)
         else:
             cluster: FakeCluster = request.getfixturevalue("cluster_without_background")
-            config = ServerConfig(
-                provider="kubernetes",
-                warm_pool=cluster.pool,
-                api_url=cluster.router_url,
-                kubeconfig=cluster.kubeconfig,
-                principal=f"alice-{secrets.token_hex(4)}",
-                **settings,
-            )
+            config = on_cluster(cluster, principal=f"alice-{secrets.token_hex(4)}", **settings)
             provider = None
         async with running(config, provider) as server, create_connected_server_and_client_session(server) as client:
             try:
@@ -54,11 +47,6 @@ def client_without_background(request: pytest.FixtureRequest, local_state_dir: P
                 await call(client, "close_session", session_id=data(await call(client, "session_info"))["session_id"])
 
     return open_client
-
-
-def data(result: Any) -> dict[str, Any]:
-    assert result.structuredContent is not None
-    return dict(result.structuredContent)
 
 
 async def test_python_runs_one_process_per_call_and_session_info_says_so(client_without_background: Open) -> None:

@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import pytest
 from mcp.shared.memory import create_connected_server_and_client_session
-from mcp.types import CallToolResult
 from prometheus_client.parser import text_string_to_metric_families
 
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
@@ -22,7 +21,7 @@ from langchain_kubernetes_agent_sandbox.server.logs import JsonFormatter, config
 from langchain_kubernetes_agent_sandbox.server.runtime import build_server, make_provider, session_policy
 from langchain_kubernetes_agent_sandbox.sessions import SessionRegistry
 from tests.server.http_serving import http_server, mcp_client
-from tests.server.mcp_calls import call, fail
+from tests.server.mcp_calls import call, data, fail
 
 SECRET_FILE = "contents-never-logged-7f3a"
 SECRET_CODE = "code-never-logged-91bc"
@@ -40,11 +39,6 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
     return found.get((name, frozenset(labels.items())), 0.0)
-
-
-def data(result: CallToolResult) -> dict[str, Any]:
-    assert result.structuredContent is not None
-    return dict(result.structuredContent)
 
 
 def audit_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:

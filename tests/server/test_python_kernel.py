@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import base64
 import subprocess
-from typing import Any
 
 import pytest
 from mcp import ClientSession
 from mcp.types import ImageContent
 
-from tests.server.mcp_calls import Connect, call, text_of
+from tests.server.mcp_calls import Connect, call, data, text_of
 from tests.server.providers import Open
 
 HAS_MATPLOTLIB = subprocess.run(["/usr/bin/python3", "-c", "import matplotlib"], check=False).returncode == 0
@@ -24,11 +23,6 @@ async def warm_matplotlib(client: ClientSession) -> None:
     first = data(await call(client, "execute_python", code="import matplotlib.pyplot", timeout=300))
     if first["running"]:
         assert not data(await call(client, "job_wait", job_id=first["job_id"], timeout=120))["running"]
-
-
-def data(result: Any) -> dict[str, Any]:
-    assert result.structuredContent is not None
-    return dict(result.structuredContent)
 
 
 async def test_variables_and_imports_persist_and_a_trailing_expression_is_the_value(provider_client: Open) -> None:
