@@ -11,11 +11,15 @@ import builtins
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import paths
 from .errors import InvalidArgumentError, TooLargeError
 from .limits import ExecutionLimits
 from .results import CommandResult, FileEntry
+
+if TYPE_CHECKING:
+    from .engine.channel import AgentChannel
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,10 @@ class Sandbox(abc.ABC):
     @property
     def longest_run(self) -> float | None:
         """The longest limit one `run` may have here (something in between ends longer requests), or None."""
+        return None
+
+    async def agent(self) -> AgentChannel | None:
+        """The channel to this sandbox's agent (see `engine`), or None where only one-shot commands run."""
         return None
 
     async def run(

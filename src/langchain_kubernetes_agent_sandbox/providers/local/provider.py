@@ -5,22 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import dataclasses
 import logging
 import os
 import posixpath
 import secrets
 import shlex
 import signal
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ... import paths, shell_files
-from ...errors import BackendUnavailableError, NotFoundError, SandboxGoneError, TooLargeError
+from ...errors import BackendUnavailableError, NotFoundError, SandboxError, SandboxGoneError, TooLargeError
 from ...limits import ExecutionLimits
 from ...output import OutputLimit
 from ...results import TIMEOUT_EXIT_CODE, CommandResult, FileEntry
 from ...sandbox import Sandbox, SandboxInfo, SandboxProvider
+from ...engine import budget, processes, program
+from ...engine.channel import AgentChannel, AgentLost
+from .agent_link import AgentLinks
 from .bubblewrap import SANDBOX_PATH, Mounts, UserDrop, bwrap_argv, find_bwrap, launcher_argv
 from .cgroups import CgroupManager, SandboxCgroup
 from .files import HostFiles, NeedsSandbox
@@ -76,6 +81,7 @@ class LocalProvider(SandboxProvider):
             self._owner = None
         self.state = StateFolder(Path(state_dir) if state_dir else default_state_dir(), self._owner)
         self._cgroups = CgroupManager.detect() if use_cgroups else None
+        self._agents = AgentLinks()
         if unisolated:
             logger.warning(UNISOLATED_WARNING, f"uid {os.getuid()}")
 
@@ -123,6 +129,9 @@ class LocalProvider(SandboxProvider):
             find_bwrap()
         if not os.access(self.state.root, os.W_OK):
             raise BackendUnavailableError(f"The state folder {self.state.root} is not writable.")
+
+    async def aclose(self) -> None:
+        await self._agents.aclose()
 
     async def _reap_expired(self) -> None:
         """Remove sandboxes whose time ran out, also those that expired while no server was running."""
@@ -197,24 +206,70 @@ class LocalSandbox(Sandbox):
         if cwd != paths.WORKDIR and not await self._exists(cwd):
             raise NotFoundError(f"The working directory {cwd} does not exist: create it first, or use /app.")
         oom_kills = self._oom_kills()
-        completed = await self._launch(["/bin/sh", "-c", command], timeout=timeout, cwd=cwd, env=env)
-        stderr = completed.stderr.text()
-        killed = completed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL) and not completed.timed_out
-        if killed and self._oom_kills() > oom_kills:
-            stderr += (
+        channel = await self.agent()
+        if channel is not None:
+            result = await self._run_by_agent(channel, command, timeout=timeout, cwd=cwd, env=env)
+        else:
+            completed = await self._launch(["/bin/sh", "-c", command], timeout=timeout, cwd=cwd, env=env)
+            result = CommandResult(
+                stdout=completed.stdout.text(),
+                stderr=completed.stderr.text(),
+                exit_code=_exit_code(completed),
+                duration=completed.duration,
+                timed_out=completed.timed_out,
+                stdout_bytes=completed.stdout.total_bytes,
+                stderr_bytes=completed.stderr.total_bytes,
+                dropped_bytes=completed.stdout.dropped_bytes + completed.stderr.dropped_bytes,
+            )
+        if result.exit_code == 128 + signal.SIGKILL and self._oom_kills() > oom_kills:
+            notice = (
                 f"\n[killed: the sandbox exceeded its memory limit of "
                 f"{self._provider.resources.memory_bytes // (1024 * 1024)} MiB]\n"
             )
-        return CommandResult(
-            stdout=completed.stdout.text(),
-            stderr=stderr,
-            exit_code=_exit_code(completed),
-            duration=completed.duration,
-            timed_out=completed.timed_out,
-            stdout_bytes=completed.stdout.total_bytes,
-            stderr_bytes=completed.stderr.total_bytes,
-            dropped_bytes=completed.stdout.dropped_bytes + completed.stderr.dropped_bytes,
-        )
+            result = dataclasses.replace(result, stderr=result.stderr + notice)
+        return result
+
+    async def _run_by_agent(
+        self, channel: AgentChannel, command: str, *, timeout: float, cwd: str, env: dict[str, str]
+    ) -> CommandResult:
+        process = await processes.start(channel, command, timeout=timeout, cwd=cwd, env=env, limit=self.limits.output)
+        try:
+            report = await process.follow(wait=timeout + budget.END_OF_RUN)
+        except AgentLost as error:
+            raise SandboxError(
+                f"The sandbox's agent ended while the command ran ({error}): something in the sandbox killed it, "
+                "and the command's output is lost. The next call starts a new agent."
+            ) from None
+        if report.running:
+            await process.signal(signal.SIGKILL)
+            report = await process.follow(wait=budget.END_OF_RUN)
+        return report.result
+
+    async def agent(self) -> AgentChannel | None:
+        """The channel to this sandbox's agent, or None where commands run one process each (no holder)."""
+        if self._provider.unisolated or not self._provider.keep_background:
+            return None
+        self._require_alive()
+        return await self._provider._agents.channel(self.id, self._install_agent, self._launch_with_socket)
+
+    async def _install_agent(self) -> None:
+        for name, content in program.FILES.items():
+            await self._write_file(f"{program.AGENT_DIR}/{name}", content)
+
+    async def _launch_with_socket(self, inner: Sequence[str], stdin: socket.socket) -> asyncio.subprocess.Process:
+        environment = self._provider._environment(self._mounts, {})
+        with await self._join_holder() as fds:
+            argv = self._provider._argv(self._record, inner, cwd=paths.WORKDIR, env=environment, join=fds)
+            return await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=stdin,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                env=_LAUNCHER_ENV,
+                cwd="/",
+                start_new_session=True,
+                pass_fds=fds.all,
+            )
 
     async def _launch(
         self,
@@ -352,6 +407,7 @@ class LocalSandbox(Sandbox):
         await asyncio.to_thread(self._provider.state.save, self._record)
 
     async def terminate(self) -> None:
+        await self._provider._agents.forget(self.id)
         await asyncio.to_thread(self._holder.stop)
         cgroups = self._provider._cgroups
         if cgroups is not None:

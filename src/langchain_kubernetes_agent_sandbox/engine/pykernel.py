@@ -120,10 +120,10 @@ class Kernel:
             os.kill(os.getpid(), signal.SIGKILL)
 
     def run(self, job: str, timeout: float) -> int:
+        """A cell of the file protocol: source in `job/cell.py`, output appended to the job's files, results in its
+        `meta.json` and `exit` (the shell fallback of runtimes with nothing but a shell)."""
         with open(f"{job}/cell.py", encoding="utf-8") as source:
             code = source.read()
-        self.cells += 1
-        meta: dict[str, Any] = {"cell": self.cells, "value": None, "error": None, "figures": []}
         out = os.open(f"{job}/stdout", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         err = os.open(f"{job}/stderr", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         saved_fds = (os.dup(1), os.dup(2))
@@ -131,12 +131,30 @@ class Kernel:
         os.dup2(err, 2)
         os.close(out)
         os.close(err)
+        try:
+            status, meta = self.cell(code, timeout, job)
+        finally:
+            os.dup2(saved_fds[0], 1)
+            os.dup2(saved_fds[1], 2)
+            for fd in saved_fds:
+                os.close(fd)
+        if status in (124, 130):
+            _write(f"{job}/interrupted", "kept\n")
+        # UTF-8 rather than \u escapes keeps it under SMALL_FILE_BYTES: a bounded value and 50 figure entries.
+        _write(f"{job}/meta.json", json.dumps(meta, ensure_ascii=False))
+        _write(f"{job}/exit", f"{status}\n")
+        return status
+
+    def cell(self, code: str, timeout: float, folder: str) -> tuple[int, dict[str, Any]]:
+        """Run one cell with its output on fds 1 and 2 as they are; figures are saved in `folder`."""
+        self.cells += 1
+        meta: dict[str, Any] = {"cell": self.cells, "value": None, "error": None, "figures": []}
         sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
         sys.stdin = io.StringIO("")
         started = time.monotonic()
         status = 0
-        self.job, self.why = job, ""
+        self.job, self.why = folder, ""
         try:
             self.running = True
             signal.setitimer(signal.ITIMER_REAL, max(timeout, 0.001))
@@ -163,7 +181,7 @@ class Kernel:
                     stream.flush()
             os._exit(status)
         with contextlib.suppress(Exception):
-            figures, made = _save_figures(job, self.figures)
+            figures, made = _save_figures(folder, self.figures)
             self.figures += len(figures)
             meta["figures"] = figures
             meta["figures_made"] = made
@@ -171,17 +189,8 @@ class Kernel:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
-        os.dup2(saved_fds[0], 1)
-        os.dup2(saved_fds[1], 2)
-        for fd in saved_fds:
-            os.close(fd)
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-        if status in (124, 130):
-            _write(f"{job}/interrupted", "kept\n")
-        # UTF-8 rather than \u escapes keeps it under SMALL_FILE_BYTES: a bounded value and 50 figure entries.
-        _write(f"{job}/meta.json", json.dumps(meta, ensure_ascii=False))
-        _write(f"{job}/exit", f"{status}\n")
-        return status
+        return status, meta
 
     def _execute(self, code: str) -> str | None:
         linecache.cache[CELL_NAME] = (len(code), None, code.splitlines(keepends=True), CELL_NAME)
@@ -318,9 +327,35 @@ def once(job: str, limit: float) -> int:
     return kernel.run(job, limit)
 
 
+def agent(requests_fd: int, replies_fd: int) -> None:
+    """Serve the sandbox's agent: one JSON line per cell in, one JSON line per cell out, output on fds 1 and 2,
+    each stream ended by the cell's marker so the agent knows where this cell's output stops."""
+    global FIGURE_BUDGET
+    kernel = Kernel()
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
+        signal.signal(number, kernel._interrupt)
+    requests = os.fdopen(requests_fd, "rb", buffering=0)
+    for line in iter(requests.readline, b""):
+        request = json.loads(line)
+        FIGURE_BUDGET = int(request.get("budget", FIGURE_BUDGET))
+        status, meta = kernel.cell(request["code"], float(request["timeout"]), request["folder"])
+        marker = f"\x00kas-end-{request['nonce']}\x00".encode()
+        marked = []
+        for fd in (1, 2):
+            try:
+                os.write(fd, marker)
+                marked.append(True)
+            except OSError:
+                marked.append(False)
+        reply = {**meta, "status": status, "interrupted": status in (124, 130), "marked": marked}
+        os.write(replies_fd, (json.dumps(reply, ensure_ascii=False) + "\n").encode())
+
+
 if __name__ == "__main__":
     os.environ.setdefault("MPLBACKEND", "Agg")
     if sys.argv[1] == "serve":
         serve(sys.argv[2])
+    elif sys.argv[1] == "agent":
+        agent(int(sys.argv[2]), int(sys.argv[3]))
     else:
         sys.exit(once(sys.argv[2], float(sys.argv[3])))

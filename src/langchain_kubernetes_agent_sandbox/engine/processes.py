@@ -1,0 +1,321 @@
+"""Processes run by a sandbox's agent: start one, follow its output as it is written, give it input and
+signals, wait for it, find it again by id (from another server process, or after a restart).
+
+Following is bounded whatever the process writes: the agent streams at most the output cap of each stream
+live, then only its sizes, and the tail is read from its spool once wanted, so memory holds one result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InvalidArgumentError, NotFoundError, SandboxError
+from ..output import OutputLimit, dropped_marker
+from ..results import TIMEOUT_EXIT_CODE, CommandResult
+from . import budget, wire
+from .channel import AgentChannel, AgentLost, AgentRefused, check
+
+OutputCallback = Callable[[int, bytes], None]
+"""Called with (stream, bytes) as output arrives: stream 0 is stdout, 1 is stderr."""
+STATES = ("exited", "timed_out", "cancelled", "lost")
+MAX_FIGURES = 8
+
+
+def new_process_id() -> str:
+    return f"j-{secrets.token_hex(6)}"
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How a process ended, as its agent reported it."""
+
+    state: str
+    """exited, timed_out, cancelled, or lost (its agent ended before it did)."""
+    exit_code: int
+    cell: dict[str, Any] | None = None
+    """For a Python cell: what the kernel said (value, error, figures, kernel state)."""
+    spool_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    """A process's output since a cursor (bounded), and how it ended if it did."""
+
+    process_id: str
+    result: CommandResult
+    cursor: tuple[int, int]
+    """Byte offsets in stdout and stderr up to which output has been reported."""
+    exit: Exit | None
+    limit: float | None
+    started_at: float | None
+    figures: list[bytes] = field(default_factory=list)
+
+    @property
+    def running(self) -> bool:
+        return self.exit is None
+
+
+class Process:
+    """A handle on one process of a sandbox's agent; cheap, and made again from the id alone."""
+
+    def __init__(self, channel: AgentChannel, process_id: str, limit: OutputLimit) -> None:
+        self.channel = channel
+        self.id = process_id
+        self.output_limit = limit
+
+    async def follow(
+        self,
+        *,
+        wait: float,
+        cursor: tuple[int, int] = (0, 0),
+        on_output: OutputCallback | None = None,
+    ) -> Report:
+        """The output written after `cursor`, waiting up to `wait` seconds for the process to end."""
+        return await follow(
+            self.channel, self.id, wait=wait, cursor=cursor, limit=self.output_limit, on_output=on_output
+        )
+
+    async def wait(self, timeout: float | None = None) -> Report | None:
+        """The final report once the process ended, or None if it still runs after `timeout` seconds."""
+        report = await self.follow(wait=math.inf if timeout is None else timeout)
+        return None if report.running else report
+
+    async def write_stdin(self, data: bytes) -> None:
+        for offset in range(0, len(data), wire.MAX_PAYLOAD_BYTES):
+            await self._ask("stdin", data[offset : offset + wire.MAX_PAYLOAD_BYTES])
+
+    async def close_stdin(self) -> None:
+        await self._ask("eof")
+
+    async def signal(self, number: int) -> None:
+        """Send signal `number` to the process's group (for a Python cell: to its kernel)."""
+        await self._ask("signal", sig=int(number))
+
+    async def cancel(self) -> None:
+        """TERM to its group, KILL a moment later (a cell is interrupted, its kernel kept if it stops)."""
+        await self._ask("cancel")
+
+    async def _ask(self, op: str, payload: bytes = b"", **fields: Any) -> None:
+        # Sent as requests so that refusals (a process that ended) come back as errors.
+        try:
+            await self.channel.request({"op": op, "p": self.id, **fields}, payload, timeout=budget.AGENT_REQUEST)
+        except AgentRefused as error:
+            raise InvalidArgumentError(f"Process {self.id}: {error} (it may have ended: check its status).") from None
+
+
+async def start(
+    channel: AgentChannel,
+    command: str,
+    *,
+    timeout: float,
+    cwd: str,
+    env: Mapping[str, str],
+    limit: OutputLimit,
+    stdin: bool = False,
+    process_id: str | None = None,
+) -> Process:
+    """Start `command` under `/bin/sh -c` in its own process group, killed (exit 124) after `timeout` seconds."""
+    process_id = process_id or new_process_id()
+    header = {"op": "start", "p": process_id, "cmd": command, "cwd": cwd, "env": dict(env), "timeout": timeout}
+    await _started(channel, {**header, "stdin": stdin}, command)
+    return Process(channel, process_id, limit)
+
+
+async def start_cell(
+    channel: AgentChannel,
+    code: str,
+    *,
+    timeout: float,
+    reset: bool,
+    figure_budget: int,
+    limit: OutputLimit,
+    process_id: str | None = None,
+) -> Process:
+    """Queue a cell for the sandbox's Python kernel (started when none runs)."""
+    process_id = process_id or new_process_id()
+    header = {"op": "cell", "p": process_id, "code": code, "timeout": timeout, "reset": reset}
+    await _started(channel, {**header, "budget": figure_budget}, code)
+    return Process(channel, process_id, limit)
+
+
+async def _started(channel: AgentChannel, header: wire.Header, text: str) -> None:
+    if len(text.encode("utf-8", "surrogatepass")) > wire.MAX_HEADER_BYTES // 2:
+        raise InvalidArgumentError(
+            f"The program is over {wire.MAX_HEADER_BYTES // 2 // 1024} KiB: write it to a file with upload_file, "
+            "then run the file."
+        )
+    try:
+        await channel.request(header, timeout=budget.AGENT_REQUEST)
+    except AgentRefused as error:
+        raise SandboxError(f"The sandbox could not start it: {error}") from None
+
+
+async def follow(
+    channel: AgentChannel,
+    process_id: str,
+    *,
+    wait: float,
+    cursor: tuple[int, int],
+    limit: OutputLimit,
+    on_output: OutputCallback | None = None,
+) -> Report:
+    """See `Process.follow`."""
+    if any(offset < 0 for offset in cursor):
+        raise InvalidArgumentError(f"The cursor {cursor} is negative: omit it to read from the start.")
+    started = time.monotonic()
+    queue = channel.subscribe(process_id)
+    live: list[bytearray] = [bytearray(), bytearray()]
+    sizes = list(cursor)
+    figures: list[bytes] = []
+    ended: wire.Header | None = None
+    known: wire.Header = {}
+    try:
+        attach = {"op": "attach", "p": process_id, "o": list(cursor), "w": limit.max_bytes}
+        await channel.request(attach, timeout=budget.AGENT_REQUEST)
+        # A look (wait 0) still waits for the agent to say it has sent what there was.
+        deadline = started + (wait if wait > 0 else budget.AGENT_REQUEST)
+        while ended is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                async with asyncio.timeout(None if math.isinf(remaining) else remaining):
+                    header, payload = await queue.get()
+            except TimeoutError:
+                break
+            op = header["op"]
+            if op == "out":
+                stream, offset = check(header, "s", int), check(header, "o", int)
+                if stream not in (0, 1) or offset != cursor[stream] + len(live[stream]):
+                    raise AgentLost(f"the agent sent output of {process_id} out of order")
+                if len(live[stream]) + len(payload) > limit.max_bytes:
+                    raise AgentLost(f"the agent sent more output of {process_id} than was asked for")
+                live[stream] += payload
+                sizes[stream] = max(sizes[stream], offset + len(payload))
+                if on_output is not None:
+                    on_output(stream, payload)
+            elif op == "tick":
+                sizes = _sizes(header, sizes)
+                if header.get("idle") is True and wait <= 0:
+                    break  # a look at where it stands: what it had written is all in
+                known = {**known, **{key: header[key] for key in ("limit", "started") if key in header}}
+            elif op == "figure" and len(figures) < MAX_FIGURES:
+                figures.append(payload)
+            elif op == "exit":
+                ended = header
+                sizes = _sizes(header, sizes)
+            elif op == "lost":
+                raise AgentLost(str(header.get("message")))
+    except AgentRefused as error:
+        if error.reason == "not_found":
+            raise NotFoundError(
+                f"No job {process_id} in this session: it never existed here, or the sandbox was reset."
+            ) from None
+        raise
+    finally:
+        channel.unsubscribe(process_id)
+        if ended is None and not channel.closed:
+            await channel.send({"op": "detach", "p": process_id})
+    texts = []
+    for stream in (0, 1):
+        texts.append(await _bounded(channel, process_id, stream, cursor[stream], sizes[stream], live[stream], limit))
+    return _report(
+        process_id, texts, cursor, sizes, ended or known, ended is not None, figures, time.monotonic() - started
+    )
+
+
+def _sizes(header: wire.Header, known: list[int]) -> list[int]:
+    sizes = check(header, "n", list)
+    if len(sizes) != 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in sizes):
+        raise AgentLost("the agent sent malformed sizes")
+    return [max(new, old) for new, old in zip(sizes, known, strict=True)]
+
+
+async def _bounded(
+    channel: AgentChannel, process_id: str, stream: int, start: int, end: int, live: bytearray, limit: OutputLimit
+) -> tuple[str, int, int]:
+    """The text of bytes `start`..`end` of a stream, head and tail kept within `limit`; returns the text, the
+    byte count and the bytes dropped. Whatever the live stream did not bring is read from the spool."""
+    total = end - start
+    if total <= limit.max_bytes:
+        missing = total - len(live)
+        data = bytes(live) + (
+            await _read(channel, process_id, stream, start + len(live), missing) if missing > 0 else b""
+        )
+        return data.decode("utf-8", "replace"), total, 0
+    head = bytes(live[: limit.head_bytes])
+    if len(head) < limit.head_bytes:
+        head += await _read(channel, process_id, stream, start + len(head), limit.head_bytes - len(head))
+    tail = (
+        await _read(channel, process_id, stream, end - limit.tail_bytes, limit.tail_bytes) if limit.tail_bytes else b""
+    )
+    dropped = total - len(head) - len(tail)
+    text = head.decode("utf-8", "replace") + dropped_marker(dropped) + tail.decode("utf-8", "replace")
+    return text, total, dropped
+
+
+async def _read(channel: AgentChannel, process_id: str, stream: int, offset: int, length: int) -> bytes:
+    data = bytearray()
+    while len(data) < length:
+        want = min(length - len(data), wire.MAX_PAYLOAD_BYTES)
+        header, payload = await channel.request(
+            {"op": "read", "p": process_id, "s": stream, "o": offset + len(data), "n": want},
+            timeout=budget.AGENT_REQUEST,
+        )
+        if check(header, "o", int) != offset + len(data) or len(payload) > want:
+            raise AgentLost(f"the agent answered a read of {process_id} with other bytes than asked for")
+        if not payload:
+            break  # the spool is shorter than the sizes said (a full disk kept it from growing)
+        data += payload
+    return bytes(data)
+
+
+def _report(
+    process_id: str,
+    texts: list[tuple[str, int, int]],
+    cursor: tuple[int, int],
+    sizes: list[int],
+    about: wire.Header,
+    has_ended: bool,
+    figures: list[bytes],
+    waited: float,
+) -> Report:
+    (stdout, out_bytes, out_dropped), (stderr, err_bytes, err_dropped) = texts
+    exit_info = None
+    duration = waited
+    limit = float(check(about, "limit", (int, float), 0)) or None
+    started_at = float(check(about, "started", (int, float), 0)) or None
+    if has_ended:
+        ended = about
+        state = check(ended, "state", str)
+        if state not in STATES:
+            raise AgentLost(f"the agent reported an unknown state {state!r}")
+        cell = check(ended, "cell", dict, None)
+        spool_error = check(ended, "spool_error", str, None)
+        exit_info = Exit(state, check(ended, "code", int), cell, spool_error)
+        duration = float(check(ended, "duration", (int, float), waited))
+        if spool_error:
+            stderr += f"\n[part of the output was not kept: {spool_error[:200]}]\n"
+    result = CommandResult(
+        stdout=stdout,
+        stderr=stderr,
+        exit_code=-1
+        if exit_info is None
+        else TIMEOUT_EXIT_CODE
+        if exit_info.state == "timed_out"
+        else exit_info.exit_code,
+        duration=duration,
+        timed_out=exit_info is not None and exit_info.state == "timed_out",
+        stdout_bytes=out_bytes,
+        stderr_bytes=err_bytes,
+        dropped_bytes=out_dropped + err_dropped,
+    )
+    return Report(
+        process_id, result, (max(sizes[0], cursor[0]), max(sizes[1], cursor[1])), exit_info, limit, started_at, figures
+    )
