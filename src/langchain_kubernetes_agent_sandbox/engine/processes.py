@@ -11,9 +11,9 @@ import asyncio
 import math
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import InvalidArgumentError, NotFoundError, SandboxError
 from ..output import OutputLimit, dropped_marker
@@ -21,6 +21,7 @@ from ..results import TIMEOUT_EXIT_CODE, CommandResult
 from . import budget, wire
 from .channel import AgentChannel, AgentLost, AgentRefused, check
 
+T = TypeVar("T")
 OutputCallback = Callable[[int, bytes], None]
 """Called with (stream, bytes) as output arrives: stream 0 is stdout, 1 is stderr."""
 STATES = ("exited", "timed_out", "cancelled", "lost")
@@ -107,6 +108,20 @@ class Process:
             await self.channel.request({"op": op, "p": self.id, **fields}, payload, timeout=budget.AGENT_REQUEST)
         except AgentRefused as error:
             raise InvalidArgumentError(f"Process {self.id}: {error} (it may have ended: check its status).") from None
+
+
+async def with_fresh_channel(
+    channel_of: Callable[[], Awaitable[AgentChannel]], start: Callable[[AgentChannel], Awaitable[T]]
+) -> T:
+    """`start(channel)`, tried once more on a new channel when the one at hand turns out broken (its agent was
+    killed since the last call). Only for starting: a process that started is never started twice."""
+    channel = await channel_of()
+    try:
+        return await start(channel)
+    except AgentLost:
+        if not channel.closed:
+            raise
+    return await start(await channel_of())
 
 
 async def start(

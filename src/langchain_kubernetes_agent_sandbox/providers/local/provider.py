@@ -206,9 +206,8 @@ class LocalSandbox(Sandbox):
         if cwd != paths.WORKDIR and not await self._exists(cwd):
             raise NotFoundError(f"The working directory {cwd} does not exist: create it first, or use /app.")
         oom_kills = self._oom_kills()
-        channel = await self.agent()
-        if channel is not None:
-            result = await self._run_by_agent(channel, command, timeout=timeout, cwd=cwd, env=env)
+        if await self.agent() is not None:
+            result = await self._run_by_agent(command, timeout=timeout, cwd=cwd, env=env)
         else:
             completed = await self._launch(["/bin/sh", "-c", command], timeout=timeout, cwd=cwd, env=env)
             result = CommandResult(
@@ -229,10 +228,13 @@ class LocalSandbox(Sandbox):
             result = dataclasses.replace(result, stderr=result.stderr + notice)
         return result
 
-    async def _run_by_agent(
-        self, channel: AgentChannel, command: str, *, timeout: float, cwd: str, env: dict[str, str]
-    ) -> CommandResult:
-        process = await processes.start(channel, command, timeout=timeout, cwd=cwd, env=env, limit=self.limits.output)
+    async def _run_by_agent(self, command: str, *, timeout: float, cwd: str, env: dict[str, str]) -> CommandResult:
+        process = await processes.with_fresh_channel(
+            self._agent,
+            lambda channel: processes.start(
+                channel, command, timeout=timeout, cwd=cwd, env=env, limit=self.limits.output
+            ),
+        )
         try:
             report = await process.follow(wait=timeout + budget.END_OF_RUN)
         except AgentLost as error:
@@ -251,6 +253,11 @@ class LocalSandbox(Sandbox):
             return None
         self._require_alive()
         return await self._provider._agents.channel(self.id, self._install_agent, self._launch_with_socket)
+
+    async def _agent(self) -> AgentChannel:
+        channel = await self.agent()
+        assert channel is not None
+        return channel
 
     async def _install_agent(self) -> None:
         for name, content in program.FILES.items():
