@@ -30,7 +30,7 @@ from mcp import ClientSession
 from mcp.shared.memory import create_connected_server_and_client_session
 from mcp.types import ImageContent
 
-from langchain_kubernetes_agent_sandbox import kernel as python_kernel
+from langchain_kubernetes_agent_sandbox.engine import kernel as python_kernel
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
 from langchain_kubernetes_agent_sandbox.server.runtime import running
 

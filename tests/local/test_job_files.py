@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from langchain_kubernetes_agent_sandbox import jobs
+from langchain_kubernetes_agent_sandbox.engine import shell_jobs as jobs
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider
 
 

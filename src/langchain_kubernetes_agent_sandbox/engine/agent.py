@@ -1,4 +1,4 @@
-"""The agent that runs INSIDE a sandbox (standard library only; copied there with `wire.py` and `kernel.py`).
+"""The agent that runs INSIDE a sandbox (standard library only; copied there with `wire.py` and `pykernel.py`).
 
 `python3 agent.py serve DIR` is the sandbox's one agent: it lives as long as the sandbox, listens on the Unix
 socket `DIR/sock`, and runs commands and Python cells for whoever connects (any server process, any replica).
@@ -35,8 +35,10 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import math
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -56,6 +58,9 @@ CELL_GRACE = 3.0
 """Seconds a cell may run past its limit (its own interrupt comes first) before the kernel is killed."""
 DRAIN_AFTER_EXIT = 1.0
 """Seconds to wait for a process's pipes to close after it exited: a daemon it forked may hold them open."""
+PRUNE_AFTER = 24 * 3600.0
+"""Seconds after a process ended before its folder (whose output may be large) is deleted."""
+PRUNE_EVERY = 600.0
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
 MAX_FIGURES_SENT = 8
 
@@ -66,6 +71,17 @@ class Refused(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+_TASKS: set[asyncio.Future[Any]] = set()
+
+
+def spawn(work: Any) -> asyncio.Future[Any]:
+    """Run `work` in the background, holding a reference so the loop cannot drop it half-way."""
+    task = asyncio.ensure_future(work)
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
+    return task
 
 
 def program_digest(directory: str) -> str:
@@ -126,6 +142,7 @@ class Spooled:
         self.sizes = [0, 0]
         self.spool_error: str | None = None
         self.limit = limit
+        self.kind = kind
         self.started = time.time()
         self.begun = time.monotonic()
         self.ended: dict[str, Any] | None = None
@@ -150,6 +167,7 @@ class Spooled:
             except OSError:
                 spool.sizes.append(0)
         spool.limit, spool.started, spool.begun = started.get("limit", 0), started.get("started", 0), time.monotonic()
+        spool.kind = started.get("kind", "command")
         spool.changed = asyncio.Event()
         lost = {"state": "lost", "code": -1, "limit": spool.limit, "started": spool.started, "duration": 0}
         spool.ended = {**(_read_json(f"{folder}/exit.json") or lost), "n": spool.sizes}
@@ -158,22 +176,27 @@ class Spooled:
         return spool
 
     def append(self, stream: int, data: bytes) -> None:
-        if not data:
+        """Spool `data`; after the process ended (a daemon it forked still writing) it only goes to the file."""
+        if not data or not self.files:
             return
         try:
             os.write(self.files[stream], data)
-        except OSError as error:  # disk quota or file size limit: the size still counts what was written
+        except OSError as error:  # a full disk or the file size limit: what was not written is not counted
             self.spool_error = self.spool_error or f"{error.strerror}"
             return
-        self.sizes[stream] += len(data)
-        self._wake()
+        if self.ended is None:
+            self.sizes[stream] += len(data)
+            self._wake()
+
+    def close(self) -> None:
+        for fd in self.files:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.files = []
 
     def finish(self, state: str, code: int, cell: dict[str, Any] | None = None) -> None:
         if self.ended is not None:
             return
-        for fd in self.files:
-            with contextlib.suppress(OSError):
-                os.close(fd)
         self.ended = {
             "state": state,
             "code": code,
@@ -207,8 +230,7 @@ class Command:
         loop = asyncio.get_running_loop()
         self.killer = loop.call_later(timeout, self._time_up)
         pumps = [
-            asyncio.ensure_future(self._pump(stream, index))
-            for index, stream in enumerate((self.process.stdout, self.process.stderr))
+            spawn(self._pump(stream, index)) for index, stream in enumerate((self.process.stdout, self.process.stderr))
         ]
         code = await self.process.wait()
         self.killer.cancel()
@@ -221,16 +243,12 @@ class Command:
         self.spool.finish(self.state, code)
         # A daemon the command forked may keep its pipes open: its output keeps going to the files until then.
         await asyncio.gather(*pumps, return_exceptions=True)
+        self.spool.close()
 
     async def _pump(self, stream: asyncio.StreamReader | None, index: int) -> None:
         assert stream is not None
         while chunk := await stream.read(CHUNK):
-            if self.spool.ended is None:
-                self.spool.append(index, chunk)
-            else:
-                with contextlib.suppress(OSError):
-                    with open(f"{self.spool.folder}/{('stdout', 'stderr')[index]}", "ab") as file:
-                        file.write(chunk)
+            self.spool.append(index, chunk)
 
     def _time_up(self) -> None:
         self.state = "timed_out"
@@ -249,7 +267,7 @@ class Command:
 
 
 class Kernel:
-    """The sandbox's Python kernel: one child process running `kernel.py`, one cell at a time."""
+    """The sandbox's Python kernel: one child process running `pykernel.py`, one cell at a time."""
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
@@ -286,7 +304,7 @@ class Kernel:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-u",
-            f"{self.directory}/kernel.py",
+            f"{self.directory}/pykernel.py",
             "agent",
             str(request_read),
             str(reply_write),
@@ -305,8 +323,8 @@ class Kernel:
         self.replies = asyncio.StreamReader(limit=4 * 1024 * 1024)
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(self.replies), os.fdopen(reply_read, "rb"))
         for index, stream in enumerate((self.process.stdout, self.process.stderr)):
-            asyncio.ensure_future(self._pump(self.process, stream, index))
-        asyncio.ensure_future(self._watch(self.process))
+            spawn(self._pump(self.process, stream, index))
+        spawn(self._watch(self.process))
 
     async def _pump(self, process: asyncio.subprocess.Process, stream: Any, index: int) -> None:
         """Route the kernel's output to the cell running now; what comes between cells (a thread a cell left
@@ -450,7 +468,33 @@ class Agent:
         self.kernel = Kernel(directory)
         self.cells: dict[str, Cell] = {}
 
+    async def prune_forever(self) -> None:
+        """Now and then, delete the folders of processes that ended (or were lost) over `PRUNE_AFTER` ago."""
+        while True:
+            now = time.time()
+            with contextlib.suppress(OSError):
+                for name in os.listdir(JOBS):
+                    if name not in self.spools and now - self._ended_at(f"{JOBS}/{name}") > PRUNE_AFTER:
+                        shutil.rmtree(f"{JOBS}/{name}", ignore_errors=True)
+            await asyncio.sleep(PRUNE_EVERY)
+
+    @staticmethod
+    def _ended_at(folder: str) -> float:
+        """When the process of `folder` ended: its exit record (of this agent, or of a shell job), or for one lost
+        with an earlier agent, its start plus its limit; +inf when it may still run."""
+        for marker in ("exit.json", "exit"):
+            with contextlib.suppress(OSError):
+                return os.stat(f"{folder}/{marker}").st_mtime
+        started = _read_json(f"{folder}/process.json")
+        if started is None:
+            return math.inf
+        limit = started.get("limit")
+        with contextlib.suppress(OSError):
+            return os.stat(f"{folder}/process.json").st_mtime + (limit if isinstance(limit, int | float) else 0)
+        return math.inf
+
     async def serve(self) -> None:
+        spawn(self.prune_forever())
         path = f"{self.directory}/sock"
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
@@ -503,6 +547,8 @@ class Agent:
                 self.shutdown()
             else:
                 raise wire.FrameError(f"unknown op {op!r}")
+            if op in ("stdin", "eof", "signal", "cancel") and request is not None:
+                link.send({"op": "ok", "r": request})
         except (Refused, OSError) as error:
             code = error.code if isinstance(error, Refused) else "os_error"
             link.send({"op": "error", "r": request, "p": header.get("p"), "code": code, "message": str(error)})
@@ -541,6 +587,7 @@ class Agent:
         except OSError as error:
             spool.append(1, f"could not start the command: {error.strerror or error}\n".encode())
             spool.finish("exited", 126 if not isinstance(error, FileNotFoundError) else 127)
+            spool.close()
             self.spools[process_id] = spool
             link.send({"op": "started", "r": header.get("r"), "p": process_id, "pid": 0})
             return
@@ -548,7 +595,7 @@ class Agent:
         command_run = Command(spool, process)
         self.commands[process_id] = command_run
         link.send({"op": "started", "r": header.get("r"), "p": process_id, "pid": process.pid})
-        asyncio.ensure_future(self._supervise(process_id, command_run, timeout))
+        spawn(self._supervise(process_id, command_run, timeout))
 
     async def _supervise(self, process_id: str, command: Command, timeout: float) -> None:
         try:
@@ -573,7 +620,7 @@ class Agent:
         cell = Cell(spool)
         self.cells[process_id] = cell
         link.send({"op": "started", "r": header.get("r"), "p": process_id, "pid": 0})
-        asyncio.ensure_future(self._run_cell(process_id, cell, code, timeout, budget, bool(header.get("reset"))))
+        spawn(self._run_cell(process_id, cell, code, timeout, budget, bool(header.get("reset"))))
 
     async def _run_cell(self, process_id: str, cell: Cell, code: str, timeout: float, budget: int, reset: bool) -> None:
         """Cells queue for the one kernel; each learns when its turn comes whether the kernel is new."""
@@ -589,6 +636,7 @@ class Agent:
                 cell.info = {"kernel": how, "note": note}
                 await self.kernel.run(cell, code, timeout, budget)
         finally:
+            cell.spool.close()
             self.cells.pop(process_id, None)
             self._forget_ended()
 
@@ -671,7 +719,7 @@ class Link:
         if len(offsets) != 2 or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets):
             raise wire.FrameError("bad offsets")
         self.detach(process_id)
-        self.streams[process_id] = asyncio.ensure_future(self._stream(spool, list(offsets), max(0, window)))
+        self.streams[process_id] = spawn(self._stream(spool, list(offsets), max(0, window)))
 
     def detach(self, process_id: str) -> None:
         task = self.streams.pop(process_id, None)
@@ -681,7 +729,8 @@ class Link:
     async def _stream(self, spool: Spooled, sent: list[int], window: int) -> None:
         budget = [window, window]
         reported = list(spool.sizes)
-        self.send({"op": "tick", "p": spool.id, "n": reported, "limit": spool.limit, "started": spool.started})
+        about = {"limit": spool.limit, "started": spool.started, "kind": spool.kind}
+        self.send({"op": "tick", "p": spool.id, "n": reported, **about})
         idle = True
         try:
             while True:

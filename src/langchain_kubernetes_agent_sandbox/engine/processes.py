@@ -56,6 +56,8 @@ class Report:
     limit: float | None
     started_at: float | None
     figures: list[bytes] = field(default_factory=list)
+    kind: str = "command"
+    """command, or cell (of the Python kernel)."""
 
     @property
     def running(self) -> bool:
@@ -219,7 +221,7 @@ async def follow(
                 sizes = _sizes(header, sizes)
                 if header.get("idle") is True and wait <= 0:
                     break  # a look at where it stands: what it had written is all in
-                known = {**known, **{key: header[key] for key in ("limit", "started") if key in header}}
+                known = {**known, **{key: header[key] for key in ("limit", "started", "kind") if key in header}}
             elif op == "figure" and len(figures) < MAX_FIGURES:
                 figures.append(payload)
             elif op == "exit":
@@ -241,7 +243,14 @@ async def follow(
     for stream in (0, 1):
         texts.append(await _bounded(channel, process_id, stream, cursor[stream], sizes[stream], live[stream], limit))
     return _report(
-        process_id, texts, cursor, sizes, ended or known, ended is not None, figures, time.monotonic() - started
+        process_id,
+        texts,
+        cursor,
+        sizes,
+        {**known, **(ended or {})},
+        ended is not None,
+        figures,
+        time.monotonic() - started,
     )
 
 
@@ -331,6 +340,8 @@ def _report(
         stderr_bytes=err_bytes,
         dropped_bytes=out_dropped + err_dropped,
     )
-    return Report(
-        process_id, result, (max(sizes[0], cursor[0]), max(sizes[1], cursor[1])), exit_info, limit, started_at, figures
+    kind = (
+        "cell" if about.get("kind") == "cell" or (exit_info is not None and exit_info.cell is not None) else "command"
     )
+    cursor_now = (max(sizes[0], cursor[0]), max(sizes[1], cursor[1]))
+    return Report(process_id, result, cursor_now, exit_info, limit, started_at, figures, kind)

@@ -9,8 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from ..jobs import JobResult
-from ..kernel import CellResult
+from ..engine.results import CellResult, JobResult
 from ..results import CommandResult
 from ..sessions import Session
 

@@ -18,13 +18,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ... import paths, shell_files
+from ...engine import budget, processes, program
+from ...engine.channel import AgentChannel, AgentLost
 from ...errors import BackendUnavailableError, NotFoundError, SandboxError, SandboxGoneError, TooLargeError
 from ...limits import ExecutionLimits
 from ...output import OutputLimit
 from ...results import TIMEOUT_EXIT_CODE, CommandResult, FileEntry
 from ...sandbox import Sandbox, SandboxInfo, SandboxProvider
-from ...engine import budget, processes, program
-from ...engine.channel import AgentChannel, AgentLost
 from .agent_link import AgentLinks
 from .bubblewrap import SANDBOX_PATH, Mounts, UserDrop, bwrap_argv, find_bwrap, launcher_argv
 from .cgroups import CgroupManager, SandboxCgroup

@@ -6,17 +6,20 @@ import base64
 import math
 from typing import TYPE_CHECKING, Annotated, NamedTuple
 
+from mcp.server.fastmcp import Context
 from mcp.types import CallToolResult, ImageContent, ToolAnnotations
 from pydantic import Field
 
-from ... import jobs, kernel
-from ...background import keeps_background
+from ...engine import jobs, kernel, shell_jobs
+from ...engine.background import keeps_background
+from ...engine.results import CellResult
 from ...errors import InvalidArgumentError, NotFoundError, SandboxError, TooLargeError
 from ...paths import WORKDIR
 from ...sandbox import Sandbox
 from ..models import CommandOutput, PythonOutput
 from ..principal import current_principal
 from . import reply
+from .progress import streamed
 
 if TYPE_CHECKING:
     from ...sessions import Session
@@ -61,22 +64,27 @@ MAX_INLINE_FIGURES = 8
 RUNS = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False, openWorldHint=False)
 
 
-async def figure_images(sandbox: Sandbox, cell: kernel.CellResult) -> list[ImageContent]:
-    """The cell's figures as MCP images, each already within the byte budget, at most `MAX_INLINE_FIGURES`."""
-    images: list[ImageContent] = []
-    for figure in cell.figures:
-        if figure.inline is None or len(images) >= MAX_INLINE_FIGURES:
-            continue
-        try:
-            data = await sandbox.read_file(figure.inline)
-        except SandboxError:
-            continue
-        if len(data) <= FIGURE_BUDGET:
-            images.append(ImageContent(type="image", data=base64.b64encode(data).decode("ascii"), mimeType="image/png"))
-    return images
+async def figure_images(sandbox: Sandbox, cell: CellResult) -> list[ImageContent]:
+    """The cell's figures as MCP images, each already within the byte budget, at most `MAX_INLINE_FIGURES`.
+
+    A sandbox's agent sends them as bytes; on the shell fallback they are read from the sandbox's own files."""
+    pictures = list(cell.job.images)
+    if not pictures:
+        for figure in cell.figures:
+            if figure.inline is None or len(pictures) >= MAX_INLINE_FIGURES:
+                continue
+            try:
+                pictures.append(await sandbox.read_file(figure.inline))
+            except SandboxError:
+                continue
+    return [
+        ImageContent(type="image", data=base64.b64encode(data).decode("ascii"), mimeType="image/png")
+        for data in pictures[:MAX_INLINE_FIGURES]
+        if len(data) <= FIGURE_BUDGET and data.startswith(b"\x89PNG\r\n\x1a\n")
+    ]
 
 
-async def cell_reply(session: Session, cell: kernel.CellResult, timeout: float) -> CallToolResult:
+async def cell_reply(session: Session, cell: CellResult, timeout: float) -> CallToolResult:
     """A cell's result with its figures as images, whether the cell ended within its call or a later job_status or
     job_wait found it ended (a detached cell's figures come back then). Call it while the session is in use."""
     images = await figure_images(session.sandbox, cell)
@@ -108,7 +116,7 @@ async def _plan(mcp: SandboxMCP, sandbox: Sandbox, timeout: float | None, backgr
             "its timeout."
         )
     if sandbox.longest_run is not None:
-        longest = jobs.longest_limit(sandbox.longest_run) - kernel.ONCE_GRACE
+        longest = shell_jobs.longest_limit(sandbox.longest_run) - kernel.ONCE_GRACE
         if timeout is not None and timeout > longest:
             raise InvalidArgumentError(
                 f"timeout {timeout:g} s is too long for this session: its sandbox keeps no background processes, so "
@@ -121,6 +129,7 @@ async def _plan(mcp: SandboxMCP, sandbox: Sandbox, timeout: float | None, backgr
 def register(mcp: SandboxMCP) -> None:
     @mcp.tool(annotations=RUNS)
     async def execute_python(
+        ctx: Context,  # type: ignore[type-arg]
         code: Annotated[str, Field(min_length=1, max_length=MAX_CODE_BYTES, description="Python 3 source.")],
         session_id: SessionId = None,
         timeout: Timeout = None,
@@ -148,19 +157,23 @@ def register(mcp: SandboxMCP) -> None:
             )
         async with mcp.registry.use(current_principal.get(), session_id) as session:
             plan = await _plan(mcp, session.sandbox, timeout, background)
-            cell = await kernel.run_cell(
-                session.sandbox,
-                code,
-                timeout=plan.limit,
-                wait=plan.wait,
-                reset=reset,
-                keep=plan.kept,
-                env={"PYTHONDONTWRITEBYTECODE": "1", "KAS_FIGURE_BUDGET": str(FIGURE_BUDGET)},
-            )
+            async with streamed(ctx) as progress:
+                cell = await kernel.run_cell(
+                    session.sandbox,
+                    code,
+                    timeout=plan.limit,
+                    wait=plan.wait,
+                    reset=reset,
+                    keep=plan.kept,
+                    env={"PYTHONDONTWRITEBYTECODE": "1"},
+                    figure_budget=FIGURE_BUDGET,
+                    on_output=progress.feed if progress else None,
+                )
             return await cell_reply(session, cell, plan.limit)
 
     @mcp.tool(annotations=RUNS)
     async def execute(
+        ctx: Context,  # type: ignore[type-arg]
         command: Annotated[
             str, Field(min_length=1, max_length=MAX_CODE_BYTES, description="A shell command for /bin/sh -c.")
         ],
@@ -186,5 +199,13 @@ def register(mcp: SandboxMCP) -> None:
             plan = await _plan(mcp, session.sandbox, timeout, background)
             if cwd != WORKDIR and not await session.sandbox.exists(cwd):
                 raise NotFoundError(f"The working directory {cwd} does not exist: create it first, or use /app.")
-            job = await jobs.start(session.sandbox, command, timeout=plan.limit, wait=plan.wait, cwd=cwd)
+            async with streamed(ctx) as progress:
+                job = await jobs.start(
+                    session.sandbox,
+                    command,
+                    timeout=plan.limit,
+                    wait=plan.wait,
+                    cwd=cwd,
+                    on_output=progress.feed if progress else None,
+                )
         return reply(CommandOutput.of_job(session, job, plan.limit))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
-from ... import jobs, kernel
+from ...engine import jobs, kernel
 from ..models import CommandOutput
 from ..principal import current_principal
 from . import reply
@@ -32,7 +32,7 @@ READS = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint
 
 async def _reply(session: Session, job: jobs.JobResult, limit: float) -> CallToolResult:
     """A Python cell's job reports like execute_python (value, figures as images, kernel), others like execute."""
-    if "kernel-state" in job.files:
+    if job.python:
         return await cell_reply(session, await kernel.describe(session.sandbox, job), limit)
     return reply(CommandOutput.of_job(session, job, limit))
 

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
-from ... import kernel
-from ...background import keeps_background
+from ...engine import kernel
+from ...engine.background import keeps_background
 from ...paths import WORKDIR
 from ..models import ClosedSession, SessionDescription, SessionList
 from ..principal import current_principal

@@ -14,13 +14,14 @@ from __future__ import annotations
 import contextlib
 import json
 import shlex
-from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 from ..errors import SandboxError
-from ..jobs import (
-    JobResult,
+from ..output import OutputLimit
+from ..sandbox import Sandbox
+from .results import CellResult, Figure, JobResult
+from .shell_jobs import (
     job_dir,
     limit_record,
     maybe_prune,
@@ -29,44 +30,15 @@ from ..jobs import (
     report_limit,
     run_then_report,
 )
-from ..jobs import start as start_job
-from ..output import OutputLimit
-from ..sandbox import Sandbox
+from .shell_jobs import start as start_job
 
 KERNEL_DIR = "/tmp/.kas/kernel"
-PROGRAM = resources.files(__package__).joinpath("program.py").read_text(encoding="utf-8")
+PROGRAM = resources.files(__package__).joinpath("pykernel.py").read_text(encoding="utf-8")
 
 ONCE_GRACE = 5.0
 """Seconds a one-process cell's job may run past the cell's limit, so that the cell's own timeout acts first."""
 _installed: set[str] = set()
 """Sandboxes this process has seen holding the kernel program (it stays there as long as the sandbox)."""
-
-
-@dataclass(frozen=True)
-class Figure:
-    path: str
-    """The figure at its own resolution, saved in the sandbox."""
-    inline: str | None
-    """A copy within the byte budget (the same file when the original fits), or None when none could be made."""
-    width: int = 0
-    height: int = 0
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class CellResult:
-    """A cell's job plus what the kernel said about it."""
-
-    job: JobResult
-    kernel: str
-    """started, kept, restarted (the previous kernel ended: see kernel_note), reset, or once."""
-    kernel_note: str | None
-    value: str | None
-    error: str | None
-    figures: list[Figure] = field(default_factory=list)
-    figures_made: int = 0
-    state_survived: bool | None = None
-    """After an interrupt: whether the namespace was kept (None when the cell was not interrupted)."""
 
 
 _KEEPER = (

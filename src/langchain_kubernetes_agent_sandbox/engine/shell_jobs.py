@@ -20,14 +20,13 @@ import secrets
 import shlex
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal
 
-from . import paths
-from .errors import InvalidArgumentError, NotFoundError, SandboxError, TimedOutError
-from .output import OutputLimit, dropped_marker
-from .results import TIMEOUT_EXIT_CODE, CommandResult
-from .sandbox import Sandbox, check_command
+from .. import paths
+from ..errors import InvalidArgumentError, NotFoundError, SandboxError, TimedOutError
+from ..output import OutputLimit, dropped_marker
+from ..results import TIMEOUT_EXIT_CODE, CommandResult
+from ..sandbox import Sandbox, check_command
+from .results import JobResult, JobState
 
 JOBS_DIR = "/tmp/.kas/jobs"
 """Where jobs keep their files: the sandbox's own /tmp, which lasts as long as the sandbox on every provider."""
@@ -45,33 +44,6 @@ _MARGIN = 15.0
 """Seconds a job script may take beyond what it waits for: starting a shell, reading the files."""
 _KILL_GRACE = 5
 """Seconds between the polite signal (TERM) at a job's timeout or cancel and the SIGKILL that follows."""
-
-JobState = Literal["running", "exited", "timed_out", "cancelled", "lost"]
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """What a job has done so far: its output since a cursor, whether it runs, how it ended."""
-
-    job_id: str
-    state: JobState
-    result: CommandResult
-    """Output since the cursor asked for (bounded by the sandbox's output cap, head and tail kept)."""
-    cursor: str
-    """Give this to `status` to get only output written after this result."""
-    stdout_path: str
-    stderr_path: str
-    files: dict[str, bytes] = field(default_factory=dict)
-    """The job's `REPORTED_FILES` that exist and fit the report, by name."""
-    limit: float | None = None
-    """The job's own time limit in seconds (None for a job whose folder does not say)."""
-    started_at: float | None = None
-    """When the job started (Unix time by the clock of the server that started it), or None if unknown."""
-
-    @property
-    def running(self) -> bool:
-        return self.state == "running"
-
 
 PRUNE_AFTER_MINUTES = 24 * 60
 """Folders of jobs that ended longer ago than this are deleted (their output files may be large)."""
@@ -153,7 +125,7 @@ def _report(directory: str, limit: OutputLimit, cursor: str = "0:0") -> str:
 
     Every call runs it, so it reads the small files with the shell's own `read` and both sizes with one `wc`.
     """
-    out_from, err_from = _parse_cursor(cursor)
+    out_from, err_from = parse_cursor(cursor)
     d = shlex.quote(directory)
     return (
         f'd={d}; c=; p=; {{ read -r c < "$d/exit"; }} 2>/dev/null; '
@@ -182,7 +154,7 @@ def _uncut(text: str, total: int, limit: OutputLimit, reported: int = 0) -> tupl
     return head + dropped_marker(dropped) + tail, dropped
 
 
-def _parse_cursor(cursor: str) -> tuple[int, int]:
+def parse_cursor(cursor: str) -> tuple[int, int]:
     try:
         out, err = (int(part) for part in cursor.split(":"))
     except ValueError:
@@ -216,7 +188,7 @@ def _parse(job_id: str, cursor: str, raw: CommandResult, limit: OutputLimit) -> 
     state: JobState = state_name  # type: ignore[assignment]
     if state == "exited" and code == TIMEOUT_EXIT_CODE:
         state = "timed_out"
-    out_from, err_from = _parse_cursor(cursor)
+    out_from, err_from = parse_cursor(cursor)
     out_bytes, err_bytes = max(out_total - out_from, 0), max(err_total - err_from, 0)
     reported = len(match.group("files"))
     stdout, out_dropped = _uncut(raw.stdout[len(match.group(0).decode()) :], out_bytes, limit, reported)
@@ -240,6 +212,7 @@ def _parse(job_id: str, cursor: str, raw: CommandResult, limit: OutputLimit) -> 
         stdout_path=f"{directory}/stdout",
         stderr_path=f"{directory}/stderr",
         files=files,
+        python="kernel-state" in files,
         limit=time_limit,
         started_at=started_at,
     )

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import secrets
 
-from .errors import SandboxError, TimedOutError
-from .results import CommandResult
-from .sandbox import Sandbox
+from ..errors import SandboxError, TimedOutError
+from ..results import CommandResult
+from ..sandbox import Sandbox
 
 _found: dict[str, bool] = {}
 """What probing found, by sandbox id (a sandbox's runtime does not change)."""
