@@ -93,8 +93,12 @@ async def test_a_cell_that_forks_leaves_one_kernel(provider_client: Open) -> Non
     """The forked child returns from the cell too; it ends there instead of becoming a second kernel that would
     take every other cell with variables of its own."""
     fork = "import os\nx = 1\npid = os.fork()\nif pid:\n    os.waitpid(pid, 0)\nprint('parent' if pid else 'child')"
-    kernel = "program.py\\0serve\\0"
-    count = f"sum('{kernel}' in open(f'/proc/{{p}}/cmdline').read() for p in os.listdir('/proc') if p.isdigit())"
+    # A kernel's command line: the agent's child, or on the shell fallback the FIFO-fed program.
+    kernel = "('pykernel.py\\0agent\\0', 'program.py\\0serve\\0')"
+    count = (
+        f"sum(any(k in open(f'/proc/{{p}}/cmdline').read() for k in {kernel}) for p in os.listdir('/proc') "
+        "if p.isdigit())"
+    )
     async with provider_client() as client:
         forked = data(await call(client, "execute_python", code=fork))
         assert (forked["stdout"], forked["exit_code"]) == ("child\nparent\n", 0)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -49,7 +50,7 @@ from typing import Any
 import wire  # type: ignore[import-not-found,unused-ignore]  # beside this file in the sandbox
 
 JOBS = "/tmp/.kas/jobs"
-CHUNK = 64 * 1024
+CHUNK = 256 * 1024
 TICK = 0.2
 """Seconds between size updates for an attachment whose live window is used up."""
 KILL_GRACE = 2.0
@@ -141,6 +142,8 @@ class Spooled:
         ]
         self.sizes = [0, 0]
         self.spool_error: str | None = None
+        self.on_file_limit: Any = None
+        """Called once when the output reaches the sandbox's file size limit."""
         self.limit = limit
         self.kind = kind
         self.started = time.time()
@@ -160,6 +163,7 @@ class Spooled:
             return None
         spool = cls.__new__(cls)
         spool.id, spool.folder, spool.files, spool.spool_error = process_id, folder, [], None
+        spool.on_file_limit = None
         spool.sizes = []
         for name in ("stdout", "stderr"):
             try:
@@ -182,7 +186,10 @@ class Spooled:
         try:
             os.write(self.files[stream], data)
         except OSError as error:  # a full disk or the file size limit: what was not written is not counted
-            self.spool_error = self.spool_error or f"{error.strerror}"
+            if self.spool_error is None:
+                self.spool_error = f"{error.strerror}"
+                if error.errno == errno.EFBIG and self.on_file_limit is not None:
+                    self.on_file_limit()
             return
         if self.ended is None:
             self.sizes[stream] += len(data)
@@ -225,6 +232,13 @@ class Command:
         self.process = process
         self.state = "exited"
         self.killer: asyncio.TimerHandle | None = None
+        spool.on_file_limit = self._output_too_large
+
+    def _output_too_large(self) -> None:
+        """Endless output ends where a file written inside the sandbox would: SIGXFSZ, then SIGKILL."""
+        self.spool.spool_error = "File size limit exceeded: the command was stopped when its output reached it"
+        self.signal(signal.SIGXFSZ)
+        asyncio.get_running_loop().call_later(KILL_GRACE, self.signal, signal.SIGKILL)
 
     async def supervise(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -421,17 +435,22 @@ class Cell:
         self._maybe_done()
 
     def died(self, code: int) -> None:
+        """The kernel ended during this cell: interrupted past its grace (`lost`), cancelled, or on its own."""
         with contextlib.suppress(OSError), open(f"{self.spool.folder}/interrupted", "rb") as file:
             self.lost = self.lost or file.read(8).startswith(b"lost")  # the kernel gave up on the cell itself
-        status = 124 if self.lost and not self.cancelled else 130 if self.cancelled else 1
+        status = 128 - code if code < 0 else code
         if self.reply is None:
-            message = (
-                f"\n[the Python kernel died during this cell: exit status {code}; a new one starts on the next call]\n"
-            )
             if self.lost:
                 message = "\n[the cell did not stop when interrupted: the Python kernel was ended]\n"
+                self.reply = {"status": 130 if self.cancelled else 124, "lost": True}
+            else:
+                message = (
+                    f"\n[the Python kernel died during this cell: exit status {status}; "
+                    "a new one starts on the next call]\n"
+                )
+                self.reply = {"status": status, "crashed": True}
             self.spool.append(1, message.encode())
-            self.reply = {"status": status, "error": message.strip(), "lost": True}
+            self.reply["error"] = message.strip()
         self.closed = [True, True]
         self._maybe_done()
 
@@ -445,6 +464,8 @@ class Cell:
         if reply.get("interrupted") or reply.get("lost"):
             survived = not reply.get("lost")
         state = "timed_out" if status == 124 else "cancelled" if self.cancelled else "exited"
+        if reply.get("crashed"):
+            state = "lost"
         figures = reply.get("figures") if isinstance(reply.get("figures"), list) else []
         cell = {
             **self.info,
