@@ -108,7 +108,7 @@ class LocalProvider(SandboxProvider):
     async def get(self, sandbox_id: str) -> LocalSandbox:
         record = await asyncio.to_thread(self.state.load, sandbox_id)
         if record.expires_at is not None and record.expires_at <= time.time():
-            await self._sandbox(record).terminate()
+            await self._remove_expired(record)
             raise NotFoundError(f"The local sandbox {sandbox_id} expired and was removed: create a new one.")
         return self._sandbox(record)
 
@@ -116,7 +116,10 @@ class LocalProvider(SandboxProvider):
         await self._reap_expired()
         wanted = dict(labels or {}).items()
         records = await asyncio.to_thread(self.state.all)
-        return [self._sandbox(record) for record in records if wanted <= record.labels.items()]
+        now = time.time()
+        # An expired record outlives the sweep only when its files could not all be removed: not live.
+        live = [record for record in records if record.expires_at is None or record.expires_at > now]
+        return [self._sandbox(record) for record in live if wanted <= record.labels.items()]
 
     async def check(self) -> None:
         if not self.unisolated:
@@ -129,7 +132,15 @@ class LocalProvider(SandboxProvider):
         now = time.time()
         for record in await asyncio.to_thread(self.state.all):
             if record.expires_at is not None and record.expires_at <= now:
-                await self._sandbox(record).terminate()
+                await self._remove_expired(record)
+
+    async def _remove_expired(self, record: SandboxRecord) -> None:
+        """Terminate an expired sandbox; a failure is logged, not raised, since it is a side duty of the call
+        that found it, and the record, which stays until the files are gone, makes the next sweep try again."""
+        try:
+            await self._sandbox(record).terminate()
+        except Exception:
+            logger.exception("removing the expired sandbox %s failed; the next sweep tries again", record.id)
 
     def _sandbox(self, record: SandboxRecord) -> LocalSandbox:
         return LocalSandbox(self, record)

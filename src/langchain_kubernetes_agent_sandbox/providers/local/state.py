@@ -13,14 +13,17 @@ import re
 import secrets
 import shutil
 import stat
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ...errors import BackendUnavailableError, NotFoundError
+from ...errors import BackendUnavailableError, NotFoundError, SandboxError
 from .bubblewrap import ETC_ENTRIES, Mounts, UserDrop
 from .files import SEARCH, user_may
+from .removal import remove_tree
 
 ID_PATTERN = re.compile(r"^local-[0-9a-f]{24}$")
+RECORD = "sandbox.json"
 
 
 @dataclass
@@ -80,13 +83,13 @@ class StateFolder:
         folder = self._sandboxes / record.id
         staging = folder / f".sandbox.json.{secrets.token_hex(4)}"
         staging.write_text(json.dumps(asdict(record)))
-        staging.replace(folder / "sandbox.json")
+        staging.replace(folder / RECORD)
 
     def load(self, sandbox_id: str) -> SandboxRecord:
         if not ID_PATTERN.match(sandbox_id):
             raise NotFoundError(f"No local sandbox has the id {sandbox_id!r}: list sandboxes to see valid ids.")
         try:
-            data = json.loads((self._sandboxes / sandbox_id / "sandbox.json").read_text())
+            data = json.loads((self._sandboxes / sandbox_id / RECORD).read_text())
         except (FileNotFoundError, NotADirectoryError):
             raise NotFoundError(
                 f"No local sandbox has the id {sandbox_id!r}: it never existed or was removed."
@@ -104,10 +107,23 @@ class StateFolder:
         return records
 
     def remove(self, sandbox_id: str) -> None:
-        """Delete the sandbox's folder, the record first so that a crash half-way leaves no live-looking sandbox."""
+        """Delete the sandbox's folder, its record last: a removal that fails leaves a record that says the
+        sandbox expired, so the next sweep of expired sandboxes tries again and no file is left untracked."""
         folder = self._sandboxes / sandbox_id
-        (folder / "sandbox.json").unlink(missing_ok=True)
-        shutil.rmtree(folder, onerror=_make_writable_and_retry)
+        try:
+            record = self.load(sandbox_id)
+        except (NotFoundError, ValueError, TypeError):
+            record = None
+        try:
+            if record is not None and (record.expires_at is None or record.expires_at > time.time()):
+                record.expires_at = time.time()
+                self.save(record)
+            remove_tree(folder, last=RECORD)
+        except OSError as error:
+            raise SandboxError(
+                f"The files of sandbox {sandbox_id} could not all be removed ({error.strerror or error}); they are "
+                "kept under its record, which the next sweep of expired sandboxes tries again."
+            ) from error
 
     def _check_reachable(self, owner: UserDrop) -> None:
         """Bubblewrap opens the mounts as the sandbox user, so every parent folder must let that user pass."""
@@ -164,14 +180,3 @@ def _unreadable_by_others(folder: str, names: list[str]) -> set[str]:
         if not stat.S_ISLNK(info.st_mode) and not info.st_mode & stat.S_IROTH:
             skipped.add(name)
     return skipped
-
-
-def _make_writable_and_retry(function: object, path: str, _excinfo: object) -> None:
-    """A sandboxed program may `chmod 000` its folders; removal must still succeed when not running as root."""
-    parent = os.path.dirname(path)
-    os.chmod(parent, stat.S_IRWXU)
-    if os.path.isdir(path) and not os.path.islink(path):
-        os.chmod(path, stat.S_IRWXU)
-        shutil.rmtree(path, onerror=_make_writable_and_retry)
-    else:
-        os.unlink(path)
