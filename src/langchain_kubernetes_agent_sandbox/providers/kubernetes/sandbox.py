@@ -194,7 +194,7 @@ class KubernetesSandbox(Sandbox):
         return await self._read_by_shell(path, max_bytes)
 
     async def _read_by_shell(self, path: str, max_bytes: int) -> bytes:
-        sized = await self._shell(f'{shell_files.readable_file_checks(path)}; wc -c < "$p"')
+        sized = await self._shell(shell_files.file_size(path, max_bytes))
         shell_files.raise_for_status(sized, path, "read")
         size = int(sized.stdout.strip() or 0)
         if size > max_bytes:
@@ -206,11 +206,11 @@ class KubernetesSandbox(Sandbox):
             data += base64.b64decode(chunk.stdout.strip())
         return bytes(data)
 
-    async def _list_dir(self, path: str) -> list[FileEntry]:
+    async def _list_dir(self, path: str, max_entries: int) -> list[FileEntry]:
         """Through the shell, always: the runtime's listing knows only files and directories, not symlinks."""
-        result = await self._shell(shell_files.list_dir(path))
+        result = await self._shell(shell_files.list_dir(path, max_entries))
         shell_files.raise_for_status(result, path, "list")
-        return shell_files.parse_listing(path, result.stdout)
+        return shell_files.parse_listing(path, result.stdout, max_entries)
 
     async def _exists(self, path: str) -> bool:
         rel = _file_api_path(path)

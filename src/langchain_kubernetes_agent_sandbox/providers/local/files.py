@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import secrets
 import stat
@@ -105,14 +106,15 @@ class HostFiles:
                     os.unlink(staging, dir_fd=directory)
                 raise
 
-    def list_dir(self, path: str) -> list[FileEntry]:
+    def list_dir(self, path: str, max_entries: int) -> list[FileEntry]:
+        """At most `max_entries + 1` entries: reading stops one past the limit, however large the folder."""
         root, parts = self._locate(path)
         fd = self._walk(root, parts, create=False, path=path)
         try:
             self._require(os.fstat(fd), READ | SEARCH)
             entries = []
             with os.scandir(fd) as scan:
-                for entry in scan:
+                for entry in itertools.islice(scan, max_entries + 1):
                     info = entry.stat(follow_symlinks=False)
                     entries.append(
                         FileEntry(

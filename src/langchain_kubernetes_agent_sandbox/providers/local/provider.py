@@ -329,9 +329,8 @@ class LocalSandbox(Sandbox):
         try:
             return await asyncio.to_thread(self._files.read, path, max_bytes)
         except (NeedsSandbox, PermissionError):
-            script = f'{shell_files.readable_file_checks(path)}; exec cat -- "$p"'
             try:
-                result, data = await self._inside(script, max_output=max_bytes)
+                result, data = await self._inside(shell_files.read_file(path, max_bytes), max_output=max_bytes)
             except TooLargeError:
                 raise TooLargeError(
                     f"{path} is larger than the limit of {max_bytes} bytes: read it in parts with `head -c`."
@@ -339,14 +338,15 @@ class LocalSandbox(Sandbox):
             shell_files.raise_for_status(result, path, "read")
             return data
 
-    async def _list_dir(self, path: str) -> list[FileEntry]:
+    async def _list_dir(self, path: str, max_entries: int) -> list[FileEntry]:
         self._require_alive()
         try:
-            return await asyncio.to_thread(self._files.list_dir, path)
+            return await asyncio.to_thread(self._files.list_dir, path, max_entries)
         except (NeedsSandbox, PermissionError):
-            result, data = await self._inside(shell_files.list_dir(path), max_output=16 * 1024 * 1024)
+            script = shell_files.list_dir(path, max_entries)
+            result, data = await self._inside(script, max_output=(max_entries + 1) * shell_files.LIST_RECORD_BYTES)
             shell_files.raise_for_status(result, path, "list")
-            return shell_files.parse_listing(path, data.decode("utf-8", "replace"))
+            return shell_files.parse_listing(path, data.decode("utf-8", "replace"), max_entries)
 
     async def _exists(self, path: str) -> bool:
         self._require_alive()
