@@ -72,13 +72,9 @@ class ConnectionGuard:
         self.limits = limits
         self._open: set[GuardedH11Protocol] = set()
         self._waiting: dict[GuardedH11Protocol, None] = {}
-        """Connections owing the server bytes (no request being served), longest waiting first."""
+        """Open connections serving no request (between requests, or with one not yet whole), longest waiting first."""
         self._refused = 0
         self._refusal_logged = 0.0
-
-    @property
-    def open(self) -> int:
-        return len(self._open)
 
     def admit(self, connection: GuardedH11Protocol) -> bool:
         """Make room for `connection` by pushing out the longest waiting one; False when none can go."""
