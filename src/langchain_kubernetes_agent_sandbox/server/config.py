@@ -54,6 +54,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "allowed_origins", "Extra Origin values to accept, comma-separated (e.g. https://app.example.com).", "list"
     ),
+    Setting(
+        "max_connections",
+        "Most HTTP connections open at once (default 1024, at most a quarter of the open-file limit); at the "
+        "ceiling the connection that has waited on its client longest is closed.",
+        "int",
+    ),
+    Setting(
+        "header_timeout", "Seconds a client has to send a request's head, from its first byte (default 10).", "float"
+    ),
+    Setting(
+        "keep_alive_timeout",
+        "Seconds an HTTP connection may sit without a request before it is closed (default 30); behind a load "
+        "balancer, more than its idle timeout.",
+        "float",
+    ),
     Setting("token_file", "File of bearer tokens, one 'TOKEN PRINCIPAL' pair per line ('#' starts a comment)."),
     Setting("tokens", "Bearer tokens as in --token-file, pairs separated by newlines or commas.", flag=False),
     Setting("jwks_url", "Also accept JWTs signed by a key from this JWKS URL."),
@@ -118,6 +133,9 @@ class ServerConfig(BaseModel):
     public_url: str | None = None
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    max_connections: int | None = Field(None, ge=1)
+    header_timeout: float = Field(10.0, gt=0)
+    keep_alive_timeout: float = Field(30.0, gt=0)
     token_file: Path | None = None
     tokens: str | None = None
     jwks_url: str | None = None

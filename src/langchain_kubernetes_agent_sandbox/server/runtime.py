@@ -26,6 +26,7 @@ from ..sessions import SessionPolicy, SessionRegistry
 from .app import SandboxMCP, ToolLimits
 from .auth import build_verifier
 from .config import ConfigError, ServerConfig
+from .connections import ConnectionLimits, connection_limits, guarded_protocol, open_file_limit
 from .metrics import CONTENT_TYPE, MeasuredProvider, ServerMetrics
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 READINESS_TIMEOUT = 5.0
+BACKLOG = 2048
+"""uvicorn's listen backlog, lowered to max_connections when that is smaller."""
 LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*")
 LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
 
@@ -189,17 +192,20 @@ async def running(config: ServerConfig, provider: SandboxProvider | None = None)
 
 async def serve(config: ServerConfig, sockets: Sequence[socket.socket] | None = None) -> None:
     """Serve until stopped, on the configured transport."""
+    limits = connection_limits(config, open_file_limit()) if config.transport == "http" else None
     async with running(config) as mcp:
-        if config.transport == "stdio":
+        if limits is None:
             await mcp.run_stdio_async()
             return
         if not config.has_auth:
             logger.warning("serving HTTP WITHOUT authentication on %s (loopback only)", config.host)
-        server = uvicorn.Server(http_config(mcp, config))
+        server = uvicorn.Server(http_config(mcp, config, limits))
         await server.serve(sockets=list(sockets) if sockets else None)
 
 
-def http_config(mcp: SandboxMCP, config: ServerConfig) -> uvicorn.Config:
+def http_config(mcp: SandboxMCP, config: ServerConfig, limits: ConnectionLimits | None = None) -> uvicorn.Config:
+    """uvicorn serving the MCP app with bounded connections (`limits`, else those `config` asks for)."""
+    limits = limits or connection_limits(config, open_file_limit())
     return uvicorn.Config(
         mcp.streamable_http_app(),
         host=config.host,
@@ -207,4 +213,7 @@ def http_config(mcp: SandboxMCP, config: ServerConfig) -> uvicorn.Config:
         log_level=config.log_level.lower(),
         lifespan="on",
         access_log=False,
+        http=guarded_protocol(limits),
+        ws="none",  # no route takes WebSockets, and an upgraded connection would leave the guard's count
+        backlog=min(BACKLOG, limits.max_connections),  # what one turn of the event loop may accept
     )

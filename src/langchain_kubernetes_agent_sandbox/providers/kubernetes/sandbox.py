@@ -235,9 +235,8 @@ class KubernetesSandbox(Sandbox):
 
     async def terminate(self) -> None:
         """Delete the claim; agent-sandbox then deletes the Sandbox and its pod."""
-        if self._runtime is not None:
-            runtime, self._runtime = self._runtime, None
-            await runtime.close()
+        self._runtime = None
+        await self._backend.claims.release(self.id)
         with translated(self._config, "terminate the sandbox", self.id):
             async with asyncio.timeout(self._config.api_timeout):
                 await self._backend.claim_api.delete(self.id)
