@@ -17,7 +17,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..providers.local.limits import ResourceLimits
+
 ENV_PREFIX = "KUBERNETES_AGENT_SANDBOX_"
+_LOCAL = ResourceLimits()
+_MIB = 1024 * 1024
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
 
@@ -80,6 +84,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("provider", "Where sandboxes run (default local).", choices=("local", "kubernetes")),
     Setting("state_dir", "Local provider: folder holding the sandboxes (default: a per-user state folder)."),
     Setting("unisolated", "Local provider: run without bubblewrap, for trusted machines only.", "bool"),
+    Setting(
+        "cpu_limit",
+        f"Local provider: CPUs one sandbox may use at most, all its processes together (default {_LOCAL.cpus:g}).",
+        "float",
+    ),
+    Setting(
+        "disk_quota_mib",
+        f"Local provider: MiB one sandbox's /app and /tmp may hold together (default {_LOCAL.disk_bytes // _MIB}); "
+        "needs a root server with loop devices, applies to sandboxes created afterwards.",
+        "int",
+    ),
+    Setting(
+        "disk_quota_files",
+        f"Local provider: files and folders one sandbox may hold (default {_LOCAL.disk_files}).",
+        "int",
+    ),
     Setting("namespace", "Kubernetes provider: namespace of the SandboxClaims."),
     Setting("warm_pool", "Kubernetes provider: SandboxWarmPool (or template) to claim sandboxes from."),
     Setting(
@@ -147,6 +167,9 @@ class ServerConfig(BaseModel):
     provider: Literal["local", "kubernetes"] = "local"
     state_dir: Path | None = None
     unisolated: bool = False
+    cpu_limit: float | None = Field(None, ge=0.01, le=1024)
+    disk_quota_mib: int | None = Field(None, ge=16)
+    disk_quota_files: int | None = Field(None, ge=1024)
     namespace: str | None = None
     warm_pool: str | None = None
     connection: Literal["direct", "gateway", "in-cluster", "tunnel"] | None = None

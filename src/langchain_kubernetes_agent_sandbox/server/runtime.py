@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from ..errors import InvalidArgumentError, SandboxError
 from ..limits import ExecutionLimits
 from ..output import OutputLimit
+from ..providers.local.limits import ResourceLimits
 from ..sandbox import SandboxProvider
 from ..sessions import SessionPolicy, SessionRegistry
 from .app import SandboxMCP, ToolLimits
@@ -54,7 +55,9 @@ def make_provider(config: ServerConfig) -> SandboxProvider:
     if config.provider == "local":
         from ..providers.local import LocalProvider
 
-        return LocalProvider(config.state_dir, limits=limits, unisolated=config.unisolated)
+        return LocalProvider(
+            config.state_dir, limits=limits, resources=local_resources(config), unisolated=config.unisolated
+        )
     from ..providers.kubernetes import KubernetesProvider
 
     cluster = kubernetes_config(config)
@@ -66,6 +69,18 @@ def make_provider(config: ServerConfig) -> SandboxProvider:
         output=limits.output,
     )
     return kubernetes
+
+
+def local_resources(config: ServerConfig) -> ResourceLimits:
+    """The local provider's resource limits: the operator's settings over `ResourceLimits`' defaults."""
+    chosen: dict[str, Any] = {}
+    if config.cpu_limit is not None:
+        chosen["cpus"] = config.cpu_limit
+    if config.disk_quota_mib is not None:
+        chosen["disk_bytes"] = config.disk_quota_mib * 1024 * 1024
+    if config.disk_quota_files is not None:
+        chosen["disk_files"] = config.disk_quota_files
+    return ResourceLimits(**chosen)
 
 
 def kubernetes_config(config: ServerConfig, **defaults: Any) -> KubernetesConfig:

@@ -23,6 +23,7 @@ from ...results import TIMEOUT_EXIT_CODE, CommandResult, FileEntry
 from ...sandbox import Sandbox, SandboxInfo, SandboxProvider
 from .bubblewrap import SANDBOX_PATH, Mounts, UserDrop, bwrap_argv, find_bwrap, launcher_argv
 from .cgroups import CgroupManager, SandboxCgroup
+from .disk import NO_SPACE_TEXT, DiskImages, usage_line
 from .files import HostFiles, NeedsSandbox
 from .holder import HOLDER_COMMAND, Holder, HolderRecord, JoinFds
 from .limits import ResourceLimits
@@ -74,7 +75,8 @@ class LocalProvider(SandboxProvider):
             self._owner: UserDrop | None = sandbox_user or NOBODY
         else:
             self._owner = None
-        self.state = StateFolder(Path(state_dir) if state_dir else default_state_dir(), self._owner)
+        self._disks = DiskImages.detect(self.resources)
+        self.state = StateFolder(Path(state_dir) if state_dir else default_state_dir(), self._owner, self._disks)
         self._cgroups = CgroupManager.detect() if use_cgroups else None
         if unisolated:
             logger.warning(UNISOLATED_WARNING, f"uid {os.getuid()}")
@@ -83,8 +85,9 @@ class LocalProvider(SandboxProvider):
     def isolation(self) -> str:
         """A one-line description of how commands are contained, for `session_info` and logs."""
         how = "none (unisolated)" if self.unisolated else "bubblewrap"
-        limits = f"cgroup v{self._cgroups.version}" if self._cgroups else "rlimits"
-        return f"{how}; limits by {limits}; sandbox uid {self._owner.uid if self._owner else os.getuid()}"
+        limits = self._cgroups.description if self._cgroups else "rlimits (no CPU limit)"
+        disk = f"{self._disks.description} (ext4 image)" if self._disks else "no disk quota"
+        return f"{how}; limits by {limits}; {disk}; sandbox uid {self._owner.uid if self._owner else os.getuid()}"
 
     async def create(
         self,
@@ -201,8 +204,12 @@ class LocalSandbox(Sandbox):
         self._provider = provider
         self._record = record
         self._mounts = provider.state.mounts(record.id)
-        self._holder = Holder(self._mounts.workspace.parent)
-        self._files = HostFiles({paths.WORKDIR: self._mounts.workspace, "/tmp": self._mounts.tmp}, provider._owner)
+        self._holder = Holder(provider.state.folder(record.id))
+        self._files = HostFiles(
+            {paths.WORKDIR: self._mounts.workspace, "/tmp": self._mounts.tmp},
+            provider._owner,
+            provider.state.disk_of(record.id),
+        )
 
     async def _run(self, command: str, *, timeout: float, cwd: str, env: dict[str, str]) -> CommandResult:
         if cwd != paths.WORKDIR and not await self._exists(cwd):
@@ -216,6 +223,9 @@ class LocalSandbox(Sandbox):
                 f"\n[killed: the sandbox exceeded its memory limit of "
                 f"{self._provider.resources.memory_bytes // (1024 * 1024)} MiB]\n"
             )
+        disk = self._provider.state.disk_of(self.id)
+        if disk is not None and any(text in stderr for text in NO_SPACE_TEXT):
+            stderr += f"\n[{usage_line(disk)}]\n"
         return CommandResult(
             stdout=completed.stdout.text(),
             stderr=stderr,
@@ -367,10 +377,12 @@ class LocalSandbox(Sandbox):
         cgroups = self._provider._cgroups
         if cgroups is not None:
             await asyncio.to_thread(cgroups.existing(self.id).remove)
-        if self._mounts.workspace.parent.exists():
+        if self._provider.state.folder(self.id).exists():
             await asyncio.to_thread(self._provider.state.remove, self.id)
 
     def _require_alive(self) -> None:
+        # Blocks for a few milliseconds only on the first use after a reboot, when the disk image is mounted.
+        self._provider.state.attach(self.id)
         if not self._mounts.workspace.is_dir():
             raise SandboxGoneError(
                 f"The sandbox {self.id} is gone: it was terminated, expired, or its workspace was deleted. "
