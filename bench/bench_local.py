@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider
+from langchain_kubernetes_agent_sandbox.providers.local.state import temporary_state
 
 MIB = 1024 * 1024
 
@@ -57,7 +58,7 @@ Row = tuple[str, float, float, str]
 async def measure(runs: int) -> tuple[list[Row], str]:
     """The rows of the table and the provider's isolation description."""
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="kas-bench-", dir="/tmp") as state:
+    with temporary_state("kas-bench-") as state:
         provider = LocalProvider(state)
         sandbox = await provider.create()
         await sandbox.run("true")

@@ -30,6 +30,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.memory import create_connected_server_and_client_session
 
+from langchain_kubernetes_agent_sandbox.providers.local.state import temporary_state
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
 from langchain_kubernetes_agent_sandbox.server.runtime import make_provider, running
 from langchain_kubernetes_agent_sandbox.testing.server_process import serve_http
@@ -229,10 +230,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--per-client", type=int, default=20)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="kas-bench-") as state:
-        os.chmod(state, 0o711)
+    with temporary_state("kas-bench-") as state:
         if args.provider in ("local", "both"):
-            asyncio.run(bench_provider("local", {"state_dir": state}, args.calls, args.clients, args.per_client))
+            asyncio.run(bench_provider("local", {"state_dir": str(state)}, args.calls, args.clients, args.per_client))
     if args.provider in ("kubernetes", "both"):
         from langchain_kubernetes_agent_sandbox.testing.cluster import FakeCluster
 

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import logging
 import os
-import shutil
 import statistics
 import subprocess
 import tempfile
@@ -31,6 +30,7 @@ from mcp.shared.memory import create_connected_server_and_client_session
 from mcp.types import ImageContent
 
 from langchain_kubernetes_agent_sandbox.engine import kernel as python_kernel
+from langchain_kubernetes_agent_sandbox.providers.local.state import discard_state
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
 from langchain_kubernetes_agent_sandbox.server.runtime import running
 
@@ -134,7 +134,7 @@ async def measure(rounds: int) -> list[dict[str, Any]]:
                     }
                 )
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        discard_state(folder)
     return rows
 
 

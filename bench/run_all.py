@@ -16,7 +16,6 @@ import os
 import platform
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import bench_kubernetes  # noqa: E402
 import bench_local  # noqa: E402
 import bench_mcp  # noqa: E402
 import bench_python  # noqa: E402
+from langchain_kubernetes_agent_sandbox.providers.local.state import temporary_state  # noqa: E402
 
 Row = dict[str, Any]
 """benchmark, figure, value, unit, baseline (same unit, same run, or None), ratio."""
@@ -72,9 +72,8 @@ def local_rows(runs: int) -> list[Row]:
 
 
 def mcp_rows(calls: int, clients: int, per_client: int) -> list[Row]:
-    with tempfile.TemporaryDirectory(prefix="kas-bench-", dir="/tmp") as state:
-        os.chmod(state, 0o711)
-        figures = asyncio.run(bench_mcp.bench_provider("local", {"state_dir": state}, calls, clients, per_client))
+    with temporary_state("kas-bench-") as state:
+        figures = asyncio.run(bench_mcp.bench_provider("local", {"state_dir": str(state)}, calls, clients, per_client))
     return [
         row("mcp (local)", f["figure"], f["value"], f["unit"], f["baseline"], "direct Sandbox.run / idle RSS")
         for f in figures

@@ -15,6 +15,7 @@ import pytest
 from langchain_kubernetes_agent_sandbox import ExecutionLimits, Sandbox, SandboxProvider
 from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesConfig, KubernetesProvider
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider
+from langchain_kubernetes_agent_sandbox.providers.local.state import discard_state
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
 
 pytest_plugins = ["langchain_kubernetes_agent_sandbox.testing.pytest_plugin"]
@@ -35,9 +36,14 @@ def reachable_tempdir(prefix: str) -> Iterator[Path]:
 
 
 @pytest.fixture
-def local_state_dir() -> Iterator[Path]:
+async def local_state_dir() -> AsyncIterator[Path]:
+    """A state folder; every sandbox left in it is terminated at the end (its processes, cgroups and disk mount)."""
     with reachable_tempdir("kas-test-") as folder:
         yield folder
+        if (folder / "sandboxes").is_dir():
+            for left in await LocalProvider(folder, use_cgroups=True).list():
+                await left.terminate()
+            discard_state(folder)  # and the folders whose record a test deleted
 
 
 @contextlib.asynccontextmanager

@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     BackendUnavailableError,
+    DiskQuotaExceededError,
     InvalidArgumentError,
     InvalidPathError,
     IsDirectoryError,
@@ -58,6 +59,7 @@ __all__ = [
     "WORKDIR",
     "BackendUnavailableError",
     "CommandResult",
+    "DiskQuotaExceededError",
     "ExecutionLimits",
     "FileEntry",
     "InvalidArgumentError",

@@ -67,6 +67,10 @@ class QuotaExceededError(SandboxError):
     code = "quota_exceeded"
 
 
+class DiskQuotaExceededError(QuotaExceededError):
+    """A write found the sandbox's disk quota (bytes or files) used up; deleting files makes room again."""
+
+
 class BackendUnavailableError(SandboxError):
     """The provider cannot be reached or cannot work on this host (missing bubblewrap, cluster down)."""
 
@@ -75,6 +79,7 @@ class BackendUnavailableError(SandboxError):
 
 __all__ = [
     "BackendUnavailableError",
+    "DiskQuotaExceededError",
     "InvalidArgumentError",
     "InvalidPathError",
     "IsDirectoryError",

@@ -17,6 +17,8 @@ class ExecutionLimits:
     max_timeout: float = 3600.0
     output: OutputLimit = field(default_factory=OutputLimit)
     max_file_bytes: int = 100 * 1024 * 1024
+    max_list_entries: int = 10_000
+    """The most entries one listing reads; a folder that holds more is listed in part, and says so."""
 
     def timeout_for(self, requested: float | None) -> float:
         """The wall-clock limit for one run: the default when none is asked for, a clear error when absurd."""

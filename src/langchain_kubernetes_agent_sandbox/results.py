@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,6 +32,15 @@ class CommandResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and not self.timed_out
+
+
+class Listing(list["FileEntry"]):
+    """A directory's entries, sorted by name; `truncated` when it held more than the listing limit, and which
+    of them were read is then arbitrary."""
+
+    def __init__(self, entries: Iterable[FileEntry] = (), *, truncated: bool = False) -> None:
+        super().__init__(entries)
+        self.truncated = truncated
 
 
 @dataclass(frozen=True)

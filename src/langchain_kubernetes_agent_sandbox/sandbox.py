@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from . import paths
 from .errors import InvalidArgumentError, TooLargeError
 from .limits import ExecutionLimits
-from .results import CommandResult, FileEntry
+from .results import CommandResult, FileEntry, Listing
 
 if TYPE_CHECKING:
     from .engine.channel import AgentChannel
@@ -104,9 +104,11 @@ class Sandbox(abc.ABC):
         """Read the whole file at `path`, up to the file size limit."""
         return await self._read_file(paths.resolve(path), self.limits.max_file_bytes)
 
-    async def list_dir(self, path: str = paths.WORKDIR) -> list[FileEntry]:
-        """List the entries of the directory at `path`, sorted by name."""
-        return sorted(await self._list_dir(paths.resolve(path)), key=lambda entry: entry.name)
+    async def list_dir(self, path: str = paths.WORKDIR) -> Listing:
+        """List the entries of the directory at `path`, sorted by name, at most `limits.max_list_entries`."""
+        most = self.limits.max_list_entries
+        found = await self._list_dir(paths.resolve(path), most)
+        return Listing(sorted(found[:most], key=lambda entry: entry.name), truncated=len(found) > most)
 
     async def exists(self, path: str) -> bool:
         return await self._exists(paths.resolve(path))
@@ -121,7 +123,8 @@ class Sandbox(abc.ABC):
     async def _read_file(self, path: str, max_bytes: int) -> bytes: ...
 
     @abc.abstractmethod
-    async def _list_dir(self, path: str) -> list[FileEntry]: ...
+    async def _list_dir(self, path: str, max_entries: int) -> list[FileEntry]:
+        """At most `max_entries + 1` entries, in any order: the one past the limit says there are more."""
 
     @abc.abstractmethod
     async def _exists(self, path: str) -> bool: ...

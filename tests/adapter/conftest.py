@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 
 import pytest
+
+from langchain_kubernetes_agent_sandbox.providers.local.state import temporary_state
 
 
 @pytest.fixture(scope="session")
 def state_dir() -> Iterator[str]:
     """Under /tmp, not pytest's tmp_path: as root the sandbox user (65534) must traverse its parents."""
-    path = tempfile.mkdtemp(prefix="kas-adapter-", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with temporary_state("kas-adapter-") as path:
+        yield str(path)

@@ -166,7 +166,7 @@ async def test_host_tmp_is_not_the_sandbox_tmp(sandbox: LocalSandbox) -> None:
 async def test_deleted_workspace_makes_the_sandbox_gone(sandbox: LocalSandbox, local_state_dir: Path) -> None:
     import shutil
 
-    shutil.rmtree(local_state_dir / "sandboxes" / sandbox.id / "app")
+    shutil.rmtree(LocalProvider(local_state_dir).state.mounts(sandbox.id).workspace)
     with pytest.raises(SandboxGoneError, match="deleted"):
         await sandbox.run("true")
     with pytest.raises(SandboxGoneError):

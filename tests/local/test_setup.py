@@ -43,31 +43,82 @@ def test_state_folder_the_sandbox_user_cannot_enter_is_refused_with_a_fix(tmp_pa
         LocalProvider(locked / "state")
 
 
-def test_cgroup_v2_is_detected_and_limits_written(tmp_path: Path) -> None:
-    (tmp_path / "cgroup.controllers").write_text("cpu memory pids io\n")
-    (tmp_path / "cgroup.subtree_control").write_text("memory\n")
-    base = tmp_path / "kubernetes-agent-sandbox"
+def fake_v2_tree(root: Path, controllers: str) -> Path:
+    """A cgroup v2 root as the kernel lays it out, with the memory controller already enabled for children."""
+    (root / "cgroup.controllers").write_text(controllers + "\n")
+    (root / "cgroup.subtree_control").write_text("memory\n")
+    base = root / "kubernetes-agent-sandbox"
     base.mkdir()
     (base / "cgroup.subtree_control").write_text("")
+    return base
+
+
+def test_cgroup_v2_is_detected_and_limits_written(tmp_path: Path) -> None:
+    base = fake_v2_tree(tmp_path, "cpu memory pids io")
     manager = CgroupManager.detect(tmp_path)
     assert manager is not None
     assert manager.version == 2
-    assert (tmp_path / "cgroup.subtree_control").read_text() == "+pids"
-    cgroup = manager.ensure("local-abc", ResourceLimits(memory_bytes=256 * 1024 * 1024, max_processes=50))
+    assert manager.cpu
+    assert (tmp_path / "cgroup.subtree_control").read_text() == "+pids +cpu"
+    assert (base / "cgroup.subtree_control").read_text() == "+memory +pids +cpu"
+    limits = ResourceLimits(memory_bytes=256 * 1024 * 1024, max_processes=50, cpus=1.5)
+    cgroup = manager.ensure("local-abc", limits)
     assert (base / "local-abc" / "memory.max").read_text() == str(256 * 1024 * 1024)
     assert (base / "local-abc" / "pids.max").read_text() == "50"
+    assert (base / "local-abc" / "cpu.max").read_text() == "150000 100000"
+    assert (base / "local-abc" / "cpu.weight").read_text() == "100"
     assert cgroup.procs_files == [base / "local-abc" / "cgroup.procs"]
 
 
+def test_cgroup_v2_without_a_cpu_controller_limits_memory_and_says_cpu_is_unlimited(tmp_path: Path) -> None:
+    base = fake_v2_tree(tmp_path, "memory pids io")
+    manager = CgroupManager.detect(tmp_path)
+    assert manager is not None
+    assert not manager.cpu
+    assert "no CPU limit" in manager.description
+    manager.ensure("local-abc", ResourceLimits())
+    assert (base / "local-abc" / "memory.max").exists()
+    assert not (base / "local-abc" / "cpu.max").exists()
+
+
 def test_cgroup_v1_is_detected_with_separate_hierarchies(tmp_path: Path) -> None:
-    (tmp_path / "memory").mkdir()
-    (tmp_path / "pids").mkdir()
+    for controller in ("memory", "pids", "cpu", "cpuacct"):
+        (tmp_path / controller).mkdir()
     manager = CgroupManager.detect(tmp_path)
     assert manager is not None
     assert manager.version == 1
-    manager.ensure("local-abc", ResourceLimits())
-    assert (tmp_path / "memory" / "kubernetes-agent-sandbox" / "local-abc" / "memory.limit_in_bytes").exists()
-    assert (tmp_path / "pids" / "kubernetes-agent-sandbox" / "local-abc" / "pids.max").read_text() == "256"
+    assert manager.cpu
+    cgroup = manager.ensure("local-abc", ResourceLimits(cpus=0.25))
+    base = "kubernetes-agent-sandbox/local-abc"
+    assert (tmp_path / "memory" / base / "memory.limit_in_bytes").exists()
+    assert (tmp_path / "pids" / base / "pids.max").read_text() == "256"
+    assert (tmp_path / "cpu" / base / "cpu.cfs_quota_us").read_text() == "25000"
+    assert (tmp_path / "cpu" / base / "cpu.cfs_period_us").read_text() == "100000"
+    assert (tmp_path / "cpu" / base / "cpu.shares").read_text() == "1024"
+    assert tmp_path / "cpuacct" / base / "cgroup.procs" in cgroup.procs_files, "joined for accounting"
+
+
+def test_cgroup_v1_with_cpu_and_cpuacct_mounted_together_joins_that_hierarchy_once(tmp_path: Path) -> None:
+    for controller in ("memory", "pids", "cpu,cpuacct"):
+        (tmp_path / controller).mkdir()
+    (tmp_path / "cpu").symlink_to("cpu,cpuacct")
+    (tmp_path / "cpuacct").symlink_to("cpu,cpuacct")
+    manager = CgroupManager.detect(tmp_path)
+    assert manager is not None
+    cgroup = manager.ensure("local-abc", ResourceLimits())
+    assert len(cgroup.procs_files) == 3
+    assert (tmp_path / "cpu,cpuacct" / "kubernetes-agent-sandbox" / "local-abc" / "cpu.cfs_quota_us").read_text() == (
+        "100000"
+    )
+
+
+def test_cgroup_v1_without_a_cpu_hierarchy_still_limits_memory_and_processes(tmp_path: Path) -> None:
+    for controller in ("memory", "pids", "cpuacct"):
+        (tmp_path / controller).mkdir()
+    manager = CgroupManager.detect(tmp_path)
+    assert manager is not None
+    assert not manager.cpu
+    assert len(manager.ensure("local-abc", ResourceLimits()).procs_files) == 2
 
 
 def test_no_cgroup_without_memory_and_pids_controllers(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from langchain_kubernetes_agent_sandbox import BackendUnavailableError, Sandbox, SandboxProvider
-from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider
+from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider, disk
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
 from langchain_kubernetes_agent_sandbox.server.runtime import build_server, session_policy
 from langchain_kubernetes_agent_sandbox.sessions import SessionRegistry
@@ -69,6 +69,16 @@ async def test_oversized_upload_and_download_are_refused_with_the_limit(connect:
         message = await fail(client, "download_file", path="big.bin")
         assert message.startswith("too_large:")
         assert "head -c" in message
+
+
+@pytest.mark.skipif(disk.unavailable_reason() is not None, reason=f"no disk quota here: {disk.unavailable_reason()}")
+async def test_a_full_disk_quota_is_reported_with_the_quota_and_what_to_do(connect: Connect) -> None:
+    async with connect(disk_quota_mib=16, max_transfer_bytes=32 * 1024 * 1024) as client:
+        await call(client, "execute", command="head -c 64M /dev/zero > /app/fill")
+        message = await fail(client, "upload_file", path="more.txt", content="x" * 100_000)
+        assert message.startswith("quota_exceeded:")
+        assert "disk quota of 16 MiB" in message
+        assert "Delete files" in message
 
 
 async def test_oversized_python_code_is_refused_before_running(connect: Connect) -> None:
@@ -155,7 +165,7 @@ async def test_a_sandbox_that_died_under_a_named_session_says_to_create_another(
     async with connect() as client:
         session_id = (await call(client, "create_session")).structuredContent["session_id"]  # type: ignore[index]
         for sandbox in await LocalProvider(local_state_dir).list():  # its files lost, its record still there
-            shutil.rmtree(local_state_dir / "sandboxes" / sandbox.id / "app")
+            shutil.rmtree(LocalProvider(local_state_dir).state.mounts(sandbox.id).workspace)
         message = await fail(client, "execute", command="ls", session_id=session_id)
         assert message.startswith("sandbox_gone:")
         assert "create_session" in message

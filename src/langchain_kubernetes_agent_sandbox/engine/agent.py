@@ -79,7 +79,7 @@ _TASKS: set[asyncio.Future[Any]] = set()
 
 def spawn(work: Any) -> asyncio.Future[Any]:
     """Run `work` in the background, holding a reference so the loop cannot drop it half-way."""
-    task = asyncio.ensure_future(work)
+    task: asyncio.Future[Any] = asyncio.ensure_future(work)
     _TASKS.add(task)
     task.add_done_callback(_TASKS.discard)
     return task
@@ -334,8 +334,9 @@ class Kernel:
         os.close(reply_write)
         self.requests = request_write
         loop = asyncio.get_running_loop()
-        self.replies = asyncio.StreamReader(limit=4 * 1024 * 1024)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(self.replies), os.fdopen(reply_read, "rb"))
+        replies = asyncio.StreamReader(limit=4 * 1024 * 1024)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(replies), os.fdopen(reply_read, "rb"))
+        self.replies = replies
         for index, stream in enumerate((self.process.stdout, self.process.stderr)):
             spawn(self._pump(self.process, stream, index))
         spawn(self._watch(self.process))
@@ -466,7 +467,8 @@ class Cell:
         state = "timed_out" if status == 124 else "cancelled" if self.cancelled else "exited"
         if reply.get("crashed"):
             state = "lost"
-        figures = reply.get("figures") if isinstance(reply.get("figures"), list) else []
+        listed = reply.get("figures")
+        figures: list[Any] = listed if isinstance(listed, list) else []
         cell = {
             **self.info,
             "value": reply.get("value"),
@@ -720,7 +722,7 @@ class Link:
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
-        self.streams: dict[str, asyncio.Task[None]] = {}
+        self.streams: dict[str, asyncio.Future[Any]] = {}
         self.closed = False
 
     def send(self, header: wire.Header, payload: bytes = b"") -> None:

@@ -17,7 +17,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..providers.local.limits import ResourceLimits
+
 ENV_PREFIX = "KUBERNETES_AGENT_SANDBOX_"
+_LOCAL = ResourceLimits()
+_MIB = 1024 * 1024
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
 
@@ -54,6 +58,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "allowed_origins", "Extra Origin values to accept, comma-separated (e.g. https://app.example.com).", "list"
     ),
+    Setting(
+        "max_connections",
+        "Most HTTP connections open at once (default 1024, at most a quarter of the open-file limit); at the "
+        "ceiling the connection that has waited on its client longest is closed.",
+        "int",
+    ),
+    Setting(
+        "header_timeout", "Seconds a client has to send a request's head, from its first byte (default 10).", "float"
+    ),
+    Setting(
+        "keep_alive_timeout",
+        "Seconds an HTTP connection may sit without a request before it is closed (default 30); behind a load "
+        "balancer, more than its idle timeout.",
+        "float",
+    ),
     Setting("token_file", "File of bearer tokens, one 'TOKEN PRINCIPAL' pair per line ('#' starts a comment)."),
     Setting("tokens", "Bearer tokens as in --token-file, pairs separated by newlines or commas.", flag=False),
     Setting("jwks_url", "Also accept JWTs signed by a key from this JWKS URL."),
@@ -65,6 +84,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("provider", "Where sandboxes run (default local).", choices=("local", "kubernetes")),
     Setting("state_dir", "Local provider: folder holding the sandboxes (default: a per-user state folder)."),
     Setting("unisolated", "Local provider: run without bubblewrap, for trusted machines only.", "bool"),
+    Setting(
+        "cpu_limit",
+        f"Local provider: CPUs one sandbox may use at most, all its processes together (default {_LOCAL.cpus:g}).",
+        "float",
+    ),
+    Setting(
+        "disk_quota_mib",
+        f"Local provider: MiB one sandbox's /app and /tmp may hold together (default {_LOCAL.disk_bytes // _MIB}); "
+        "needs a root server with loop devices, applies to sandboxes created afterwards.",
+        "int",
+    ),
+    Setting(
+        "disk_quota_files",
+        f"Local provider: files and folders one sandbox may hold (default {_LOCAL.disk_files}).",
+        "int",
+    ),
     Setting("namespace", "Kubernetes provider: namespace of the SandboxClaims."),
     Setting("warm_pool", "Kubernetes provider: SandboxWarmPool (or template) to claim sandboxes from."),
     Setting(
@@ -118,6 +153,9 @@ class ServerConfig(BaseModel):
     public_url: str | None = None
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    max_connections: int | None = Field(None, ge=1)
+    header_timeout: float = Field(10.0, gt=0)
+    keep_alive_timeout: float = Field(30.0, gt=0)
     token_file: Path | None = None
     tokens: str | None = None
     jwks_url: str | None = None
@@ -129,6 +167,9 @@ class ServerConfig(BaseModel):
     provider: Literal["local", "kubernetes"] = "local"
     state_dir: Path | None = None
     unisolated: bool = False
+    cpu_limit: float | None = Field(None, ge=0.01, le=1024)
+    disk_quota_mib: int | None = Field(None, ge=16)
+    disk_quota_files: int | None = Field(None, ge=1024)
     namespace: str | None = None
     warm_pool: str | None = None
     connection: Literal["direct", "gateway", "in-cluster", "tunnel"] | None = None

@@ -10,13 +10,14 @@ import argparse
 import asyncio
 import base64
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.types import CallToolResult, ImageContent, TextContent
+
+from ..providers.local.state import temporary_state
 
 CSV = "city,temp_c\nOslo,4\nLima,19\nPerth,25\nNairobi,22\n"
 ANALYSIS = """\
@@ -52,10 +53,10 @@ def register(subcommands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with tempfile.TemporaryDirectory(prefix="kas-demo-") as scratch:
-        log = Path(scratch) / "server.log"
+    with temporary_state("kas-demo-") as scratch:
+        log = scratch / "server.log"
         try:
-            return asyncio.run(_drive(args.state_dir or scratch, log))
+            return asyncio.run(_drive(args.state_dir or str(scratch), log))
         except BaseException:
             if log.exists():
                 print(f"\nthe server's log (its audit lines and errors):\n{log.read_text()[-4000:]}", file=sys.stderr)

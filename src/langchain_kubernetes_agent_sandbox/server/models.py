@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from ..engine.results import CellResult, JobResult
 from ..results import CommandResult
 from ..sessions import Session
+from .printable import printable_name, printable_output
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -86,9 +87,9 @@ class CommandOutput(Rendered):
     def render(self) -> str:
         parts = []
         if self.stdout:
-            parts.append(self.stdout.rstrip("\n"))
+            parts.append(printable_output(self.stdout.rstrip("\n")))
         if self.stderr.strip():
-            parts.append("[stderr]\n" + self.stderr.strip("\n"))
+            parts.append("[stderr]\n" + printable_output(self.stderr.strip("\n")))
         if not parts:
             parts.append("(no output so far)" if self.running else "(no output)")
         if self.running:
@@ -131,7 +132,7 @@ class UploadedFile(Rendered):
     sha256: str
 
     def render(self) -> str:
-        return f"Wrote {self.size} bytes to {self.path} (sha256 {self.sha256})."
+        return f"Wrote {self.size} bytes to {printable_name(self.path)} (sha256 {self.sha256})."
 
 
 class DownloadedFile(Rendered):
@@ -144,10 +145,10 @@ class DownloadedFile(Rendered):
     content: str
 
     def render(self) -> str:
-        header = f"{self.path}: {self.size} bytes, {self.mime_type}, sha256 {self.sha256}"
+        header = f"{printable_name(self.path)}: {self.size} bytes, {self.mime_type}, sha256 {self.sha256}"
         if self.mime_type.startswith("image/"):
             return header + " (the image follows)"
-        return f"{header}, {self.encoding}:\n{self.content}"
+        return f"{header}, {self.encoding}:\n{printable_output(self.content)}"
 
 
 class FileItem(BaseModel):
@@ -163,15 +164,23 @@ class FileListing(Rendered):
     path: str
     entries: list[FileItem]
     total: int = Field(description="Entries in the directory, including any left out by max_entries.")
-    truncated: bool
+    truncated: bool = Field(description="Whether some entries are left out, by max_entries or by incomplete.")
+    incomplete: bool = Field(
+        default=False,
+        description="The directory holds more entries than one listing reads (10,000): total counts only those "
+        "read, an arbitrary subset. List it with execute (find, ls | head) to see the rest.",
+    )
 
     def render(self) -> str:
-        lines = [
-            f"{self.path}: {self.total} entries" + (f", first {len(self.entries)} shown" if self.truncated else "")
-        ]
+        header = f"{printable_name(self.path)}: {'more than ' if self.incomplete else ''}{self.total} entries"
+        if len(self.entries) < self.total or self.incomplete:
+            header += f", {len(self.entries)} shown"
+        if self.incomplete:
+            header += f" (listing stops at {self.total}: use execute with find or ls to see the rest)"
+        lines = [header]
         for entry in self.entries:
             suffix = "/" if entry.kind == "directory" else ("@" if entry.kind == "symlink" else "")
-            lines.append(f"{entry.size:>12}  {entry.modified_at}  {entry.name}{suffix}")
+            lines.append(f"{entry.size:>12}  {entry.modified_at}  {printable_name(entry.name)}{suffix}")
         return "\n".join(lines)
 
 
@@ -294,9 +303,11 @@ class PythonOutput(CommandOutput):
         text = super().render()
         extra = []
         if self.value is not None:
-            extra.append(f"[value] {self.value}")
+            extra.append(f"[value] {printable_output(self.value)}")
         if self.figures:
-            listed = ", ".join(f"{figure.path} ({figure.width}x{figure.height})" for figure in self.figures)
+            listed = ", ".join(
+                f"{printable_name(figure.path)} ({figure.width}x{figure.height})" for figure in self.figures
+            )
             shown = f"; {self.figures_inline} shown below" if self.figures_inline else ""
             extra.append(f"[figures: {listed}{shown}]")
         if self.figures_made > len(self.figures):

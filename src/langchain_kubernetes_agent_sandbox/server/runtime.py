@@ -21,11 +21,13 @@ from starlette.responses import JSONResponse, Response
 from ..errors import InvalidArgumentError, SandboxError
 from ..limits import ExecutionLimits
 from ..output import OutputLimit
+from ..providers.local.limits import ResourceLimits
 from ..sandbox import SandboxProvider
 from ..sessions import SessionPolicy, SessionRegistry
 from .app import SandboxMCP, ToolLimits
 from .auth import build_verifier
 from .config import ConfigError, ServerConfig
+from .connections import ConnectionLimits, connection_limits, guarded_protocol, open_file_limit
 from .metrics import CONTENT_TYPE, MeasuredProvider, ServerMetrics
 
 if TYPE_CHECKING:
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 READINESS_TIMEOUT = 5.0
+BACKLOG = 2048
+"""uvicorn's listen backlog, lowered to max_connections when that is smaller."""
 LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*")
 LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
 
@@ -51,7 +55,9 @@ def make_provider(config: ServerConfig) -> SandboxProvider:
     if config.provider == "local":
         from ..providers.local import LocalProvider
 
-        return LocalProvider(config.state_dir, limits=limits, unisolated=config.unisolated)
+        return LocalProvider(
+            config.state_dir, limits=limits, resources=local_resources(config), unisolated=config.unisolated
+        )
     from ..providers.kubernetes import KubernetesProvider
 
     cluster = kubernetes_config(config)
@@ -63,6 +69,18 @@ def make_provider(config: ServerConfig) -> SandboxProvider:
         output=limits.output,
     )
     return kubernetes
+
+
+def local_resources(config: ServerConfig) -> ResourceLimits:
+    """The local provider's resource limits: the operator's settings over `ResourceLimits`' defaults."""
+    chosen: dict[str, Any] = {}
+    if config.cpu_limit is not None:
+        chosen["cpus"] = config.cpu_limit
+    if config.disk_quota_mib is not None:
+        chosen["disk_bytes"] = config.disk_quota_mib * 1024 * 1024
+    if config.disk_quota_files is not None:
+        chosen["disk_files"] = config.disk_quota_files
+    return ResourceLimits(**chosen)
 
 
 def kubernetes_config(config: ServerConfig, **defaults: Any) -> KubernetesConfig:
@@ -189,17 +207,20 @@ async def running(config: ServerConfig, provider: SandboxProvider | None = None)
 
 async def serve(config: ServerConfig, sockets: Sequence[socket.socket] | None = None) -> None:
     """Serve until stopped, on the configured transport."""
+    limits = connection_limits(config, open_file_limit()) if config.transport == "http" else None
     async with running(config) as mcp:
-        if config.transport == "stdio":
+        if limits is None:
             await mcp.run_stdio_async()
             return
         if not config.has_auth:
             logger.warning("serving HTTP WITHOUT authentication on %s (loopback only)", config.host)
-        server = uvicorn.Server(http_config(mcp, config))
+        server = uvicorn.Server(http_config(mcp, config, limits))
         await server.serve(sockets=list(sockets) if sockets else None)
 
 
-def http_config(mcp: SandboxMCP, config: ServerConfig) -> uvicorn.Config:
+def http_config(mcp: SandboxMCP, config: ServerConfig, limits: ConnectionLimits | None = None) -> uvicorn.Config:
+    """uvicorn serving the MCP app with bounded connections (`limits`, else those `config` asks for)."""
+    limits = limits or connection_limits(config, open_file_limit())
     return uvicorn.Config(
         mcp.streamable_http_app(),
         host=config.host,
@@ -207,4 +228,7 @@ def http_config(mcp: SandboxMCP, config: ServerConfig) -> uvicorn.Config:
         log_level=config.log_level.lower(),
         lifespan="on",
         access_log=False,
+        http=guarded_protocol(limits),
+        ws="none",  # no route takes WebSockets, and an upgraded connection would leave the guard's count
+        backlog=min(BACKLOG, limits.max_connections),  # what one turn of the event loop may accept
     )

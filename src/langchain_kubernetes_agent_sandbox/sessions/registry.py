@@ -193,24 +193,36 @@ class SessionRegistry:
         await session.sandbox.terminate()
 
     async def reap(self) -> int:
-        """Terminate every expired session, whoever owns it; returns how many were reaped."""
+        """Terminate every expired session, whoever owns it; returns how many were reaped.
+
+        A session whose sandbox fails to terminate is logged and skipped, so that it cannot keep the others
+        alive; it is still expired, so the next sweep tries it again."""
         reaped = 0
         now = self._clock()
         for sandbox in await self.provider.list({lb.ROLE: lb.ROLE_SESSION}):
             session = self._session_from(sandbox)
             if session is not None and session.expired(now):
-                await self._discard(session)
+                try:
+                    await self._discard(session)
+                except Exception:
+                    logger.exception(
+                        "reaping session %s (sandbox %s) failed; retrying next sweep", session.id, sandbox.id
+                    )
+                    continue
                 reaped += 1
         return reaped
 
     async def reap_forever(self) -> None:
-        """Reap every `policy.reap_interval` seconds until cancelled; a failed sweep is logged and retried."""
+        """Reap every `policy.reap_interval` seconds until cancelled.
+
+        Any failure of a sweep is logged with its traceback and the next sweep runs as planned: a reaper that
+        died would leave every session of every owner to live forever."""
         while True:
             await asyncio.sleep(self.policy.reap_interval)
             try:
                 reaped = await self.reap()
-            except SandboxError as error:
-                logger.warning("reaping expired sessions failed: %s", error)
+            except Exception:
+                logger.exception("reaping expired sessions failed; retrying in %g s", self.policy.reap_interval)
             else:
                 if reaped:
                     logger.info("reaped %d expired sessions", reaped)
@@ -313,7 +325,7 @@ class SessionRegistry:
         try:
             await session.sandbox.terminate()
         except SandboxError as error:
-            logger.info("terminating the sandbox of session %s failed: %s", session.id, error)
+            logger.warning("terminating the sandbox of session %s failed: %s", session.id, error)
 
 
 def _label_number(seconds: float) -> str:

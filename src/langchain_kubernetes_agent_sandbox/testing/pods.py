@@ -6,14 +6,16 @@ import asyncio
 import contextlib
 import itertools
 import os
-import shutil
 import signal
 import socket
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
+
+from ..providers.local.state import discard_state
 
 DEFAULT_RUNTIME_COMMAND = (
     sys.executable,
@@ -84,7 +86,7 @@ class Pod:
             except TimeoutError:
                 self.kill()
                 await self.process.wait()
-        await asyncio.to_thread(shutil.rmtree, self.state_dir, True)
+        await asyncio.to_thread(discard_state, Path(self.state_dir))
 
 
 class PodLauncher:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -13,9 +12,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 
 import httpx
+
+from ..providers.local.state import discard_state
 
 DEEPAGENTS_SETTINGS = ("--max-output-bytes=2097152", "--max-transfer-bytes=33554432")
 """Limits a deepagents backend needs: a 500 KiB file page comes back base64-encoded in one command's output,
@@ -55,7 +57,7 @@ def serve_http(
     with contextlib.ExitStack() as cleanup:
         if state_dir is None:
             state_dir = tempfile.mkdtemp(prefix="kas-served-", dir="/tmp")
-            cleanup.callback(shutil.rmtree, state_dir, ignore_errors=True)
+            cleanup.callback(discard_state, Path(state_dir))
         port = free_port()
         argv = [sys.executable, "-m", "langchain_kubernetes_agent_sandbox", "serve", "--transport=http"]
         argv += [f"--port={port}", f"--state-dir={state_dir}", *settings]

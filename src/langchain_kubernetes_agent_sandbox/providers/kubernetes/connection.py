@@ -6,6 +6,7 @@ client, so tunnel mode runs it in worker threads behind the same small async int
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import io
 import math
@@ -103,7 +104,37 @@ class Claims(Protocol):
 
     async def attach(self, claim: str) -> Runtime: ...
 
+    async def release(self, claim: str) -> None:
+        """Close the claim's runtime and forget it, here and in the client: its claim is gone or going."""
+        ...
+
     async def close(self) -> None: ...
+
+
+class TrackedClaims(abc.ABC):
+    """The runtimes handed out, by claim, so that the end of a claim releases its runtime.
+
+    The `k8s-agent-sandbox` clients keep every sandbox handle they made (each with its own HTTP client and TLS
+    context, most of a MiB) until the handle is deleted through them; this provider deletes claims through the
+    Kubernetes API instead, so without a release every session ever served would stay in memory.
+    """
+
+    def __init__(self) -> None:
+        self._runtimes: dict[str, Runtime] = {}
+
+    def _track(self, claim: str, runtime: Runtime) -> Runtime:
+        self._runtimes[claim] = runtime
+        return runtime
+
+    async def release(self, claim: str) -> None:
+        runtime = self._runtimes.pop(claim, None)
+        if runtime is not None:
+            await runtime.close()
+            await self._forget_closed()
+
+    @abc.abstractmethod
+    async def _forget_closed(self) -> None:
+        """Make the client drop its closed handles."""
 
 
 def _seconds(value: float) -> int:
@@ -148,10 +179,11 @@ class AsyncRuntime:
         await self.handle.close_connection()
 
 
-class AsyncClaims:
+class AsyncClaims(TrackedClaims):
     """`AsyncSandboxClient` without automatic cleanup: a claim it merely found must never be deleted by it."""
 
     def __init__(self, config: KubernetesConfig, api: BoundedApiClient) -> None:
+        super().__init__()
         self.config = config
         self.client: Any = AsyncSandboxClient(
             connection_config=connection_config(config), cleanup=False, api_client=api
@@ -165,15 +197,20 @@ class AsyncClaims:
             labels=labels,
             shutdown_after_seconds=shutdown_after,
         )
-        return str(handle.claim_name), AsyncRuntime(handle)
+        claim = str(handle.claim_name)
+        return claim, self._track(claim, AsyncRuntime(handle))
 
     async def attach(self, claim: str) -> Runtime:
         handle = await self.client.get_sandbox(
             claim, namespace=self.config.namespace, resolve_timeout=_seconds(self.config.api_timeout)
         )
-        return AsyncRuntime(handle)
+        return self._track(claim, AsyncRuntime(handle))
+
+    async def _forget_closed(self) -> None:
+        await self.client.list_active_sandboxes()  # listing is what prunes closed handles
 
     async def close(self) -> None:
+        self._runtimes.clear()
         await self.client.close()
 
 
@@ -210,10 +247,11 @@ class ThreadedRuntime:
         await asyncio.to_thread(self.handle.close_connection)
 
 
-class ThreadedClaims:
+class ThreadedClaims(TrackedClaims):
     """The sync `SandboxClient` (the only one with the kubectl tunnel), each call in a worker thread."""
 
     def __init__(self, config: KubernetesConfig, connection: SandboxConnectionConfig | None = None) -> None:
+        super().__init__()
         self.config = config
         api = None
         if config.kubeconfig:
@@ -221,7 +259,6 @@ class ThreadedClaims:
         self.client: Any = SandboxClient(
             connection_config=connection or connection_config(config), cleanup=False, api_client=api
         )
-        self._runtimes: list[ThreadedRuntime] = []
 
     async def create(self, labels: dict[str, str], shutdown_after: int) -> tuple[str, Runtime]:
         handle = await asyncio.to_thread(
@@ -232,22 +269,22 @@ class ThreadedClaims:
             labels=labels,
             shutdown_after_seconds=shutdown_after,
         )
-        return str(handle.claim_name), self._track(ThreadedRuntime(handle))
-
-    def _track(self, runtime: ThreadedRuntime) -> ThreadedRuntime:
-        self._runtimes.append(runtime)
-        return runtime
+        claim = str(handle.claim_name)
+        return claim, self._track(claim, ThreadedRuntime(handle))
 
     async def attach(self, claim: str) -> Runtime:
         get = self.client.get_sandbox
         handle = await asyncio.to_thread(
             get, claim, namespace=self.config.namespace, resolve_timeout=_seconds(self.config.api_timeout)
         )
-        return self._track(ThreadedRuntime(handle))
+        return self._track(claim, ThreadedRuntime(handle))
+
+    async def _forget_closed(self) -> None:
+        await asyncio.to_thread(self.client.list_active_sandboxes)  # listing is what prunes closed handles
 
     async def close(self) -> None:
-        runtimes, self._runtimes = self._runtimes, []
-        for runtime in runtimes:
+        runtimes, self._runtimes = self._runtimes, {}
+        for runtime in runtimes.values():
             await runtime.close()
 
 

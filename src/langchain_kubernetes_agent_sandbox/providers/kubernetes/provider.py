@@ -104,6 +104,7 @@ class KubernetesProvider(SandboxProvider):
         except NotFoundError:
             claim = None
         if claim is None or not self._live(claim):
+            await backend.claims.release(sandbox_id)
             raise NotFoundError(
                 f"No sandbox {sandbox_id!r} in the {self.config.where()}: it was terminated, expired, or never "
                 "existed. Create a new one."
@@ -134,9 +135,11 @@ class KubernetesProvider(SandboxProvider):
         backstop follows anyway."""
         if not claims:
             return
+        names = [claim["metadata"]["name"] for claim in claims]
+        for name in names:
+            await backend.claims.release(name)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(self.config.api_timeout):
-                names = [claim["metadata"]["name"] for claim in claims]
                 await asyncio.gather(*(backend.claim_api.delete(name) for name in names), return_exceptions=True)
 
     async def check(self) -> None:

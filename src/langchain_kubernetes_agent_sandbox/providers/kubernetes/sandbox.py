@@ -194,7 +194,7 @@ class KubernetesSandbox(Sandbox):
         return await self._read_by_shell(path, max_bytes)
 
     async def _read_by_shell(self, path: str, max_bytes: int) -> bytes:
-        sized = await self._shell(f'{shell_files.readable_file_checks(path)}; wc -c < "$p"')
+        sized = await self._shell(shell_files.file_size(path, max_bytes))
         shell_files.raise_for_status(sized, path, "read")
         size = int(sized.stdout.strip() or 0)
         if size > max_bytes:
@@ -206,11 +206,11 @@ class KubernetesSandbox(Sandbox):
             data += base64.b64decode(chunk.stdout.strip())
         return bytes(data)
 
-    async def _list_dir(self, path: str) -> list[FileEntry]:
+    async def _list_dir(self, path: str, max_entries: int) -> list[FileEntry]:
         """Through the shell, always: the runtime's listing knows only files and directories, not symlinks."""
-        result = await self._shell(shell_files.list_dir(path))
+        result = await self._shell(shell_files.list_dir(path, max_entries))
         shell_files.raise_for_status(result, path, "list")
-        return shell_files.parse_listing(path, result.stdout)
+        return shell_files.parse_listing(path, result.stdout, max_entries)
 
     async def _exists(self, path: str) -> bool:
         rel = _file_api_path(path)
@@ -235,9 +235,8 @@ class KubernetesSandbox(Sandbox):
 
     async def terminate(self) -> None:
         """Delete the claim; agent-sandbox then deletes the Sandbox and its pod."""
-        if self._runtime is not None:
-            runtime, self._runtime = self._runtime, None
-            await runtime.close()
+        self._runtime = None
+        await self._backend.claims.release(self.id)
         with translated(self._config, "terminate the sandbox", self.id):
             async with asyncio.timeout(self._config.api_timeout):
                 await self._backend.claim_api.delete(self.id)

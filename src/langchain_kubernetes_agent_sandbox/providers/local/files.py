@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import secrets
 import stat
@@ -22,6 +23,7 @@ from ...errors import InvalidPathError, IsDirectoryError, NotFoundError, TooLarg
 from ...paths import is_within
 from ...results import FileEntry
 from .bubblewrap import UserDrop
+from .disk import NO_SPACE_ERRNOS, no_space
 
 READ, WRITE, SEARCH = 4, 2, 1
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -44,9 +46,11 @@ def kind_of(mode: int) -> str:
 class HostFiles:
     """The host side of one sandbox's `/app` and `/tmp`."""
 
-    def __init__(self, mounts: dict[str, Path], owner: UserDrop | None) -> None:
+    def __init__(self, mounts: dict[str, Path], owner: UserDrop | None, disk: Path | None = None) -> None:
+        """`disk` is where the sandbox's disk image is mounted, to explain a write that finds it full."""
         self._mounts = mounts
         self._owner = owner
+        self._disk = disk
 
     def read(self, path: str, max_bytes: int) -> bytes:
         with self._parent(path, create=False) as (directory, name):
@@ -75,6 +79,14 @@ class HostFiles:
 
     def write(self, path: str, data: bytes) -> None:
         """Replace the file in one rename, so that no reader ever sees half of it."""
+        try:
+            self._write(path, data)
+        except OSError as error:
+            if error.errno in NO_SPACE_ERRNOS:
+                raise no_space(path, self._disk) from None
+            raise
+
+    def _write(self, path: str, data: bytes) -> None:
         with self._parent(path, create=True) as (directory, name):
             self._require(os.fstat(directory), WRITE | SEARCH)
             mode = 0o644
@@ -105,14 +117,15 @@ class HostFiles:
                     os.unlink(staging, dir_fd=directory)
                 raise
 
-    def list_dir(self, path: str) -> list[FileEntry]:
+    def list_dir(self, path: str, max_entries: int) -> list[FileEntry]:
+        """At most `max_entries + 1` entries: reading stops one past the limit, however large the folder."""
         root, parts = self._locate(path)
         fd = self._walk(root, parts, create=False, path=path)
         try:
             self._require(os.fstat(fd), READ | SEARCH)
             entries = []
             with os.scandir(fd) as scan:
-                for entry in scan:
+                for entry in itertools.islice(scan, max_entries + 1):
                     info = entry.stat(follow_symlinks=False)
                     entries.append(
                         FileEntry(

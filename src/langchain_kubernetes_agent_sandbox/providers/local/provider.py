@@ -28,6 +28,7 @@ from ...sandbox import Sandbox, SandboxInfo, SandboxProvider
 from .agent_link import AgentLinks
 from .bubblewrap import SANDBOX_PATH, Mounts, UserDrop, bwrap_argv, find_bwrap, launcher_argv
 from .cgroups import CgroupManager, SandboxCgroup
+from .disk import NO_SPACE_TEXT, DiskImages, usage_line
 from .files import HostFiles, NeedsSandbox
 from .holder import HOLDER_COMMAND, Holder, HolderRecord, JoinFds
 from .limits import ResourceLimits
@@ -79,7 +80,8 @@ class LocalProvider(SandboxProvider):
             self._owner: UserDrop | None = sandbox_user or NOBODY
         else:
             self._owner = None
-        self.state = StateFolder(Path(state_dir) if state_dir else default_state_dir(), self._owner)
+        self._disks = DiskImages.detect(self.resources)
+        self.state = StateFolder(Path(state_dir) if state_dir else default_state_dir(), self._owner, self._disks)
         self._cgroups = CgroupManager.detect() if use_cgroups else None
         self._agents = AgentLinks()
         if unisolated:
@@ -89,8 +91,9 @@ class LocalProvider(SandboxProvider):
     def isolation(self) -> str:
         """A one-line description of how commands are contained, for `session_info` and logs."""
         how = "none (unisolated)" if self.unisolated else "bubblewrap"
-        limits = f"cgroup v{self._cgroups.version}" if self._cgroups else "rlimits"
-        return f"{how}; limits by {limits}; sandbox uid {self._owner.uid if self._owner else os.getuid()}"
+        limits = self._cgroups.description if self._cgroups else "rlimits (no CPU limit)"
+        disk = f"{self._disks.description} (ext4 image)" if self._disks else "no disk quota"
+        return f"{how}; limits by {limits}; {disk}; sandbox uid {self._owner.uid if self._owner else os.getuid()}"
 
     async def create(
         self,
@@ -114,7 +117,7 @@ class LocalProvider(SandboxProvider):
     async def get(self, sandbox_id: str) -> LocalSandbox:
         record = await asyncio.to_thread(self.state.load, sandbox_id)
         if record.expires_at is not None and record.expires_at <= time.time():
-            await self._sandbox(record).terminate()
+            await self._remove_expired(record)
             raise NotFoundError(f"The local sandbox {sandbox_id} expired and was removed: create a new one.")
         return self._sandbox(record)
 
@@ -122,7 +125,10 @@ class LocalProvider(SandboxProvider):
         await self._reap_expired()
         wanted = dict(labels or {}).items()
         records = await asyncio.to_thread(self.state.all)
-        return [self._sandbox(record) for record in records if wanted <= record.labels.items()]
+        now = time.time()
+        # An expired record outlives the sweep only when its files could not all be removed: not live.
+        live = [record for record in records if record.expires_at is None or record.expires_at > now]
+        return [self._sandbox(record) for record in live if wanted <= record.labels.items()]
 
     async def check(self) -> None:
         if not self.unisolated:
@@ -138,7 +144,15 @@ class LocalProvider(SandboxProvider):
         now = time.time()
         for record in await asyncio.to_thread(self.state.all):
             if record.expires_at is not None and record.expires_at <= now:
-                await self._sandbox(record).terminate()
+                await self._remove_expired(record)
+
+    async def _remove_expired(self, record: SandboxRecord) -> None:
+        """Terminate an expired sandbox; a failure is logged, not raised, since it is a side duty of the call
+        that found it, and the record, which stays until the files are gone, makes the next sweep try again."""
+        try:
+            await self._sandbox(record).terminate()
+        except Exception:
+            logger.exception("removing the expired sandbox %s failed; the next sweep tries again", record.id)
 
     def _sandbox(self, record: SandboxRecord) -> LocalSandbox:
         return LocalSandbox(self, record)
@@ -199,8 +213,12 @@ class LocalSandbox(Sandbox):
         self._provider = provider
         self._record = record
         self._mounts = provider.state.mounts(record.id)
-        self._holder = Holder(self._mounts.workspace.parent)
-        self._files = HostFiles({paths.WORKDIR: self._mounts.workspace, "/tmp": self._mounts.tmp}, provider._owner)
+        self._holder = Holder(provider.state.folder(record.id))
+        self._files = HostFiles(
+            {paths.WORKDIR: self._mounts.workspace, "/tmp": self._mounts.tmp},
+            provider._owner,
+            provider.state.disk_of(record.id),
+        )
 
     async def _run(self, command: str, *, timeout: float, cwd: str, env: dict[str, str]) -> CommandResult:
         if cwd != paths.WORKDIR and not await self._exists(cwd):
@@ -226,6 +244,9 @@ class LocalSandbox(Sandbox):
                 f"{self._provider.resources.memory_bytes // (1024 * 1024)} MiB]\n"
             )
             result = dataclasses.replace(result, stderr=result.stderr + notice)
+        disk = self._provider.state.disk_of(self.id)
+        if disk is not None and any(text in result.stderr for text in NO_SPACE_TEXT):
+            result = dataclasses.replace(result, stderr=result.stderr + f"\n[{usage_line(disk)}]\n")
         return result
 
     async def _run_by_agent(self, command: str, *, timeout: float, cwd: str, env: dict[str, str]) -> CommandResult:
@@ -269,7 +290,7 @@ class LocalSandbox(Sandbox):
             argv = self._provider._argv(self._record, inner, cwd=paths.WORKDIR, env=environment, join=fds)
             return await asyncio.create_subprocess_exec(
                 *argv,
-                stdin=stdin,
+                stdin=stdin.fileno(),
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
                 env=_LAUNCHER_ENV,
@@ -380,9 +401,8 @@ class LocalSandbox(Sandbox):
         try:
             return await asyncio.to_thread(self._files.read, path, max_bytes)
         except (NeedsSandbox, PermissionError):
-            script = f'{shell_files.readable_file_checks(path)}; exec cat -- "$p"'
             try:
-                result, data = await self._inside(script, max_output=max_bytes)
+                result, data = await self._inside(shell_files.read_file(path, max_bytes), max_output=max_bytes)
             except TooLargeError:
                 raise TooLargeError(
                     f"{path} is larger than the limit of {max_bytes} bytes: read it in parts with `head -c`."
@@ -390,14 +410,15 @@ class LocalSandbox(Sandbox):
             shell_files.raise_for_status(result, path, "read")
             return data
 
-    async def _list_dir(self, path: str) -> list[FileEntry]:
+    async def _list_dir(self, path: str, max_entries: int) -> list[FileEntry]:
         self._require_alive()
         try:
-            return await asyncio.to_thread(self._files.list_dir, path)
+            return await asyncio.to_thread(self._files.list_dir, path, max_entries)
         except (NeedsSandbox, PermissionError):
-            result, data = await self._inside(shell_files.list_dir(path), max_output=16 * 1024 * 1024)
+            script = shell_files.list_dir(path, max_entries)
+            result, data = await self._inside(script, max_output=(max_entries + 1) * shell_files.LIST_RECORD_BYTES)
             shell_files.raise_for_status(result, path, "list")
-            return shell_files.parse_listing(path, data.decode("utf-8", "replace"))
+            return shell_files.parse_listing(path, data.decode("utf-8", "replace"), max_entries)
 
     async def _exists(self, path: str) -> bool:
         self._require_alive()
@@ -419,10 +440,12 @@ class LocalSandbox(Sandbox):
         cgroups = self._provider._cgroups
         if cgroups is not None:
             await asyncio.to_thread(cgroups.existing(self.id).remove)
-        if self._mounts.workspace.parent.exists():
+        if self._provider.state.folder(self.id).exists():
             await asyncio.to_thread(self._provider.state.remove, self.id)
 
     def _require_alive(self) -> None:
+        # Blocks for a few milliseconds only on the first use after a reboot, when the disk image is mounted.
+        self._provider.state.attach(self.id)
         if not self._mounts.workspace.is_dir():
             raise SandboxGoneError(
                 f"The sandbox {self.id} is gone: it was terminated, expired, or its workspace was deleted. "

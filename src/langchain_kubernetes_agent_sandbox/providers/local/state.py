@@ -1,11 +1,13 @@
 """The state folder: where local sandboxes live, so that they outlive the process that made them.
 
 Layout: `<state>/sandboxes/<id>/` holds `sandbox.json` (the record), `app/` (the workspace, `/app` inside)
-and `tmp/` (the sandbox's private `/tmp`). `<state>/etc/` holds the passwd and group files sandboxes see.
+and `tmp/` (the sandbox's private `/tmp`); with a disk quota, `app/` and `tmp/` lie on the sandbox's disk image
+`disk.img`, mounted at `disk/` (see `disk.py`). `<state>/etc/` holds the passwd and group files sandboxes see.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -13,14 +15,20 @@ import re
 import secrets
 import shutil
 import stat
+import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ...errors import BackendUnavailableError, NotFoundError
+from ...errors import BackendUnavailableError, NotFoundError, SandboxError
+from . import disk
 from .bubblewrap import ETC_ENTRIES, Mounts, UserDrop
 from .files import SEARCH, user_may
+from .removal import remove_tree
 
 ID_PATTERN = re.compile(r"^local-[0-9a-f]{24}$")
+RECORD = "sandbox.json"
 
 
 @dataclass
@@ -42,9 +50,10 @@ def default_state_dir() -> Path:
 
 
 class StateFolder:
-    def __init__(self, root: Path, owner: UserDrop | None) -> None:
+    def __init__(self, root: Path, owner: UserDrop | None, disks: disk.DiskImages | None = None) -> None:
         self.root = root
         self._owner = owner
+        self._disks = disks
         self._sandboxes = root / "sandboxes"
         try:
             self._sandboxes.mkdir(parents=True, exist_ok=True)
@@ -62,31 +71,56 @@ class StateFolder:
     def new_id(self) -> str:
         return f"local-{secrets.token_hex(12)}"
 
+    def folder(self, sandbox_id: str) -> Path:
+        return self._sandboxes / sandbox_id
+
     def mounts(self, sandbox_id: str) -> Mounts:
-        folder = self._sandboxes / sandbox_id
-        return Mounts(workspace=folder / "app", tmp=folder / "tmp", etc=self.etc)
+        data = disk.data_folder(self.folder(sandbox_id))
+        return Mounts(workspace=data / "app", tmp=data / "tmp", etc=self.etc)
+
+    def disk_of(self, sandbox_id: str) -> Path | None:
+        """Where the sandbox's disk image is mounted, or None for a sandbox without a disk quota."""
+        folder = self.folder(sandbox_id)
+        return folder / disk.MOUNT_POINT if disk.has_image(folder) else None
 
     def create(self, record: SandboxRecord) -> None:
-        folder = self._sandboxes / record.id
+        folder = self.folder(record.id)
         folder.mkdir(mode=0o711)
-        mounts = self.mounts(record.id)
-        for path, mode in ((mounts.workspace, 0o755), (mounts.tmp, 0o700)):
-            path.mkdir(mode=mode)
-            if self._owner is not None:
-                os.chown(path, self._owner.uid, self._owner.gid)
-        self.save(record)
+        try:
+            if self._disks is not None:
+                self._disks.create(folder)
+            mounts = self.mounts(record.id)
+            for path, mode in ((mounts.workspace, 0o755), (mounts.tmp, 0o700)):
+                path.mkdir(mode=mode)
+                if self._owner is not None:
+                    os.chown(path, self._owner.uid, self._owner.gid)
+            self.save(record)
+        except BaseException:
+            self.remove(record.id)
+            raise
+
+    def attach(self, sandbox_id: str) -> None:
+        """Mount the sandbox's disk image if it is not (after a reboot): cheap when it is, a few ms when not."""
+        folder = self.folder(sandbox_id)
+        if self._disks is not None:
+            self._disks.attach(folder)
+        elif disk.has_image(folder) and not os.path.ismount(folder / disk.MOUNT_POINT):
+            raise BackendUnavailableError(
+                f"The sandbox {sandbox_id} keeps its files on a disk image, which this server cannot mount "
+                f"({disk.unavailable_reason()}): run the server as root on a host with loop devices."
+            )
 
     def save(self, record: SandboxRecord) -> None:
         folder = self._sandboxes / record.id
         staging = folder / f".sandbox.json.{secrets.token_hex(4)}"
         staging.write_text(json.dumps(asdict(record)))
-        staging.replace(folder / "sandbox.json")
+        staging.replace(folder / RECORD)
 
     def load(self, sandbox_id: str) -> SandboxRecord:
         if not ID_PATTERN.match(sandbox_id):
             raise NotFoundError(f"No local sandbox has the id {sandbox_id!r}: list sandboxes to see valid ids.")
         try:
-            data = json.loads((self._sandboxes / sandbox_id / "sandbox.json").read_text())
+            data = json.loads((self._sandboxes / sandbox_id / RECORD).read_text())
         except (FileNotFoundError, NotADirectoryError):
             raise NotFoundError(
                 f"No local sandbox has the id {sandbox_id!r}: it never existed or was removed."
@@ -104,10 +138,24 @@ class StateFolder:
         return records
 
     def remove(self, sandbox_id: str) -> None:
-        """Delete the sandbox's folder, the record first so that a crash half-way leaves no live-looking sandbox."""
-        folder = self._sandboxes / sandbox_id
-        (folder / "sandbox.json").unlink(missing_ok=True)
-        shutil.rmtree(folder, onerror=_make_writable_and_retry)
+        """Delete the sandbox's folder, its record last: a removal that fails leaves a record that says the
+        sandbox expired, so the next sweep of expired sandboxes tries again and no file is left untracked."""
+        folder = self.folder(sandbox_id)
+        try:
+            record = self.load(sandbox_id)
+        except (NotFoundError, ValueError, TypeError):
+            record = None
+        try:
+            if record is not None and (record.expires_at is None or record.expires_at > time.time()):
+                record.expires_at = time.time()
+                self.save(record)
+            disk.detach(folder)
+            remove_tree(folder, last=RECORD)
+        except OSError as error:
+            raise SandboxError(
+                f"The files of sandbox {sandbox_id} could not all be removed ({error.strerror or error}); they are "
+                "kept under its record, which the next sweep of expired sandboxes tries again."
+            ) from error
 
     def _check_reachable(self, owner: UserDrop) -> None:
         """Bubblewrap opens the mounts as the sandbox user, so every parent folder must let that user pass."""
@@ -157,6 +205,31 @@ class StateFolder:
         return target
 
 
+@contextlib.contextmanager
+def temporary_state(prefix: str) -> Iterator[Path]:
+    """A state folder under /tmp that the sandbox user can enter, discarded with `discard_state` at the end."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    root.chmod(0o711)
+    try:
+        yield root
+    finally:
+        discard_state(root)
+
+
+def discard_state(root: Path) -> None:
+    """Delete a whole state folder whose server is gone without terminating its sandboxes (a killed pod's, in
+    the imitation cluster), leaving no disk mounted.
+
+    The files go first, through the mounts, so that each sandbox's holder sees its folders deleted and ends
+    everything in it; then the disks are unmounted, and their mount points deleted.
+    """
+    shutil.rmtree(root, ignore_errors=True)
+    if (root / "sandboxes").is_dir():
+        for folder in (root / "sandboxes").iterdir():
+            disk.detach(folder)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def _unreadable_by_others(folder: str, names: list[str]) -> set[str]:
     skipped = set()
     for name in names:
@@ -164,14 +237,3 @@ def _unreadable_by_others(folder: str, names: list[str]) -> set[str]:
         if not stat.S_ISLNK(info.st_mode) and not info.st_mode & stat.S_IROTH:
             skipped.add(name)
     return skipped
-
-
-def _make_writable_and_retry(function: object, path: str, _excinfo: object) -> None:
-    """A sandboxed program may `chmod 000` its folders; removal must still succeed when not running as root."""
-    parent = os.path.dirname(path)
-    os.chmod(parent, stat.S_IRWXU)
-    if os.path.isdir(path) and not os.path.islink(path):
-        os.chmod(path, stat.S_IRWXU)
-        shutil.rmtree(path, onerror=_make_writable_and_retry)
-    else:
-        os.unlink(path)

@@ -142,7 +142,8 @@ def register(mcp: SandboxMCP) -> None:
         max_entries: Annotated[int, Field(ge=1, le=10_000, description="Most entries to return.")] = 200,
     ) -> Annotated[CallToolResult, FileListing]:
         """List a directory in the sandbox (default: the working directory /app), sorted by name, with each
-        entry's kind, size and modification time. Hidden files are included."""
+        entry's kind, size and modification time. Hidden files are included. A directory of more than 10,000
+        entries is listed in part (incomplete is then true)."""
         async with mcp.registry.use(current_principal.get(), session_id) as session:
             entries = await session.sandbox.list_dir(path)
         items = [
@@ -163,6 +164,7 @@ def register(mcp: SandboxMCP) -> None:
                 path=resolve(path),
                 entries=items,
                 total=len(entries),
-                truncated=len(entries) > max_entries,
+                truncated=len(entries) > max_entries or entries.truncated,
+                incomplete=entries.truncated,
             )
         )

@@ -8,6 +8,7 @@ from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
 from ...engine import jobs, kernel
+from ...engine.results import JobResult
 from ..models import CommandOutput
 from ..principal import current_principal
 from . import reply
@@ -30,7 +31,7 @@ Cursor = Annotated[
 READS = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 
 
-async def _reply(session: Session, job: jobs.JobResult, limit: float) -> CallToolResult:
+async def _reply(session: Session, job: JobResult, limit: float) -> CallToolResult:
     """A Python cell's job reports like execute_python (value, figures as images, kernel), others like execute."""
     if job.python:
         return await cell_reply(session, await kernel.describe(session.sandbox, job), limit)
