@@ -20,6 +20,7 @@ from .results import CommandResult, FileEntry, Listing
 
 if TYPE_CHECKING:
     from .engine.channel import AgentChannel
+    from .engine.processes import SandboxProcess
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,70 @@ class Sandbox(abc.ABC):
         return await self._run(
             command, timeout=self.limits.timeout_for(timeout), cwd=paths.resolve(cwd), env=dict(env or {})
         )
+
+    async def start(
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,
+        cwd: str = paths.WORKDIR,
+        env: Mapping[str, str] | None = None,
+        stdin: bool = False,
+    ) -> SandboxProcess:
+        """Start `command` as a process and return at once: follow its output as it is written, give it input
+        (with stdin=True) and signals, wait for it; past `timeout` seconds it is killed (exit 124, output kept).
+        `process(id)` finds it again, also from another server process or after a restart."""
+        from .engine import processes, shell_jobs  # the engine builds on this contract
+
+        check_command(command)
+        limit = self.limits.timeout_for(timeout)
+        if await self.agent() is None:
+            if stdin:
+                raise InvalidArgumentError(
+                    "This sandbox's runtime runs one-shot commands only, so a process cannot take input: pass it "
+                    "with the command (a here-document, or a file written first)."
+                )
+            job = await shell_jobs.start(self, command, timeout=limit, wait=0, cwd=cwd, env=env)
+            return processes.ShellProcess(self, job.job_id)
+
+        async def channel() -> AgentChannel:
+            found = await self.agent()
+            if found is None:
+                raise InvalidArgumentError(f"Sandbox {self.id} has no agent any more: start the process again.")
+            return found
+
+        return await processes.with_fresh_channel(
+            channel,
+            lambda agent: processes.start(
+                agent,
+                command,
+                timeout=limit,
+                cwd=paths.resolve(cwd),
+                env=dict(env or {}),
+                limit=self.limits.output,
+                stdin=stdin,
+            ),
+        )
+
+    async def process(self, process_id: str) -> SandboxProcess:
+        """The process `start` gave this id (`NotFoundError` from its first report if there is none)."""
+        from .engine import processes, shell_jobs
+
+        shell_jobs.job_dir(process_id)  # refuses an id no process can have
+        channel = await self.agent()
+        if channel is None:
+            return processes.ShellProcess(self, process_id)
+        return processes.Process(channel, process_id, self.limits.output)
+
+    async def run_script(
+        self, script: str, *, timeout: float, cwd: str = paths.WORKDIR, env: Mapping[str, str] | None = None
+    ) -> CommandResult:
+        """Run one of the engine's own shell scripts (see `engine.shell_jobs`). Its limit is a run's limit, already
+        checked where the run entered, plus a named margin of `engine.budget`, so it is not held to `max_timeout`
+        (a job with the longest limit allowed must still get its margin)."""
+        if not timeout > 0:
+            raise InvalidArgumentError(f"A script's timeout must be positive, got {timeout!r}.")
+        return await self._run(script, timeout=float(timeout), cwd=paths.resolve(cwd), env=dict(env or {}))
 
     async def write_file(self, path: str, data: bytes) -> str:
         """Write `data` to `path`, creating parent directories; returns the absolute path written."""

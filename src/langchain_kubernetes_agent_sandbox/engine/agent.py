@@ -59,6 +59,8 @@ CELL_GRACE = 3.0
 """Seconds a cell may run past its limit (its own interrupt comes first) before the kernel is killed."""
 DRAIN_AFTER_EXIT = 1.0
 """Seconds to wait for a process's pipes to close after it exited: a daemon it forked may hold them open."""
+MAX_STDIN_BUFFER = 8 * 1024 * 1024
+"""Bytes of input the agent holds for a process that does not read it; more is refused until it does."""
 PRUNE_AFTER = 24 * 3600.0
 """Seconds after a process ended before its folder (whose output may be large) is deleted."""
 PRUNE_EVERY = 600.0
@@ -574,6 +576,8 @@ class Agent:
                 link.send({"op": "ok", "r": request})
         except (Refused, OSError) as error:
             code = error.code if isinstance(error, Refused) else "os_error"
+            if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+                code = "no_space"
             link.send({"op": "error", "r": request, "p": header.get("p"), "code": code, "message": str(error)})
         await link.drain()
 
@@ -675,6 +679,8 @@ class Agent:
             raise Refused("not_running", f"process {process_id} is not running with stdin")
         if data is None:
             command.process.stdin.close()
+        elif command.process.stdin.transport.get_write_buffer_size() > MAX_STDIN_BUFFER:
+            raise Refused("stdin_full", f"process {process_id} is not reading its input: wait, or close its stdin")
         else:
             command.process.stdin.write(data)
 

@@ -13,6 +13,7 @@ import secrets
 from ..errors import SandboxError, TimedOutError
 from ..results import CommandResult
 from ..sandbox import Sandbox
+from . import budget
 
 _found: dict[str, bool] = {}
 """What probing found, by sandbox id (a sandbox's runtime does not change)."""
@@ -26,7 +27,7 @@ async def keeps_background(sandbox: Sandbox) -> bool:
     if sandbox.id not in _found:
         marker = f"{secrets.randbelow(10**6)}"
         leave_running = f"setsid sleep 30.{marker} </dev/null >/dev/null 2>&1 & echo $!"
-        started = _answered(await sandbox.run(leave_running, timeout=15))
+        started = _answered(await sandbox.run_script(leave_running, timeout=budget.PROBE))
         pid = started.stdout.strip()
         if not pid.isdigit():
             raise SandboxError(
@@ -34,8 +35,9 @@ async def keeps_background(sandbox: Sandbox) -> bool:
             )
         # The same pid with the same command line in a later command: the process outlived the first one.
         found = _answered(
-            await sandbox.run(
-                f"grep -qa 'sleep.30\\.{marker}' /proc/{pid}/cmdline 2>/dev/null && kill {pid} && echo kept", timeout=15
+            await sandbox.run_script(
+                f"grep -qa 'sleep.30\\.{marker}' /proc/{pid}/cmdline 2>/dev/null && kill {pid} && echo kept",
+                timeout=budget.PROBE,
             )
         )
         _found[sandbox.id] = found.stdout.strip() == "kept"

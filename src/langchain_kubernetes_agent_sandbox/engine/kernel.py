@@ -12,7 +12,6 @@ from ..sandbox import Sandbox
 from . import budget, jobs, processes, shell_kernel
 from .results import CellResult, Figure, JobResult
 
-ONCE_GRACE = shell_kernel.ONCE_GRACE
 MAX_TEXT = 20_000
 """Characters of a value or error the server keeps from what a kernel says (the kernel bounds them to 10,000)."""
 MAX_FIGURE_ENTRIES = 50

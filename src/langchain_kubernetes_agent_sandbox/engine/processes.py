@@ -13,13 +13,17 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import InvalidArgumentError, NotFoundError, SandboxError
+from ..errors import InvalidArgumentError, NotFoundError, QuotaExceededError, SandboxError
 from ..output import OutputLimit, dropped_marker
 from ..results import TIMEOUT_EXIT_CODE, CommandResult
-from . import budget, wire
+from . import budget, shell_jobs, wire
 from .channel import AgentChannel, AgentLost, AgentRefused, check
+from .results import JobResult
+
+if TYPE_CHECKING:
+    from ..sandbox import Sandbox
 
 T = TypeVar("T")
 OutputCallback = Callable[[int, bytes], None]
@@ -65,7 +69,7 @@ class Report:
 
 
 class Process:
-    """A handle on one process of a sandbox's agent; cheap, and made again from the id alone."""
+    """A handle on one process of a sandbox's agent; cheap, and made again from the id alone (`find`)."""
 
     def __init__(self, channel: AgentChannel, process_id: str, limit: OutputLimit) -> None:
         self.channel = channel
@@ -170,7 +174,16 @@ async def _started(channel: AgentChannel, header: wire.Header, text: str) -> Non
     try:
         await channel.request(header, timeout=budget.AGENT_REQUEST)
     except AgentRefused as error:
+        if error.reason == "no_space":
+            raise NoSpoolSpace(
+                "The sandbox's disk is full, so the output of a new run could not be kept: delete files you no longer "
+                "need (`du -sh /app/* /tmp/*` shows where the space went) and try again."
+            ) from None
         raise SandboxError(f"The sandbox could not start it: {error}") from None
+
+
+class NoSpoolSpace(QuotaExceededError):
+    """The agent could not make a run's folder: the sandbox's disk (or its quota) is full."""
 
 
 async def follow(
@@ -345,3 +358,71 @@ def _report(
     )
     cursor_now = (max(sizes[0], cursor[0]), max(sizes[1], cursor[1]))
     return Report(process_id, result, cursor_now, exit_info, limit, started_at, figures, kind)
+
+
+class ShellProcess:
+    """The same handle where a sandbox has no agent (runtimes with nothing but one-shot commands): the process is
+    a shell job (`shell_jobs`), followed by polling its files. It takes signals but no input once started."""
+
+    POLL = 0.25
+    """Seconds between looks at a running job's files while following it."""
+
+    def __init__(self, sandbox: Sandbox, process_id: str) -> None:
+        self.sandbox = sandbox
+        self.id = process_id
+
+    async def follow(
+        self,
+        *,
+        wait: float,
+        cursor: tuple[int, int] = (0, 0),
+        on_output: OutputCallback | None = None,
+    ) -> Report:
+        deadline = time.monotonic() + wait
+        first = f"{cursor[0]}:{cursor[1]}"
+        while True:
+            remaining = deadline - time.monotonic()
+            step = 0.0 if remaining <= 0 else min(remaining, self.POLL if on_output else remaining)
+            job = (
+                await shell_jobs.wait(self.sandbox, self.id, step, first)
+                if step
+                else await shell_jobs.status(self.sandbox, self.id, first)
+            )
+            if on_output is not None and job.cursor != first:
+                on_output(0, job.result.stdout.encode())
+                on_output(1, job.result.stderr.encode())
+                first = job.cursor
+            if not job.running or deadline - time.monotonic() <= 0:
+                break
+        return _of_job(await shell_jobs.status(self.sandbox, self.id, f"{cursor[0]}:{cursor[1]}"), cursor)
+
+    async def wait(self, timeout: float | None = None) -> Report | None:
+        report = await self.follow(wait=math.inf if timeout is None else timeout)
+        return None if report.running else report
+
+    async def write_stdin(self, data: bytes) -> None:
+        raise InvalidArgumentError(
+            "This sandbox's runtime runs one-shot commands only, so a running process takes no input: pass the input "
+            "with the command (a here-document, or a file written first)."
+        )
+
+    async def close_stdin(self) -> None:
+        """A shell job's stdin is at end-of-file from its start."""
+
+    async def signal(self, number: int) -> None:
+        directory = shell_jobs.job_dir(self.id)
+        await self.sandbox.run_script(
+            f't=$(cat {directory}/tpid 2>/dev/null) && kill -s {int(number)} -- "-$t" 2>/dev/null', timeout=budget.PROBE
+        )
+
+    async def cancel(self) -> None:
+        await shell_jobs.cancel(self.sandbox, self.id)
+
+
+def _of_job(job: JobResult, cursor: tuple[int, int]) -> Report:
+    end = tuple(int(part) for part in job.cursor.split(":"))
+    exit_info = None if job.running else Exit(job.state, job.result.exit_code)
+    return Report(job.job_id, job.result, (end[0], end[1]), exit_info, job.limit, job.started_at)
+
+
+SandboxProcess = Process | ShellProcess

@@ -26,6 +26,7 @@ from ..errors import InvalidArgumentError, NotFoundError, SandboxError, TimedOut
 from ..output import OutputLimit, dropped_marker
 from ..results import TIMEOUT_EXIT_CODE, CommandResult
 from ..sandbox import Sandbox, check_command
+from . import budget
 from .results import JobResult, JobState
 
 JOBS_DIR = "/tmp/.kas/jobs"
@@ -40,18 +41,12 @@ REPORTED_FILES = ("kernel-state", "interrupted", "meta.json")
 this order while they fit half the head of the output cap (a file left out can still be read: see `kernel`)."""
 SMALL_FILE_BYTES = 65536
 """No reported file is larger (the kernel keeps its meta.json under this)."""
-_MARGIN = 15.0
-"""Seconds a job script may take beyond what it waits for: starting a shell, reading the files."""
-_KILL_GRACE = 5
-"""Seconds between the polite signal (TERM) at a job's timeout or cancel and the SIGKILL that follows."""
 
 PRUNE_AFTER_MINUTES = 24 * 60
 """Folders of jobs that ended longer ago than this are deleted (their output files may be large)."""
 
 
-def longest_limit(longest_run: float) -> float:
-    """The longest limit a job can have and still end within one run limited to `longest_run` seconds."""
-    return longest_run - _KILL_GRACE - 1 - _MARGIN
+longest_limit = budget.longest_job_limit
 
 
 def maybe_prune() -> str:
@@ -99,7 +94,7 @@ def _wrapper(limit: float) -> str:
     exit status. The status is one short write, so a reader sees the file empty or whole."""
     return (
         'd=$1; echo $$ > "$d/pid"; '
-        f'timeout -k {_KILL_GRACE} {limit:.3f} /bin/sh "$d/cmd" </dev/null >"$d/stdout" 2>"$d/stderr" & '
+        f'timeout -k {budget.KILL_GRACE:g} {limit:.3f} /bin/sh "$d/cmd" </dev/null >"$d/stdout" 2>"$d/stderr" & '
         'echo $! > "$d/tpid"; wait $!; echo $? > "$d/exit"'
     )
 
@@ -232,7 +227,7 @@ async def start(
     check_command(command)  # it reaches the shell inside the job's script, not through Sandbox.run
     job_id = job_id or new_job_id()
     d = shlex.quote(job_dir(job_id))
-    longest = timeout + _KILL_GRACE + 1  # by then the job has ended by its own limit
+    longest = timeout + budget.KILL_GRACE + 1  # by then the job has ended by its own limit
     wait = max(0.0, min(wait, longest))
     script = (
         maybe_prune() + f"mkdir -p {d} && {await put_text(sandbox, f'{job_dir(job_id)}/cmd', command)} && "
@@ -251,7 +246,7 @@ async def start(
             "</dev/null >/dev/null 2>&1 &\n"
             'w=$!; wait "$job"; kill "$w" 2>/dev/null\n'
         )
-    return await run_then_report(sandbox, job_id, script, timeout=wait + _MARGIN, cwd=cwd, env=env)
+    return await run_then_report(sandbox, job_id, script, timeout=wait + budget.SCRIPT, cwd=cwd, env=env)
 
 
 async def run_then_report(
@@ -265,7 +260,7 @@ async def run_then_report(
 ) -> JobResult:
     """Run `script` (which starts or waits for the job `job_id`), then report the job, in one command."""
     script += "\n" + _report(job_dir(job_id), report_limit(sandbox))
-    raw = await sandbox.run(script, timeout=timeout, cwd=cwd, env=env)
+    raw = await sandbox.run_script(script, timeout=timeout, cwd=cwd, env=env)
     return _parse(job_id, "0:0", raw, report_limit(sandbox))
 
 
@@ -274,7 +269,7 @@ async def status(sandbox: Sandbox, job_id: str, cursor: str | None = None) -> Jo
     cursor = cursor or "0:0"
     directory = job_dir(job_id)
     script = f"[ -d {shlex.quote(directory)} ] || exit 3; " + _report(directory, report_limit(sandbox), cursor)
-    return _parse(job_id, cursor, await sandbox.run(script, timeout=_MARGIN), report_limit(sandbox))
+    return _parse(job_id, cursor, await sandbox.run_script(script, timeout=budget.SCRIPT), report_limit(sandbox))
 
 
 def _until_ended(directory: str, seconds: float, also: str = "") -> str:
@@ -294,7 +289,9 @@ async def wait(sandbox: Sandbox, job_id: str, timeout: float, cursor: str | None
         + _until_ended(directory, timeout, also=wrapper_gone)
         + _report(job_dir(job_id), report_limit(sandbox), cursor)
     )
-    return _parse(job_id, cursor, await sandbox.run(script, timeout=timeout + _MARGIN), report_limit(sandbox))
+    return _parse(
+        job_id, cursor, await sandbox.run_script(script, timeout=timeout + budget.SCRIPT), report_limit(sandbox)
+    )
 
 
 async def cancel(sandbox: Sandbox, job_id: str) -> JobResult:
@@ -312,7 +309,7 @@ async def cancel(sandbox: Sandbox, job_id: str) -> JobResult:
         + f'[ -s {directory}/exit ] || {{ kill -s KILL -- "-$p" 2>/dev/null; echo 137 > {directory}/exit; }}; }}; '
         "fi; " + _report(job_dir(job_id), report_limit(sandbox))
     )
-    return _parse(job_id, "0:0", await sandbox.run(script, timeout=_MARGIN + 10), report_limit(sandbox))
+    return _parse(job_id, "0:0", await sandbox.run_script(script, timeout=budget.CANCEL), report_limit(sandbox))
 
 
 def report_limit(sandbox: Sandbox) -> OutputLimit:

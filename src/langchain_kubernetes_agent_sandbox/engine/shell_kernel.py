@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import SandboxError
 from ..output import OutputLimit
 from ..sandbox import Sandbox
+from . import budget
 from .results import CellResult, Figure, JobResult
 from .shell_jobs import (
     job_dir,
@@ -35,8 +36,6 @@ from .shell_jobs import start as start_job
 KERNEL_DIR = "/tmp/.kas/kernel"
 PROGRAM = resources.files(__package__).joinpath("pykernel.py").read_text(encoding="utf-8")
 
-ONCE_GRACE = 5.0
-"""Seconds a one-process cell's job may run past the cell's limit, so that the cell's own timeout acts first."""
 _installed: set[str] = set()
 """Sandboxes this process has seen holding the kernel program (it stays there as long as the sandbox)."""
 
@@ -129,18 +128,18 @@ async def run_cell(
             f"s=$?; echo once > {shlex.quote(job)}/kernel-state; exit $s"
         )
         result = await start_job(
-            sandbox, command, timeout=timeout + ONCE_GRACE, wait=wait, env=environment, job_id=job_id
+            sandbox, command, timeout=timeout + budget.ONCE_GRACE, wait=wait, env=environment, job_id=job_id
         )
         return await describe(sandbox, result)
     script = maybe_prune() + _client(
         job,
         timeout=timeout,
-        wait=max(0.0, min(wait, timeout + 4)),
+        wait=max(0.0, min(wait, timeout + budget.KERNEL_REPORT)),
         reset=reset,
         limit=report_limit(sandbox),
         put_code=put_code,
     )
-    result = await run_then_report(sandbox, job_id, script, timeout=wait + 30, env=environment)
+    result = await run_then_report(sandbox, job_id, script, timeout=wait + budget.CELL_SCRIPT, env=environment)
     return await describe(sandbox, result)
 
 
@@ -188,5 +187,5 @@ async def describe(sandbox: Sandbox, job: JobResult) -> CellResult:
 async def running(sandbox: Sandbox) -> bool:
     """Whether the sandbox's kernel is alive now (its variables are there for the next cell)."""
     k = shlex.quote(KERNEL_DIR)
-    result = await sandbox.run(f'[ -s {k}/pid ] && kill -0 "$(cat {k}/pid)" 2>/dev/null', timeout=15)
+    result = await sandbox.run_script(f'[ -s {k}/pid ] && kill -0 "$(cat {k}/pid)" 2>/dev/null', timeout=budget.PROBE)
     return result.exit_code == 0

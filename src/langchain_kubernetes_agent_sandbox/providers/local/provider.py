@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import dataclasses
 import logging
 import os
@@ -224,9 +225,11 @@ class LocalSandbox(Sandbox):
         if cwd != paths.WORKDIR and not await self._exists(cwd):
             raise NotFoundError(f"The working directory {cwd} does not exist: create it first, or use /app.")
         oom_kills = self._oom_kills()
+        result = None
         if await self.agent() is not None:
-            result = await self._run_by_agent(command, timeout=timeout, cwd=cwd, env=env)
-        else:
+            with contextlib.suppress(processes.NoSpoolSpace):  # a full disk: run it without keeping its output
+                result = await self._run_by_agent(command, timeout=timeout, cwd=cwd, env=env)
+        if result is None:
             completed = await self._launch(["/bin/sh", "-c", command], timeout=timeout, cwd=cwd, env=env)
             result = CommandResult(
                 stdout=completed.stdout.text(),

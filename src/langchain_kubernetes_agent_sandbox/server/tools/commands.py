@@ -10,7 +10,7 @@ from mcp.server.fastmcp import Context
 from mcp.types import CallToolResult, ImageContent, ToolAnnotations
 from pydantic import Field
 
-from ...engine import jobs, kernel, shell_jobs
+from ...engine import budget, jobs, kernel
 from ...engine.background import keeps_background
 from ...engine.results import CellResult
 from ...errors import InvalidArgumentError, NotFoundError, SandboxError, TooLargeError
@@ -116,7 +116,7 @@ async def _plan(mcp: SandboxMCP, sandbox: Sandbox, timeout: float | None, backgr
             "its timeout."
         )
     if sandbox.longest_run is not None:
-        longest = shell_jobs.longest_limit(sandbox.longest_run) - kernel.ONCE_GRACE
+        longest = budget.longest_job_limit(sandbox.longest_run) - budget.ONCE_GRACE
         if timeout is not None and timeout > longest:
             raise InvalidArgumentError(
                 f"timeout {timeout:g} s is too long for this session: its sandbox keeps no background processes, so "
