@@ -87,6 +87,33 @@ def spawn(work: Any) -> asyncio.Future[Any]:
     return task
 
 
+class _Watched(asyncio.subprocess.SubprocessStreamProtocol):
+    """Knows when its process exits, which `Process.wait()` does not say while a daemon the process forked still
+    holds its pipes open."""
+
+    def __init__(self) -> None:
+        super().__init__(limit=4 * CHUNK, loop=asyncio.get_running_loop())
+        self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+async def start_process(*argv: str, **options: Any) -> tuple[asyncio.subprocess.Process, asyncio.Future[None]]:
+    """`asyncio.create_subprocess_exec`, plus a future set the moment the process exits."""
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.subprocess_exec(_Watched, *argv, **options)
+    return asyncio.subprocess.Process(transport, protocol, loop), protocol.exited
+
+
+async def exit_status(process: asyncio.subprocess.Process, exited: asyncio.Future[None]) -> int:
+    await exited
+    code = process.returncode
+    return code if code is not None else -1
+
+
 def program_digest(directory: str) -> str:
     """What the server compares to know this agent runs the program it shipped."""
     digest = hashlib.sha256()
@@ -229,9 +256,10 @@ class Spooled:
 class Command:
     """A shell command in a process group of its own, with a wall-clock limit."""
 
-    def __init__(self, spool: Spooled, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, spool: Spooled, process: asyncio.subprocess.Process, exited: asyncio.Future[None]) -> None:
         self.spool = spool
         self.process = process
+        self.exited = exited
         self.state = "exited"
         self.killer: asyncio.TimerHandle | None = None
         spool.on_file_limit = self._output_too_large
@@ -248,7 +276,7 @@ class Command:
         pumps = [
             spawn(self._pump(stream, index)) for index, stream in enumerate((self.process.stdout, self.process.stderr))
         ]
-        code = await self.process.wait()
+        code = await exit_status(self.process, self.exited)
         self.killer.cancel()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.gather(*pumps), DRAIN_AFTER_EXIT)
@@ -288,6 +316,7 @@ class Kernel:
     def __init__(self, directory: str) -> None:
         self.directory = directory
         self.process: asyncio.subprocess.Process | None = None
+        self.exited: asyncio.Future[None] | None = None
         self.replies: asyncio.StreamReader | None = None
         self.requests: int | None = None
         self.lock = asyncio.Lock()
@@ -302,7 +331,8 @@ class Kernel:
         """Start a kernel when none runs; returns how (started, kept, restarted, reset) and a note."""
         if reset and self.alive:
             self.kill()
-            await self.process.wait()  # type: ignore[union-attr]
+            assert self.exited is not None
+            await self.exited
             await self._start()
             return "reset", None
         if self.alive:
@@ -317,7 +347,7 @@ class Kernel:
         request_read, request_write = os.pipe()
         reply_read, reply_write = os.pipe()
         env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1"}
-        self.process = await asyncio.create_subprocess_exec(
+        self.process, self.exited = await start_process(
             sys.executable,
             "-u",
             f"{self.directory}/pykernel.py",
@@ -341,7 +371,7 @@ class Kernel:
         self.replies = replies
         for index, stream in enumerate((self.process.stdout, self.process.stderr)):
             spawn(self._pump(self.process, stream, index))
-        spawn(self._watch(self.process))
+        spawn(self._watch(self.process, self.exited))
 
     async def _pump(self, process: asyncio.subprocess.Process, stream: Any, index: int) -> None:
         """Route the kernel's output to the cell running now; what comes between cells (a thread a cell left
@@ -354,8 +384,8 @@ class Kernel:
                 continue
             held = cell.take(index, held + chunk)
 
-    async def _watch(self, process: asyncio.subprocess.Process) -> None:
-        code = await process.wait()
+    async def _watch(self, process: asyncio.subprocess.Process, exited: asyncio.Future[None]) -> None:
+        code = await exit_status(process, exited)
         self.last_exit = code
         if self.requests is not None and self.process is process:
             with contextlib.suppress(OSError):
@@ -600,7 +630,7 @@ class Agent:
         cwd = wire.field(header, "cwd", str, "/app")
         spool = Spooled(process_id, timeout, "command")
         try:
-            process = await asyncio.create_subprocess_exec(
+            process, exited = await start_process(
                 "/bin/sh",
                 "-c",
                 command,
@@ -619,7 +649,7 @@ class Agent:
             link.send({"op": "started", "r": header.get("r"), "p": process_id, "pid": 0})
             return
         self.spools[process_id] = spool
-        command_run = Command(spool, process)
+        command_run = Command(spool, process, exited)
         self.commands[process_id] = command_run
         link.send({"op": "started", "r": header.get("r"), "p": process_id, "pid": process.pid})
         spawn(self._supervise(process_id, command_run, timeout))
@@ -808,11 +838,18 @@ class Link:
             self.writer.close()
 
 
-def connect(directory: str) -> int:
-    """Hand a connection to the agent (started if none answers) to the server over fd 0, then exit."""
+def connect(directory: str, replace: bool = False) -> int:
+    """Hand a connection to the agent (started if none answers) to the server over fd 0, then exit. With
+    `replace`, whatever listens on the agent's socket now (an agent the server could not accept) is left behind
+    and a new agent started."""
     server = socket.socket(fileno=0)
     path = f"{directory}/sock"
     try:
+        if replace:
+            with open(f"{directory}/lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
         connection = _connect(path)
         if connection is None:
             with open(f"{directory}/lock", "w") as lock:
@@ -855,13 +892,17 @@ def _connect(path: str) -> socket.socket | None:
     return connection
 
 
+async def serve(directory: str) -> None:
+    await Agent(directory).serve()
+
+
 def main() -> None:
     mode, directory = sys.argv[1], sys.argv[2]
     if mode == "connect":
-        sys.exit(connect(directory))
+        sys.exit(connect(directory, replace=sys.argv[3:] == ["replace"]))
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     os.makedirs(JOBS, exist_ok=True)
-    asyncio.run(Agent(directory).serve())
+    asyncio.run(serve(directory))
 
 
 if __name__ == "__main__":

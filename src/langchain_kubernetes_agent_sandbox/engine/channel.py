@@ -51,6 +51,8 @@ class AgentChannel:
         self._send_lock = asyncio.Lock()
         self._failure: str | None = None
         self.agent_pid: int | None = None
+        self.misbehaved = False
+        """Whether the agent sent something no genuine agent sends: the next connection replaces it."""
         self._reading = asyncio.create_task(self._read_forever())
 
     @classmethod
@@ -81,7 +83,12 @@ class AgentChannel:
         reply: asyncio.Future[tuple[wire.Header, bytes]] = asyncio.get_running_loop().create_future()
         self._pending[number] = reply
         try:
-            await self.send({**header, "r": number}, payload)
+            try:
+                await self.send({**header, "r": number}, payload)
+            except AgentLost:
+                if reply.done():
+                    reply.exception()  # the same failure, raised here instead
+                raise
             async with asyncio.timeout(timeout):
                 return await reply
         except TimeoutError:
@@ -98,7 +105,7 @@ class AgentChannel:
                 await self._writer.drain()
             except (ConnectionError, RuntimeError) as error:
                 self._fail(f"the connection to the agent of {self.name} broke ({error})")
-                self._raise_if_closed()
+                raise AgentLost(self._failure or "the connection broke") from None
 
     def subscribe(self, process_id: str) -> asyncio.Queue[tuple[wire.Header, bytes]]:
         """The frames about `process_id` from now on (out, tick, figure, exit; a final `lost` if the channel
@@ -121,7 +128,7 @@ class AgentChannel:
 
     def _raise_if_closed(self) -> None:
         if self._failure is not None:
-            raise AgentLost(self._failure)
+            raise AgentGone(self._failure)
 
     async def _read_forever(self) -> None:
         try:
@@ -130,8 +137,11 @@ class AgentChannel:
                 self._route(header, payload)
         except asyncio.IncompleteReadError:
             self._fail(f"the agent of {self.name} ended the connection")
-        except (wire.FrameError, ConnectionError, OSError) as error:
-            self._fail(f"the agent of {self.name} broke the protocol or the connection: {error}")
+        except wire.FrameError as error:
+            self.misbehaved = True
+            self._fail(f"the agent of {self.name} broke the protocol: {error}")
+        except (ConnectionError, OSError) as error:
+            self._fail(f"the connection to the agent of {self.name} broke: {error}")
         except asyncio.CancelledError:
             raise
         except Exception as error:  # a bug here must not leave waiters hanging
@@ -168,6 +178,10 @@ class AgentChannel:
                 reply.set_exception(AgentLost(reason))
         for queue in self._subscriptions.values():
             queue.put_nowait(({"op": "lost", "message": reason}, b""))
+
+
+class AgentGone(AgentLost):
+    """The channel had broken before this request was sent: nothing of it reached the agent."""
 
 
 class AgentMismatch(AgentLost):

@@ -19,7 +19,7 @@ from ..errors import InvalidArgumentError, NotFoundError, QuotaExceededError, Sa
 from ..output import OutputLimit, dropped_marker
 from ..results import TIMEOUT_EXIT_CODE, CommandResult
 from . import budget, shell_jobs, wire
-from .channel import AgentChannel, AgentLost, AgentRefused, check
+from .channel import AgentChannel, AgentGone, AgentLost, AgentRefused, check
 from .results import JobResult
 
 if TYPE_CHECKING:
@@ -119,15 +119,12 @@ class Process:
 async def with_fresh_channel(
     channel_of: Callable[[], Awaitable[AgentChannel]], start: Callable[[AgentChannel], Awaitable[T]]
 ) -> T:
-    """`start(channel)`, tried once more on a new channel when the one at hand turns out broken (its agent was
-    killed since the last call). Only for starting: a process that started is never started twice."""
-    channel = await channel_of()
+    """`start(channel)`, tried once more on a new channel when the one at hand had broken before the request
+    went out (its agent was killed since the last call). A request that reached the agent is never sent twice."""
     try:
-        return await start(channel)
-    except AgentLost:
-        if not channel.closed:
-            raise
-    return await start(await channel_of())
+        return await start(await channel_of())
+    except AgentGone:
+        return await start(await channel_of())
 
 
 async def start(

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 
 from ...engine import budget, program
-from ...engine.channel import AgentChannel, AgentMismatch
+from ...engine.channel import AgentChannel, AgentLost
 from ...errors import SandboxError
 
 MAX_CHANNELS = 256
@@ -46,7 +46,7 @@ class AgentLinks:
             if existing is not None and not existing.closed:
                 return existing
             try:
-                channel = await _connect(sandbox_id, install, launch)
+                channel = await _connect(sandbox_id, install, launch, broken=existing)
             finally:
                 self._connecting.pop(sandbox_id, None)
             self._channels[sandbox_id] = channel
@@ -65,29 +65,40 @@ class AgentLinks:
             await self.forget(sandbox_id)
 
 
-async def _connect(sandbox_id: str, install: Callable[[], Awaitable[None]], launch: Launch) -> AgentChannel:
-    """A channel to the sandbox's agent, replacing an agent that runs another program than this package's."""
+async def _connect(
+    sandbox_id: str, install: Callable[[], Awaitable[None]], launch: Launch, *, broken: AgentChannel | None = None
+) -> AgentChannel:
+    """A channel to the sandbox's agent. An agent that runs another program than this package's (an older version,
+    or something the sandbox put in its place), that broke the protocol on the `broken` channel before, or that is
+    the very process whose connection broke (alive, yet failing) is asked to end and left behind, and this
+    package's started."""
     await install()
-    try:
-        return await _open(sandbox_id, launch)
-    except AgentMismatch:
-        pass
-    # An older agent (or one the sandbox replaced): ask it to end, then start this package's.
+    if broken is None or not broken.misbehaved:
+        try:
+            channel = await _open(sandbox_id, launch)
+        except AgentLost:
+            pass  # another program, or one that cannot even say hello: replaced below
+        else:
+            if broken is None or channel.agent_pid != broken.agent_pid:
+                return channel
+            await channel.aclose()
     with contextlib.suppress(SandboxError):
         stale = await _open(sandbox_id, launch, check=False)
         with contextlib.suppress(SandboxError):
             await stale.send({"op": "shutdown"})
         await stale.aclose()
     await install()
-    return await _open(sandbox_id, launch)
+    return await _open(sandbox_id, launch, replace=True)
 
 
-async def _open(sandbox_id: str, launch: Launch, *, check: bool = True) -> AgentChannel:
+async def _open(sandbox_id: str, launch: Launch, *, check: bool = True, replace: bool = False) -> AgentChannel:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         with theirs:
             process = await launch(
-                ["/bin/sh", "-c", 'exec python3 -u -E -s -S "$0/agent.py" connect "$0"', program.AGENT_DIR], theirs
+                ["/bin/sh", "-c", 'exec python3 -u -E -s -S "$0/agent.py" connect "$0" "$@"', program.AGENT_DIR]
+                + (["replace"] if replace else []),
+                theirs,
             )
         try:
             async with asyncio.timeout(budget.AGENT_CONNECT):

@@ -253,22 +253,22 @@ class LocalSandbox(Sandbox):
         return result
 
     async def _run_by_agent(self, command: str, *, timeout: float, cwd: str, env: dict[str, str]) -> CommandResult:
-        process = await processes.with_fresh_channel(
-            self._agent,
-            lambda channel: processes.start(
-                channel, command, timeout=timeout, cwd=cwd, env=env, limit=self.limits.output
-            ),
-        )
         try:
+            process = await processes.with_fresh_channel(
+                self._agent,
+                lambda channel: processes.start(
+                    channel, command, timeout=timeout, cwd=cwd, env=env, limit=self.limits.output
+                ),
+            )
             report = await process.follow(wait=timeout + budget.END_OF_RUN)
+            if report.running:  # the agent did not end it at its limit
+                await process.signal(signal.SIGKILL)
+                report = await process.follow(wait=budget.END_OF_RUN)
         except AgentLost as error:
             raise SandboxError(
                 f"The sandbox's agent ended while the command ran ({error}): something in the sandbox killed it, "
                 "and the command's output is lost. The next call starts a new agent."
             ) from None
-        if report.running:
-            await process.signal(signal.SIGKILL)
-            report = await process.follow(wait=budget.END_OF_RUN)
         return report.result
 
     async def agent(self) -> AgentChannel | None:
