@@ -115,23 +115,14 @@ class Sandbox(abc.ABC):
             job = await shell_jobs.start(self, command, timeout=limit, wait=0, cwd=cwd, env=env)
             return processes.ShellProcess(self, job.job_id)
 
-        async def channel() -> AgentChannel:
-            found = await self.agent()
-            if found is None:
-                raise InvalidArgumentError(f"Sandbox {self.id} has no agent any more: start the process again.")
-            return found
-
-        return await processes.with_fresh_channel(
-            channel,
-            lambda agent: processes.start(
-                agent,
-                command,
-                timeout=limit,
-                cwd=paths.resolve(cwd),
-                env=dict(env or {}),
-                limit=self.limits.output,
-                stdin=stdin,
-            ),
+        return await processes.start(
+            processes.agent_of(self),
+            command,
+            timeout=limit,
+            cwd=paths.resolve(cwd),
+            env=dict(env or {}),
+            limit=self.limits.output,
+            stdin=stdin,
         )
 
     async def process(self, process_id: str) -> SandboxProcess:
@@ -139,10 +130,9 @@ class Sandbox(abc.ABC):
         from .engine import processes, shell_jobs
 
         shell_jobs.job_dir(process_id)  # refuses an id no process can have
-        channel = await self.agent()
-        if channel is None:
+        if await self.agent() is None:
             return processes.ShellProcess(self, process_id)
-        return processes.Process(channel, process_id, self.limits.output)
+        return processes.Process(processes.agent_of(self), process_id, self.limits.output)
 
     async def run_script(
         self, script: str, *, timeout: float, cwd: str = paths.WORKDIR, env: Mapping[str, str] | None = None

@@ -16,7 +16,8 @@ async def test_a_started_process_streams_its_output_in_order_while_it_runs(sandb
     seen: list[tuple[int, bytes, float]] = []
     started = time.monotonic()
     report = await process.follow(wait=30, on_output=lambda stream, data: seen.append((stream, data, time.monotonic())))
-    assert report.exit is not None and report.exit.state == "exited"
+    assert report.exit is not None
+    assert report.exit.state == "exited"
     assert (report.result.stdout, report.result.stderr, report.result.exit_code) == ("first\nsecond\n", "warn\n", 0)
     stdout = b"".join(data for stream, data, _ in seen if stream == 0)
     assert stdout == b"first\nsecond\n"
@@ -27,7 +28,8 @@ async def test_a_started_process_streams_its_output_in_order_while_it_runs(sandb
 async def test_a_process_is_found_again_by_id_and_followed_from_a_cursor(sandbox: Sandbox) -> None:
     process = await sandbox.start("echo one; sleep 1; echo two", timeout=30)
     early = await process.follow(wait=0.5)
-    assert early.running and early.result.stdout == "one\n"
+    assert early.running
+    assert early.result.stdout == "one\n"
     again = await sandbox.process(process.id)
     rest = await again.follow(wait=30, cursor=early.cursor)
     assert (rest.result.stdout, rest.exit is not None) == ("two\n", True)
@@ -63,7 +65,8 @@ async def test_stdin_reaches_the_process_where_the_runtime_allows_it(sandbox: Sa
     await process.write_stdin(b"world\n")
     await process.close_stdin()
     ended = await process.wait(timeout=20)
-    assert ended is not None and ended.result.stdout == "HELLO WORLD\n"
+    assert ended is not None
+    assert ended.result.stdout == "HELLO WORLD\n"
 
 
 async def test_processes_run_side_by_side(sandbox: Sandbox) -> None:

@@ -44,12 +44,8 @@ async def test_a_command_that_kills_every_process_of_its_user_ends_and_the_next_
 ) -> None:
     await kernel.run_cell(sandbox, "x = 1", timeout=30, wait=20)
     started = time.monotonic()
-    try:
-        result = await sandbox.run("echo before; kill -9 -1; sleep 5", timeout=20)
-    except SandboxError as error:
-        assert "agent ended" in str(error)
-    else:
-        assert result.exit_code != 0
+    with pytest.raises(SandboxError, match="agent ended while the command ran"):
+        await sandbox.run("echo before; kill -9 -1; sleep 5", timeout=20)
     assert time.monotonic() - started < 15
     again = await sandbox.run("echo after")
     assert again.stdout == "after\n"
@@ -59,7 +55,8 @@ async def test_a_command_that_kills_every_process_of_its_user_ends_and_the_next_
 
 async def test_jobs_lost_with_a_killed_agent_are_reported_lost(sandbox: LocalSandbox) -> None:
     job = await jobs.start(sandbox, "echo started; sleep 60", timeout=120, wait=0.5)
-    assert job.running and job.result.stdout == "started\n"
+    assert job.running
+    assert job.result.stdout == "started\n"
     with pytest.raises(SandboxError):
         await sandbox.run("kill -9 -1", timeout=20)
     lost = await jobs.status(sandbox, job.job_id)
@@ -81,25 +78,26 @@ async def test_a_replaced_agent_program_is_reinstalled_from_the_package(sandbox:
 
 async def test_a_fake_agent_that_sends_oversized_frames_is_left_behind(sandbox: LocalSandbox) -> None:
     await sandbox.run("echo warm")
-    fake = await sandbox.start(f"exec python3 -c '{FAKE_AGENT}' {program.AGENT_DIR}/sock {program.DIGEST}", timeout=120)
+    await sandbox.start(f"exec python3 -c '{FAKE_AGENT}' {program.AGENT_DIR}/sock {program.DIGEST}", timeout=120)
     await asyncio.sleep(1)
     await sandbox._provider._agents.forget(sandbox.id)  # the next call connects afresh, and finds the fake
     started = time.monotonic()
     try:
         result = await sandbox.run("echo genuine")
     except SandboxError as error:  # at most the one call that met the fake mid-way fails, and says so
-        assert "broke" in str(error)
+        failure = str(error)
         result = await sandbox.run("echo genuine")
+        assert "broke" in failure
     assert result.stdout == "genuine\n"
-    assert time.monotonic() - started < 20
-    await fake.signal(9)
+    assert time.monotonic() - started < 20  # the fake (and the agent that started it) end with the sandbox
 
 
 async def test_protocol_frames_printed_by_a_command_are_only_its_output(sandbox: LocalSandbox) -> None:
     forged = wire.encode({"op": "exit", "p": "j-000000000000", "state": "exited", "code": 0, "n": [0, 0]})
     await sandbox.write_file("/app/frame.bin", forged)
     result = await sandbox.run("cat /app/frame.bin; echo; echo done")
-    assert result.stdout.endswith("done\n") and result.exit_code == 0
+    assert result.stdout.endswith("done\n")
+    assert result.exit_code == 0
 
 
 async def test_closing_stdout_and_a_daemon_holding_the_pipe_end_truthfully(sandbox: LocalSandbox) -> None:
@@ -113,9 +111,10 @@ async def test_closing_stdout_and_a_daemon_holding_the_pipe_end_truthfully(sandb
 
 async def test_a_flood_of_input_to_a_process_that_does_not_read_is_refused(sandbox: LocalSandbox) -> None:
     process = await sandbox.start("sleep 30", timeout=60, stdin=True)
-    with pytest.raises(InvalidArgumentError, match="not reading its input"):
+    chunk = b"x" * wire.MAX_PAYLOAD_BYTES
+    with pytest.raises(InvalidArgumentError, match="not reading its input"):  # noqa: PT012 - the flood is the attack
         for _ in range(40):
-            await process.write_stdin(b"x" * wire.MAX_PAYLOAD_BYTES)
+            await process.write_stdin(chunk)
     await process.cancel()
     assert (await sandbox.run("echo usable")).stdout == "usable\n"
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from .. import paths
 from ..sandbox import Sandbox, check_command
 from . import budget, processes, shell_jobs
-from .channel import AgentChannel, AgentRefused
+from .channel import AgentRefused
 from .results import JobResult
 
 JOBS_DIR = shell_jobs.JOBS_DIR
@@ -39,17 +39,14 @@ async def start(
     check_command(command)
     if await sandbox.agent() is None:
         return await shell_jobs.start(sandbox, command, timeout=timeout, wait=wait, cwd=cwd, env=env, job_id=job_id)
-    process = await processes.with_fresh_channel(
-        lambda: channel_of(sandbox),
-        lambda channel: processes.start(
-            channel,
-            command,
-            timeout=timeout,
-            cwd=paths.resolve(cwd),
-            env=dict(env or {}),
-            limit=sandbox.limits.output,
-            process_id=job_id or new_job_id(),
-        ),
+    process = await processes.start(
+        processes.agent_of(sandbox),
+        command,
+        timeout=timeout,
+        cwd=paths.resolve(cwd),
+        env=dict(env or {}),
+        limit=sandbox.limits.output,
+        process_id=job_id or new_job_id(),
     )
     return of_report(await process.follow(wait=wait, on_output=on_output))
 
@@ -93,13 +90,6 @@ async def cancel(sandbox: Sandbox, job_id: str) -> JobResult:
     with contextlib.suppress(AgentRefused):  # it ended already: the report says how
         await channel.request({"op": "cancel", "p": job_id}, timeout=budget.AGENT_REQUEST)
     return await wait(sandbox, job_id, budget.END_OF_RUN)
-
-
-async def channel_of(sandbox: Sandbox) -> AgentChannel:
-    channel = await sandbox.agent()
-    if channel is None:
-        raise RuntimeError(f"sandbox {sandbox.id} has no agent any more")
-    return channel
 
 
 def of_report(report: processes.Report) -> JobResult:

@@ -35,11 +35,13 @@ async def run_cell(
         return await shell_kernel.run_cell(
             sandbox, code, timeout=timeout, wait=wait, reset=reset, keep=keep, env=environment
         )
-    process = await processes.with_fresh_channel(
-        lambda: jobs.channel_of(sandbox),
-        lambda channel: processes.start_cell(
-            channel, code, timeout=timeout, reset=reset, figure_budget=figure_budget, limit=sandbox.limits.output
-        ),
+    process = await processes.start_cell(
+        processes.agent_of(sandbox),
+        code,
+        timeout=timeout,
+        reset=reset,
+        figure_budget=figure_budget,
+        limit=sandbox.limits.output,
     )
     return await describe(sandbox, jobs.of_report(await process.follow(wait=wait, on_output=on_output)))
 

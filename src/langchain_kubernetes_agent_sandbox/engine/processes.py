@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgumentError, NotFoundError, QuotaExceededError, SandboxError
 from ..output import OutputLimit, dropped_marker
@@ -25,7 +25,7 @@ from .results import JobResult
 if TYPE_CHECKING:
     from ..sandbox import Sandbox
 
-T = TypeVar("T")
+ChannelSource = Callable[[], Awaitable[AgentChannel]]
 OutputCallback = Callable[[int, bytes], None]
 """Called with (stream, bytes) as output arrives: stream 0 is stdout, 1 is stderr."""
 STATES = ("exited", "timed_out", "cancelled", "lost")
@@ -71,8 +71,8 @@ class Report:
 class Process:
     """A handle on one process of a sandbox's agent; cheap, and made again from the id alone (`find`)."""
 
-    def __init__(self, channel: AgentChannel, process_id: str, limit: OutputLimit) -> None:
-        self.channel = channel
+    def __init__(self, channel_of: ChannelSource, process_id: str, limit: OutputLimit) -> None:
+        self.channel_of = channel_of
         self.id = process_id
         self.output_limit = limit
 
@@ -84,9 +84,8 @@ class Process:
         on_output: OutputCallback | None = None,
     ) -> Report:
         """The output written after `cursor`, waiting up to `wait` seconds for the process to end."""
-        return await follow(
-            self.channel, self.id, wait=wait, cursor=cursor, limit=self.output_limit, on_output=on_output
-        )
+        channel = await self.channel_of()
+        return await follow(channel, self.id, wait=wait, cursor=cursor, limit=self.output_limit, on_output=on_output)
 
     async def wait(self, timeout: float | None = None) -> Report | None:
         """The final report once the process ended, or None if it still runs after `timeout` seconds."""
@@ -111,24 +110,36 @@ class Process:
     async def _ask(self, op: str, payload: bytes = b"", **fields: Any) -> None:
         # Sent as requests so that refusals (a process that ended) come back as errors.
         try:
-            await self.channel.request({"op": op, "p": self.id, **fields}, payload, timeout=budget.AGENT_REQUEST)
+            channel = await self.channel_of()
+            await channel.request({"op": op, "p": self.id, **fields}, payload, timeout=budget.AGENT_REQUEST)
         except AgentRefused as error:
             raise InvalidArgumentError(f"Process {self.id}: {error} (it may have ended: check its status).") from None
 
 
-async def with_fresh_channel(
-    channel_of: Callable[[], Awaitable[AgentChannel]], start: Callable[[AgentChannel], Awaitable[T]]
-) -> T:
-    """`start(channel)`, tried once more on a new channel when the one at hand had broken before the request
-    went out (its agent was killed since the last call). A request that reached the agent is never sent twice."""
+def agent_of(sandbox: Sandbox) -> ChannelSource:
+    """Where a sandbox's processes are reached: its agent's channel at the time of asking (a new one once the old
+    broke), so that a handle outlives the connection it was made on."""
+
+    async def channel() -> AgentChannel:
+        found = await sandbox.agent()
+        if found is None:
+            raise AgentLost(f"sandbox {sandbox.id} has no agent any more")
+        return found
+
+    return channel
+
+
+async def _request_started(channel_of: ChannelSource, header: wire.Header) -> None:
+    """Send a start request, once more on a new channel when the one at hand had broken before the request went
+    out (its agent was killed since the last call). A request that reached the agent is never sent twice."""
     try:
-        return await start(await channel_of())
+        await _started(await channel_of(), header)
     except AgentGone:
-        return await start(await channel_of())
+        await _started(await channel_of(), header)
 
 
 async def start(
-    channel: AgentChannel,
+    channel_of: ChannelSource,
     command: str,
     *,
     timeout: float,
@@ -140,13 +151,14 @@ async def start(
 ) -> Process:
     """Start `command` under `/bin/sh -c` in its own process group, killed (exit 124) after `timeout` seconds."""
     process_id = process_id or new_process_id()
+    _check_size(command)
     header = {"op": "start", "p": process_id, "cmd": command, "cwd": cwd, "env": dict(env), "timeout": timeout}
-    await _started(channel, {**header, "stdin": stdin}, command)
-    return Process(channel, process_id, limit)
+    await _request_started(channel_of, {**header, "stdin": stdin})
+    return Process(channel_of, process_id, limit)
 
 
 async def start_cell(
-    channel: AgentChannel,
+    channel_of: ChannelSource,
     code: str,
     *,
     timeout: float,
@@ -157,17 +169,21 @@ async def start_cell(
 ) -> Process:
     """Queue a cell for the sandbox's Python kernel (started when none runs)."""
     process_id = process_id or new_process_id()
+    _check_size(code)
     header = {"op": "cell", "p": process_id, "code": code, "timeout": timeout, "reset": reset}
-    await _started(channel, {**header, "budget": figure_budget}, code)
-    return Process(channel, process_id, limit)
+    await _request_started(channel_of, {**header, "budget": figure_budget})
+    return Process(channel_of, process_id, limit)
 
 
-async def _started(channel: AgentChannel, header: wire.Header, text: str) -> None:
+def _check_size(text: str) -> None:
     if len(text.encode("utf-8", "surrogatepass")) > wire.MAX_HEADER_BYTES // 2:
         raise InvalidArgumentError(
             f"The program is over {wire.MAX_HEADER_BYTES // 2 // 1024} KiB: write it to a file with upload_file, "
             "then run the file."
         )
+
+
+async def _started(channel: AgentChannel, header: wire.Header) -> None:
     try:
         await channel.request(header, timeout=budget.AGENT_REQUEST)
     except AgentRefused as error:

@@ -32,31 +32,50 @@ class AgentLinks:
     """The provider's open channels, by sandbox id; bounded, and each made at most once at a time."""
 
     def __init__(self) -> None:
-        self._channels: OrderedDict[str, AgentChannel] = OrderedDict()
+        self._channels: OrderedDict[str, tuple[AgentChannel, object]] = OrderedDict()
         self._connecting: dict[str, asyncio.Lock] = {}
 
-    async def channel(self, sandbox_id: str, install: Callable[[], Awaitable[None]], launch: Launch) -> AgentChannel:
-        existing = self._channels.get(sandbox_id)
-        if existing is not None and not existing.closed:
-            self._channels.move_to_end(sandbox_id)
+    async def channel(
+        self,
+        sandbox_id: str,
+        install: Callable[[], Awaitable[None]],
+        launch: Launch,
+        *,
+        generation: Callable[[], object],
+    ) -> AgentChannel:
+        """The open channel to the sandbox's agent, or a new one. `generation()` names what the agent lives in (the
+        sandbox's holder): when it changed, the agent ended with the old one, whether or not the channel noticed."""
+        existing = self._usable(sandbox_id, generation())
+        if existing is not None:
             return existing
         lock = self._connecting.setdefault(sandbox_id, asyncio.Lock())
         async with lock:
-            existing = self._channels.get(sandbox_id)
-            if existing is not None and not existing.closed:
+            existing = self._usable(sandbox_id, generation())
+            if existing is not None:
                 return existing
+            previous = self._channels.get(sandbox_id, (None, None))[0]
+            broken = previous if previous is not None and previous.closed else None
             try:
-                channel = await _connect(sandbox_id, install, launch, broken=existing)
+                channel = await _connect(sandbox_id, install, launch, broken=broken)
             finally:
                 self._connecting.pop(sandbox_id, None)
-            self._channels[sandbox_id] = channel
+            if previous is not None:
+                await previous.aclose()
+            self._channels[sandbox_id] = (channel, generation())
             while len(self._channels) > MAX_CHANNELS:
-                _, oldest = self._channels.popitem(last=False)
+                _, (oldest, _) = self._channels.popitem(last=False)
                 await oldest.aclose()
             return channel
 
+    def _usable(self, sandbox_id: str, generation: object) -> AgentChannel | None:
+        channel, made_in = self._channels.get(sandbox_id, (None, None))
+        if channel is None or channel.closed or made_in != generation:
+            return None
+        self._channels.move_to_end(sandbox_id)
+        return channel
+
     async def forget(self, sandbox_id: str) -> None:
-        channel = self._channels.pop(sandbox_id, None)
+        channel, _ = self._channels.pop(sandbox_id, (None, None))
         if channel is not None:
             await channel.aclose()
 

@@ -254,11 +254,8 @@ class LocalSandbox(Sandbox):
 
     async def _run_by_agent(self, command: str, *, timeout: float, cwd: str, env: dict[str, str]) -> CommandResult:
         try:
-            process = await processes.with_fresh_channel(
-                self._agent,
-                lambda channel: processes.start(
-                    channel, command, timeout=timeout, cwd=cwd, env=env, limit=self.limits.output
-                ),
+            process = await processes.start(
+                processes.agent_of(self), command, timeout=timeout, cwd=cwd, env=env, limit=self.limits.output
             )
             report = await process.follow(wait=timeout + budget.END_OF_RUN)
             if report.running:  # the agent did not end it at its limit
@@ -276,12 +273,9 @@ class LocalSandbox(Sandbox):
         if self._provider.unisolated or not self._provider.keep_background:
             return None
         self._require_alive()
-        return await self._provider._agents.channel(self.id, self._install_agent, self._launch_with_socket)
-
-    async def _agent(self) -> AgentChannel:
-        channel = await self.agent()
-        assert channel is not None
-        return channel
+        return await self._provider._agents.channel(
+            self.id, self._install_agent, self._launch_with_socket, generation=self._holder.current
+        )
 
     async def _install_agent(self) -> None:
         for name, content in program.FILES.items():
