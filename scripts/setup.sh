@@ -5,10 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV="${VENV:-.venv}"
-SYSTEM_PACKAGES=(bubblewrap python3 python3-venv python3-matplotlib)
+SYSTEM_PACKAGES=(bubblewrap keyutils python3 python3-venv python3-matplotlib)
 
 missing_system_packages() {
     command -v bwrap >/dev/null 2>&1 || echo bubblewrap
+    # keyctl starts every sandboxed command in a session keyring of its own, never the server's.
+    command -v keyctl >/dev/null 2>&1 || echo keyutils
     [ -x /usr/bin/python3 ] || echo python3
     command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' 2>/dev/null || echo python3-venv
     # Sandboxes use the host's /usr/bin/python3: matplotlib there makes execute_python's figures testable.
