@@ -1,5 +1,6 @@
 """Ordinary programs still work under the sandbox's system-call filter: threads (glibc tries clone3 first and
-falls back to clone), child processes, compilers, package installs, version control, Node's event loop."""
+falls back to clone), child processes, compilers, package installs, version control, Node's event loop (libuv
+probes io_uring and falls back), and debuggers on the programs they start."""
 
 from __future__ import annotations
 
@@ -104,3 +105,16 @@ async def test_node_runs_files_timers_and_children(sandbox: LocalSandbox) -> Non
     )
     result = await sandbox.run(f'node -e "{script}"', timeout=60)
     assert (result.stdout, result.exit_code) == ("written child\n", 0), result.stderr
+
+
+@needs("strace", "strace")
+async def test_strace_traces_the_program_it_starts(sandbox: LocalSandbox) -> None:
+    result = await sandbox.run("strace -f -o /tmp/trace sh -c 'echo traced' && grep -c execve /tmp/trace", timeout=60)
+    assert (result.stdout, result.exit_code) == ("traced\n1\n", 0), result.stderr
+
+
+@needs("gdb", "gdb")
+async def test_gdb_runs_the_program_it_starts(sandbox: LocalSandbox) -> None:
+    result = await sandbox.run("gdb -q -batch -ex run --args /bin/echo debugged", timeout=60)
+    assert "debugged" in result.stdout
+    assert "exited normally" in result.stdout, result.stdout + result.stderr

@@ -3,7 +3,7 @@ table `{name: number}` given as the first argument and print `{name: errno}` as 
 
 The arguments are chosen so that, where the kernel allows it, an unfiltered call answers differently from the
 filter: it succeeds (keyctl, io_uring_setup, perf_event_open, userfaultfd, open_tree) or fails for another reason
-(EBADF, EFAULT, EINVAL, ENOSPC). With `--i386`, the keyctl call goes through the 32-bit `int 0x80` gate instead,
+(EBADF, EFAULT, EINVAL, ENOSPC, ESRCH). With `--i386`, the keyctl call goes through the 32-bit `int 0x80` gate instead,
 under its i386 number: the classic way around a filter that only knows a machine's native numbers.
 """
 
@@ -21,6 +21,8 @@ AT_FDCWD = -100
 SESSION_KEYRING = -3
 CLONE_NEWUSER = 0x10000000
 SIGCHLD = 17
+PTRACE_ATTACH = 16
+ABSENT_PID = 999_999
 text = ctypes.c_char_p
 
 
@@ -32,6 +34,17 @@ def perf_attr() -> ctypes.Array[ctypes.c_char]:
     attr[8:16] = (1).to_bytes(8, "little")  # PERF_COUNT_SW_TASK_CLOCK
     attr[40:48] = ((1 << 5) | (1 << 6)).to_bytes(8, "little")  # exclude_kernel, exclude_hv
     return ctypes.create_string_buffer(bytes(attr), 64)
+
+
+class Iovec(ctypes.Structure):
+    _fields_ = (("base", ctypes.c_void_p), ("length", ctypes.c_size_t))
+
+
+BUFFER = ctypes.create_string_buffer(8)
+
+
+def one_iovec() -> Iovec:
+    return Iovec(ctypes.addressof(BUFFER), 8)
 
 
 ARGUMENTS: dict[str, tuple[object, ...]] = {
@@ -64,6 +77,8 @@ ARGUMENTS: dict[str, tuple[object, ...]] = {
     "clone3": (None, 0),
     "unshare": (CLONE_NEWUSER,),
     "clone": (CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0),
+    "ptrace": (PTRACE_ATTACH, ABSENT_PID, None, None),
+    "process_vm_writev": (ABSENT_PID, ctypes.pointer(one_iovec()), 1, ctypes.pointer(one_iovec()), 1, 0),
 }
 RETURN_DESCRIPTORS = {"io_uring_setup", "perf_event_open", "userfaultfd", "open_tree", "open_tree_attr"}
 

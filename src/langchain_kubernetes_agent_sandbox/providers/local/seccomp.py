@@ -4,8 +4,9 @@ refused, and why.
 Bubblewrap installs it (`--seccomp FD`) in the sandbox's init and its command just before they exec, so every
 process of a sandbox, the holder included, carries it and passes it on to all it starts. It is a classic BPF
 program built here, so it needs no library: it checks the architecture of each call, refuses the calls below
-with an errno, and allows everything else. A process that cannot call into a kernel interface cannot exploit it;
-nothing below is needed by ordinary programs (shells, compilers, pip, git, Python, Node), which keep working.
+with an errno (a few only for what their first argument asks), and allows everything else. A process that
+cannot call into a kernel interface cannot exploit it; nothing below is needed by ordinary programs (shells,
+compilers, pip, git, Python, Node), which keep working.
 
 Each architecture the host runs numbers its calls differently: x86_64 (with the 32-bit i386 calls every
 x86_64 process can make through `int 0x80`, refused by their own numbers, and the x32 calls, refused whole)
@@ -91,6 +92,11 @@ REFUSED = (
         "bubblewrap was handed stay open in the command.",
     ),
     Refusal(
+        ("process_vm_writev",),
+        errno.EPERM,
+        "Writing another process's memory: the same reach into a starting bubblewrap as attaching to it.",
+    ),
+    Refusal(
         ("clone3",),
         errno.ENOSYS,
         "clone3 passes its flags in memory, where the filter cannot see whether they ask for a new user "
@@ -98,11 +104,43 @@ REFUSED = (
     ),
 )
 
+
+@dataclass(frozen=True)
+class ArgumentRefusal:
+    """Calls refused (EPERM) when their first argument asks for one thing: any of `bits` set, or one of `values`.
+
+    Only the argument's low 32 bits are seen (what these little-endian machines put first); every flag and
+    request below lies in them, and a call with higher bits set as well is refused too, which is harmless.
+    """
+
+    calls: tuple[str, ...]
+    reason: str
+    bits: int = 0
+    values: tuple[int, ...] = ()
+
+
 NEW_USER_NAMESPACE = 0x10000000
-"""CLONE_NEWUSER: `clone` and `unshare` with it are refused (EPERM). A new user namespace would give its creator
-every capability inside it, and with them the kernel's whole namespaced surface; bubblewrap's --disable-userns
-forbids them too, this is the second lock. Other namespaces need capabilities a sandbox does not have."""
-FLAG_CHECKED = ("clone", "unshare")
+"""CLONE_NEWUSER."""
+PTRACE_ATTACH = 16
+PTRACE_SEIZE = 0x4206
+
+REFUSED_BY_ARGUMENT = (
+    ArgumentRefusal(
+        ("clone", "unshare"),
+        "New user namespaces: one gives its creator every capability inside it, and with them the kernel's whole "
+        "namespaced surface. bubblewrap's --disable-userns forbids them too; this is the second lock. Other "
+        "namespaces need capabilities a sandbox does not have.",
+        bits=NEW_USER_NAMESPACE,
+    ),
+    ArgumentRefusal(
+        ("ptrace",),
+        "Attaching to a running process: while a new command's bubblewrap sets up, it runs in the sandbox's pid "
+        "namespace, as the sandbox's user, dumpable and not yet filtered, and a process of the sandbox that "
+        "attached to it could make unfiltered calls through it. Debuggers that start their program (gdb, "
+        "strace; PTRACE_TRACEME) still work, attaching to one already running (gdb -p, strace -p) does not.",
+        values=(PTRACE_ATTACH, PTRACE_SEIZE),
+    ),
+)
 
 X32_SYSCALL_BIT = 0x40000000
 
@@ -141,6 +179,8 @@ _X86_64 = {
     "setns": 308,
     "unshare": 272,
     "clone": 56,
+    "ptrace": 101,
+    "process_vm_writev": 311,
 }
 _I386 = {
     **_SHARED,
@@ -161,6 +201,8 @@ _I386 = {
     "setns": 346,
     "unshare": 310,
     "clone": 120,
+    "ptrace": 26,
+    "process_vm_writev": 348,
 }
 _AARCH64 = {
     **_SHARED,
@@ -181,6 +223,8 @@ _AARCH64 = {
     "setns": 268,
     "unshare": 97,
     "clone": 220,
+    "ptrace": 117,
+    "process_vm_writev": 271,
 }
 
 
@@ -213,8 +257,7 @@ _ALLOW = 0x7FFF0000
 _NR_OFFSET = 0
 _ARCH_OFFSET = 4
 _FIRST_ARGUMENT_LOW_WORD = 16
-"""args[0] begins at byte 16 of seccomp_data; its low 32 bits come first on these little-endian machines, and
-CLONE_NEWUSER lies in them."""
+"""args[0] begins at byte 16 of seccomp_data, its low 32 bits first on these little-endian machines."""
 _LONGEST_JUMP = 255
 
 Instruction = tuple[int, int, int, int]
@@ -238,14 +281,17 @@ def _block(architecture: Architecture) -> list[Instruction]:
         for call in refusal.calls:
             if call in numbers:
                 block += [(_JUMP_EQUAL, 0, 1, numbers[call]), _refuse(refusal.errno)]
-    for call in FLAG_CHECKED:
-        block += [
-            (_JUMP_EQUAL, 0, 4, numbers[call]),
-            _statement(_LOAD_WORD, _FIRST_ARGUMENT_LOW_WORD),
-            (_JUMP_ANY_BIT, 0, 1, NEW_USER_NAMESPACE),
-            _refuse(errno.EPERM),
-            _statement(_RETURN, _ALLOW),
-        ]
+    for by_argument in REFUSED_BY_ARGUMENT:
+        bits, values = by_argument.bits, by_argument.values
+        checks = [(_JUMP_ANY_BIT, bits)] if bits else [(_JUMP_EQUAL, value) for value in values]
+        for call in by_argument.calls:
+            # call? load the argument; any check true: jump over the ALLOW to the refusal.
+            block += [
+                (_JUMP_EQUAL, 0, len(checks) + 3, numbers[call]),
+                _statement(_LOAD_WORD, _FIRST_ARGUMENT_LOW_WORD),
+            ]
+            block += [(code, len(checks) - index, 0, k) for index, (code, k) in enumerate(checks)]
+            block += [_statement(_RETURN, _ALLOW), _refuse(errno.EPERM)]
     block.append(_statement(_RETURN, _ALLOW))
     return block
 
