@@ -1,7 +1,8 @@
 """The state folder: where local sandboxes live, so that they outlive the process that made them.
 
 Layout: `<state>/sandboxes/<id>/` holds `sandbox.json` (the record), `app/` (the workspace, `/app` inside)
-and `tmp/` (the sandbox's private `/tmp`). `<state>/etc/` holds the passwd and group files sandboxes see.
+and `tmp/` (the sandbox's private `/tmp`). `<state>/etc/` holds the passwd and group files sandboxes see,
+`<state>/seccomp-<hash>.bpf` the system-call filter every sandboxed command is started under (`seccomp.py`).
 """
 
 from __future__ import annotations
