@@ -24,7 +24,7 @@ SECRET = "the-servers-secret-payload"
 STEAL = f"keyctl print %user:{SECRET_NAME}; keyctl add user kas-planted planted @s; keyctl clear @s"
 LIST = "cat /proc/keys /proc/key-users"
 SERVER = f"""
-import asyncio, json, subprocess, sys
+import asyncio, json, os, subprocess, sys
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider, UserDrop
 from langchain_kubernetes_agent_sandbox.providers.local.bubblewrap import find_keyctl, launcher_argv
 
@@ -44,7 +44,8 @@ async def in_sandboxes():
 
 def in_launcher():
     steal = ["/bin/sh", "-c", {STEAL!r}]
-    argv = launcher_argv(steal, procs_files=[], ulimits=[], user=UserDrop(65534, 65534), keyctl=find_keyctl())
+    user = UserDrop(65534, 65534) if os.geteuid() == 0 else None
+    argv = launcher_argv(steal, procs_files=[], ulimits=[], user=user, keyctl=find_keyctl())
     launched = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     return [launched.stdout + launched.stderr]
 
