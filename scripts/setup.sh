@@ -5,13 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV="${VENV:-.venv}"
-SYSTEM_PACKAGES=(bubblewrap e2fsprogs mount python3 python3-venv python3-matplotlib)
+SYSTEM_PACKAGES=(bubblewrap e2fsprogs keyutils mount python3 python3-venv python3-matplotlib)
 
 missing_system_packages() {
     command -v bwrap >/dev/null 2>&1 || echo bubblewrap
     # Per-sandbox disk quotas: an ext4 image per sandbox, made by mkfs.ext4 and loop-mounted with mount/losetup.
     PATH="$PATH:/usr/sbin:/sbin" command -v mkfs.ext4 >/dev/null 2>&1 || echo e2fsprogs
     PATH="$PATH:/usr/sbin:/sbin" command -v losetup >/dev/null 2>&1 || echo mount
+    # keyctl starts every sandboxed command in a session keyring of its own, never the server's.
+    command -v keyctl >/dev/null 2>&1 || echo keyutils
     [ -x /usr/bin/python3 ] || echo python3
     command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' 2>/dev/null || echo python3-venv
     # Sandboxes use the host's /usr/bin/python3: matplotlib there makes execute_python's figures testable.

@@ -1,9 +1,10 @@
-"""Starting the local provider: missing bubblewrap, unisolated mode, cgroup detection, unreachable state."""
+"""Starting the local provider: missing bubblewrap or keyctl, unisolated mode, cgroup detection, unreachable state."""
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,17 @@ def test_missing_bubblewrap_refuses_to_start_and_says_how_to_install(
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(BackendUnavailableError, match="apt-get install bubblewrap"):
+        LocalProvider(local_state_dir)
+
+
+def test_missing_keyctl_refuses_to_start_and_says_how_to_install(
+    local_state_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bwrap = shutil.which("bwrap")
+    assert bwrap is not None
+    (tmp_path / "bwrap").symlink_to(bwrap)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(BackendUnavailableError, match="apt-get install keyutils"):
         LocalProvider(local_state_dir)
 
 

@@ -79,7 +79,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("jwt_issuer", "Required 'iss' of accepted JWTs."),
     Setting("jwt_audience", "Required 'aud' of accepted JWTs."),
     Setting("jwt_principal_claim", "JWT claim that names the principal (default sub)."),
-    Setting("allow_unauthenticated", "Serve HTTP without authentication; refused unless bound to loopback.", "bool"),
+    Setting(
+        "allow_unauthenticated",
+        "Serve HTTP without authentication; refused unless bound to loopback, and with --allow-network locally.",
+        "bool",
+    ),
     Setting("principal", "The principal owning sessions over stdio and unauthenticated HTTP (default: OS user)."),
     Setting("provider", "Where sandboxes run (default local).", choices=("local", "kubernetes")),
     Setting("state_dir", "Local provider: folder holding the sandboxes (default: a per-user state folder)."),
@@ -228,6 +232,13 @@ class ServerConfig(BaseModel):
                 )
         if self.allow_unauthenticated and not self.loopback:
             raise ValueError(f"allow_unauthenticated is only allowed on loopback, not on host {self.host}")
+        if self.allow_unauthenticated and self.allow_network and self.provider == "local":
+            raise ValueError(
+                "refusing --allow-unauthenticated together with --allow-network: a local sandbox with network "
+                "shares this machine's network, loopback included, so code in it could call this server without a "
+                "token and reach every session. Give --token-file, "
+                f"{ENV_PREFIX}TOKENS or --jwks-url instead of --allow-unauthenticated, or drop --allow-network"
+            )
         if (self.jwt_issuer or self.jwt_audience) and not self.jwks_url:
             raise ValueError("jwt_issuer and jwt_audience need jwks_url")
         return self

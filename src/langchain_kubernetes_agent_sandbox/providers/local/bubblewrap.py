@@ -3,8 +3,9 @@
 What the sandboxed command sees: its workspace at `/app`, a private `/tmp` that lasts as long as the
 sandbox, everything else read-only (the host's system folders included), a handful of harmless `/etc` files,
 no network unless asked, a cleared environment, its own ipc, uts and network namespaces, the user and pid
-namespaces of its sandbox's holder (shared by the sandbox's commands, no other's), no capabilities, and no way
-to create further user namespaces. Killing the launcher's process group kills everything it started but did not detach.
+namespaces of its sandbox's holder (shared by the sandbox's commands, no other's), no capabilities, no way
+to create further user namespaces, the system-call filter of `seccomp.py`, and a session keyring of its own
+(empty), never its server's. Killing the launcher's process group kills everything it started but did not detach.
 """
 
 from __future__ import annotations
@@ -41,7 +42,14 @@ ETC_ENTRIES = (
     "ca-certificates",
     "ca-certificates.conf",
 )
+KEYCTL_INSTALL_HINT = (
+    "keyctl (from keyutils) is not installed, and the local provider starts every sandboxed command in a "
+    "session keyring of its own with it, so that no sandbox inherits this server's keys. Install it "
+    "(Debian/Ubuntu: `apt-get install keyutils`; Fedora: `dnf install keyutils`; Arch: `pacman -S keyutils`)."
+)
+
 NETWORK_ETC_ENTRIES = ("resolv.conf", "hosts", "host.conf", "gai.conf")
+KEY_LISTINGS = ("/proc/keys", "/proc/key-users")
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin:/opt/sandbox/bin"
 
 
@@ -51,6 +59,23 @@ def find_bwrap() -> str:
     if path is None:
         raise BackendUnavailableError(INSTALL_HINT)
     return path
+
+
+def find_keyctl() -> str:
+    """The keyctl executable, or a `BackendUnavailableError` that says how to install it."""
+    path = shutil.which("keyctl")
+    if path is None:
+        raise BackendUnavailableError(KEYCTL_INSTALL_HINT)
+    return path
+
+
+def free_descriptor(taken: Sequence[int]) -> int:
+    """A descriptor number for the launcher to open a file on: one digit (all that dash's redirections take),
+    above stdio, and none of the descriptors passed to the launcher."""
+    for fd in range(3, 10):
+        if fd not in taken:
+            return fd
+    raise OSError(f"no single-digit descriptor is free beside {sorted(taken)}")
 
 
 @dataclass(frozen=True)
@@ -90,10 +115,12 @@ def bwrap_argv(
     network: bool,
     env: Mapping[str, str],
     command: Sequence[str],
+    seccomp_fd: int,
     join: JoinFds | None = None,
     holder: bool = False,
 ) -> list[str]:
-    """The full bwrap invocation; `command` runs inside with exactly `env` as its environment.
+    """The full bwrap invocation; `command` runs inside with exactly `env` as its environment, under the
+    system-call filter bubblewrap reads from descriptor `seccomp_fd`.
 
     With `join`, the command enters the namespaces of the sandbox's holder (see `holder.py`) instead of
     making its own user and pid namespaces, and stays in its launcher's process group, so that killing that
@@ -124,6 +151,11 @@ def bwrap_argv(
             argv += ["--ro-bind", folder, folder]
     argv += ["--ro-bind", str(mounts.etc), "/etc"]
     argv += ["--proc", "/proc", "--dev", "/dev"]
+    for listing in KEY_LISTINGS:
+        if os.path.exists(listing):
+            # The kernel lists there the names of every key of each user mapped in the sandbox, which for a
+            # server not running as root is the server's own user: unreadable instead (a device on nodev).
+            argv += ["--ro-bind", "/dev/null", listing]
     argv += ["--bind", str(mounts.workspace), "/app", "--bind", str(mounts.tmp), "/tmp"]
     argv += ["--symlink", "/tmp", "/var/tmp"]
     link_target = python_link_target()
@@ -131,7 +163,7 @@ def bwrap_argv(
         argv += ["--dir", "/opt/sandbox/bin", "--symlink", link_target, "/opt/sandbox/bin/python"]
     # A write outside /app and /tmp would land on bwrap's per-command tmpfs root and vanish with the command:
     # refuse it instead, so the agent learns at once that only /app and /tmp keep files.
-    argv += ["--remount-ro", "/", "--chdir", cwd, "--clearenv"]
+    argv += ["--remount-ro", "/", "--chdir", cwd, "--seccomp", str(seccomp_fd), "--clearenv"]
     for name, value in env.items():
         argv += ["--setenv", name, value]
     return [*argv, "--", *command]
@@ -143,15 +175,23 @@ def launcher_argv(
     procs_files: Sequence[Path],
     ulimits: Sequence[str],
     user: UserDrop | None,
+    keyctl: str | None = None,
+    open_files: Mapping[int, Path] | None = None,
 ) -> list[str]:
-    """Wrap `inner` in a shell that joins the sandbox's cgroups and sets rlimits, then drops to `user`.
+    """Wrap `inner` in a shell that joins the sandbox's cgroups, sets rlimits, moves to a new session keyring
+    with `keyctl`, opens `open_files` on their descriptors, then drops to `user`.
 
     The launcher joins the cgroups itself, before bubblewrap starts, so that no process of the sandbox ever
-    runs outside them (attaching from the parent after spawning would race with a fork bomb).
+    runs outside them (attaching from the parent after spawning would race with a fork bomb). `keyctl
+    new_session` gives its parent, the launcher, a new empty session keyring, which everything after inherits
+    instead of the server's (`keyctl session` would print the keyring's number into the command's stderr).
     """
     steps = [f"echo $$ > {shlex.quote(str(path))}" for path in procs_files]
     steps += list(ulimits)
-    steps.append('exec "$@"')
+    if keyctl is not None:
+        steps.append(f"{shlex.quote(keyctl)} new_session >/dev/null")
+    redirects = "".join(f" {fd}<{shlex.quote(str(path))}" for fd, path in (open_files or {}).items())
+    steps.append(f'exec "$@"{redirects}')
     prefix: list[str] = []
     if user is not None:
         prefix = ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "--"]

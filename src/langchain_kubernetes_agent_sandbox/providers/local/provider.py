@@ -26,8 +26,18 @@ from ...limits import ExecutionLimits
 from ...output import OutputLimit
 from ...results import TIMEOUT_EXIT_CODE, CommandResult, FileEntry
 from ...sandbox import Sandbox, SandboxInfo, SandboxProvider
+from . import seccomp
 from .agent_link import AgentLinks
-from .bubblewrap import SANDBOX_PATH, Mounts, UserDrop, bwrap_argv, find_bwrap, launcher_argv
+from .bubblewrap import (
+    SANDBOX_PATH,
+    Mounts,
+    UserDrop,
+    bwrap_argv,
+    find_bwrap,
+    find_keyctl,
+    free_descriptor,
+    launcher_argv,
+)
 from .cgroups import CgroupManager, SandboxCgroup
 from .disk import NO_SPACE_TEXT, DiskImages, usage_line
 from .files import HostFiles, NeedsSandbox
@@ -77,12 +87,14 @@ class LocalProvider(SandboxProvider):
         self.resources = resources or ResourceLimits()
         self.unisolated = unisolated
         self._bwrap = None if unisolated else find_bwrap()
+        self._keyctl = None if unisolated else find_keyctl()
         if os.geteuid() == 0:
             self._owner: UserDrop | None = sandbox_user or NOBODY
         else:
             self._owner = None
         self._disks = DiskImages.detect(self.resources)
         self.state = StateFolder(Path(state_dir) if state_dir else default_state_dir(), self._owner, self._disks)
+        self._seccomp = None if unisolated else seccomp.install(self.state.root)
         self._cgroups = CgroupManager.detect() if use_cgroups else None
         self._agents = AgentLinks()
         if unisolated:
@@ -91,7 +103,7 @@ class LocalProvider(SandboxProvider):
     @property
     def isolation(self) -> str:
         """A one-line description of how commands are contained, for `session_info` and logs."""
-        how = "none (unisolated)" if self.unisolated else "bubblewrap"
+        how = "none (unisolated)" if self.unisolated else "bubblewrap, seccomp filter"
         limits = self._cgroups.description if self._cgroups else "rlimits (no CPU limit)"
         disk = f"{self._disks.description} (ext4 image)" if self._disks else "no disk quota"
         return f"{how}; limits by {limits}; {disk}; sandbox uid {self._owner.uid if self._owner else os.getuid()}"
@@ -134,6 +146,7 @@ class LocalProvider(SandboxProvider):
     async def check(self) -> None:
         if not self.unisolated:
             find_bwrap()
+            find_keyctl()
         if not os.access(self.state.root, os.W_OK):
             raise BackendUnavailableError(f"The state folder {self.state.root} is not writable.")
 
@@ -176,8 +189,9 @@ class LocalProvider(SandboxProvider):
             per_process_memory=cgroup is None, process_count=cgroup is None and self._owner is not None
         )
         procs = cgroup.procs_files if cgroup else []
-        if self._bwrap is None:
+        if self._bwrap is None or self._seccomp is None:
             return launcher_argv(inner, procs_files=procs, ulimits=ulimits, user=None)
+        seccomp_fd = free_descriptor(join.all if join else ())
         sandboxed = bwrap_argv(
             self._bwrap,
             self.state.mounts(record.id),
@@ -185,10 +199,18 @@ class LocalProvider(SandboxProvider):
             network=record.network,
             env=env,
             command=inner,
+            seccomp_fd=seccomp_fd,
             join=join,
             holder=holder,
         )
-        return launcher_argv(sandboxed, procs_files=procs, ulimits=ulimits, user=self._owner)
+        return launcher_argv(
+            sandboxed,
+            procs_files=procs,
+            ulimits=ulimits,
+            user=self._owner,
+            keyctl=self._keyctl,
+            open_files={seccomp_fd: self._seccomp},
+        )
 
     def _environment(self, mounts: Mounts, env: Mapping[str, str]) -> dict[str, str]:
         home = str(mounts.tmp) if self.unisolated else "/tmp"

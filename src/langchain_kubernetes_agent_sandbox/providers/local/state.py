@@ -2,7 +2,8 @@
 
 Layout: `<state>/sandboxes/<id>/` holds `sandbox.json` (the record), `app/` (the workspace, `/app` inside)
 and `tmp/` (the sandbox's private `/tmp`); with a disk quota, `app/` and `tmp/` lie on the sandbox's disk image
-`disk.img`, mounted at `disk/` (see `disk.py`). `<state>/etc/` holds the passwd and group files sandboxes see.
+`disk.img`, mounted at `disk/` (see `disk.py`). `<state>/etc/` holds the passwd and group files sandboxes see,
+`<state>/seccomp-<hash>.bpf` the system-call filter every sandboxed command is started under (`seccomp.py`).
 """
 
 from __future__ import annotations
