@@ -100,3 +100,30 @@ async def test_two_replicas_serve_the_same_sessions_interchangeably(serve: Serve
         await asyncio.gather(*map(alternate, workers))
     assert (tally.ok, tally.wrong, tally.broken, dict(tally.refused)) == (48, [], [], {})
     assert alive() - before == set()
+
+
+async def test_a_server_killed_mid_job_loses_nothing_of_it(serve: Serve, tmp_path: Path) -> None:
+    """A job and a Python cell started through one server process are followed to their end through the next:
+    their whole output, their exit and the kernel's variables are still there."""
+    workers = make_workers(1)
+    token_file = write_token_file(tmp_path, workers)
+    command = "for i in 1 2 3 4; do echo step $i; sleep 0.5; done; echo done >&2; exit 3"
+    with serve(token_file) as first:
+        async with connect(first.mcp_url, workers[0].token) as client:
+            await tool(client, "execute_python", code="kept = 'across restarts'")
+            job = await tool(client, "execute", command=command, background=True)
+            cell = await tool(client, "execute_python", code="import time\ntime.sleep(2)\nprint(kept)", background=True)
+        os.kill(first.pid, signal.SIGKILL)
+    with serve(token_file) as second:
+        async with connect(second.mcp_url, workers[0].token) as client:
+            ended = await tool(client, "job_wait", job_id=job["job_id"], timeout=30)
+            assert (ended["stdout"], ended["stderr"], ended["exit_code"], ended["state"]) == (
+                "step 1\nstep 2\nstep 3\nstep 4\n",
+                "done\n",
+                3,
+                "exited",
+            )
+            printed = await tool(client, "job_wait", job_id=cell["job_id"], timeout=30)
+            assert (printed["stdout"], printed["state"]) == ("across restarts\n", "exited")
+            later = await tool(client, "execute_python", code="kept")
+            assert (later["value"], later["kernel"]) == ("'across restarts'", "kept")
