@@ -24,6 +24,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import bench_adapter  # noqa: E402
+import bench_engine  # noqa: E402
 import bench_kubernetes  # noqa: E402
 import bench_local  # noqa: E402
 import bench_mcp  # noqa: E402
@@ -77,6 +78,14 @@ def mcp_rows(calls: int, clients: int, per_client: int) -> list[Row]:
     return [
         row("mcp (local)", f["figure"], f["value"], f["unit"], f["baseline"], "direct Sandbox.run / idle RSS")
         for f in figures
+    ]
+
+
+def engine_rows(rounds: int) -> list[Row]:
+    """The engine's figures against their anchors: a bare bubblewrap spawn, a Jupyter kernel (issue 11)."""
+    return [
+        row("engine (local)", name, value, "ms", anchor, anchor_name)
+        for name, value, anchor, anchor_name in asyncio.run(bench_engine.measure(rounds))
     ]
 
 
@@ -194,6 +203,7 @@ def main() -> None:
     args = parser.parse_args()
     facts = machine_facts()
     rows = local_rows(args.runs)
+    rows += engine_rows(args.calls)
     rows += mcp_rows(args.calls, args.clients, args.per_client)
     rows += python_rows(args.python_rounds)
     rows += kubernetes_rows(args.rounds, args.commands)

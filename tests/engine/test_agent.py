@@ -76,6 +76,19 @@ async def test_a_replaced_agent_program_is_reinstalled_from_the_package(sandbox:
     assert cell.value == "42"
 
 
+async def test_a_kernel_program_replaced_in_the_sandbox_never_runs(sandbox: LocalSandbox) -> None:
+    await kernel.run_cell(sandbox, "x = 1", timeout=30, wait=20)
+    forged = "import sys\nprint('forged kernel')\n"
+    await sandbox.write_file(f"{program.AGENT_DIR}/pykernel.py", forged.encode())
+    crashed = await kernel.run_cell(
+        sandbox, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", timeout=30, wait=20
+    )
+    assert crashed.job.state == "lost"
+    cell = await kernel.run_cell(sandbox, "6 * 7", timeout=30, wait=20)
+    assert (cell.kernel, cell.value) == ("restarted", "42")
+    assert "forged" not in cell.job.result.stdout
+
+
 async def test_a_fake_agent_that_sends_oversized_frames_is_left_behind(sandbox: LocalSandbox) -> None:
     await sandbox.run("echo warm")
     await sandbox.start(f"exec python3 -c '{FAKE_AGENT}' {program.AGENT_DIR}/sock {program.DIGEST}", timeout=120)

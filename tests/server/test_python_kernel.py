@@ -94,7 +94,7 @@ async def test_a_cell_that_forks_leaves_one_kernel(provider_client: Open) -> Non
     take every other cell with variables of its own."""
     fork = "import os\nx = 1\npid = os.fork()\nif pid:\n    os.waitpid(pid, 0)\nprint('parent' if pid else 'child')"
     # A kernel's command line: the agent's child, or on the shell fallback the FIFO-fed program.
-    kernel = "('pykernel.py\\0agent\\0', 'program.py\\0serve\\0')"
+    kernel = "('\\0agent\\0', 'program.py\\0serve\\0')"
     count = (
         f"sum(any(k in open(f'/proc/{{p}}/cmdline').read() for k in {kernel}) for p in os.listdir('/proc') "
         "if p.isdigit())"

@@ -114,13 +114,19 @@ async def exit_status(process: asyncio.subprocess.Process, exited: asyncio.Futur
     return code if code is not None else -1
 
 
-def program_digest(directory: str) -> str:
-    """What the server compares to know this agent runs the program it shipped."""
-    digest = hashlib.sha256()
+def read_program(directory: str) -> dict[str, bytes]:
+    """The program's files as this agent starts: their digest is what the server checks, and the kernel is started
+    from this copy, so a file replaced later in the sandbox never becomes the kernel."""
+    program = {}
     for name in wire.PROGRAM_FILES:
         with open(os.path.join(directory, name), "rb") as file:
-            digest.update(file.read())
-    return digest.hexdigest()
+            program[name] = file.read()
+    return program
+
+
+def program_digest(program: dict[str, bytes]) -> str:
+    """What the server compares to know this agent runs the program it shipped."""
+    return hashlib.sha256(b"".join(program[name] for name in wire.PROGRAM_FILES)).hexdigest()
 
 
 def _write_json(path: str, value: dict[str, Any]) -> None:
@@ -311,10 +317,11 @@ class Command:
 
 
 class Kernel:
-    """The sandbox's Python kernel: one child process running `pykernel.py`, one cell at a time."""
+    """The sandbox's Python kernel: one child process running `pykernel.py` (from the agent's own copy, `source`),
+    one cell at a time."""
 
-    def __init__(self, directory: str) -> None:
-        self.directory = directory
+    def __init__(self, source: str) -> None:
+        self.source = source
         self.process: asyncio.subprocess.Process | None = None
         self.exited: asyncio.Future[None] | None = None
         self.replies: asyncio.StreamReader | None = None
@@ -350,7 +357,8 @@ class Kernel:
         self.process, self.exited = await start_process(
             sys.executable,
             "-u",
-            f"{self.directory}/pykernel.py",
+            "-c",
+            self.source,
             "agent",
             str(request_read),
             str(reply_write),
@@ -517,10 +525,11 @@ class Cell:
 class Agent:
     def __init__(self, directory: str) -> None:
         self.directory = directory
-        self.digest = program_digest(directory)
+        program = read_program(directory)
+        self.digest = program_digest(program)
         self.commands: dict[str, Command] = {}
         self.spools: dict[str, Spooled] = {}
-        self.kernel = Kernel(directory)
+        self.kernel = Kernel(program["pykernel.py"].decode("utf-8"))
         self.cells: dict[str, Cell] = {}
 
     async def prune_forever(self) -> None:

@@ -14,9 +14,10 @@ from ..errors import SandboxError, TimedOutError
 from ..results import CommandResult
 from ..sandbox import Sandbox
 from . import budget
+from .memo import SandboxMemo
 
-_found: dict[str, bool] = {}
-"""What probing found, by sandbox id (a sandbox's runtime does not change)."""
+_found: SandboxMemo[bool] = SandboxMemo()
+"""What probing found (a sandbox's runtime does not change)."""
 
 
 async def keeps_background(sandbox: Sandbox) -> bool:
@@ -24,7 +25,8 @@ async def keeps_background(sandbox: Sandbox) -> bool:
     known = sandbox.keeps_background
     if known is not None:
         return known
-    if sandbox.id not in _found:
+    found = _found.get(sandbox)
+    if found is None:
         marker = f"{secrets.randbelow(10**6)}"
         leave_running = f"setsid sleep 30.{marker} </dev/null >/dev/null 2>&1 & echo $!"
         started = _answered(await sandbox.run_script(leave_running, timeout=budget.PROBE))
@@ -34,14 +36,15 @@ async def keeps_background(sandbox: Sandbox) -> bool:
                 f"The sandbox could not start a background process ({started.stderr.strip()[:300] or 'no message'})."
             )
         # The same pid with the same command line in a later command: the process outlived the first one.
-        found = _answered(
+        kept = _answered(
             await sandbox.run_script(
                 f"grep -qa 'sleep.30\\.{marker}' /proc/{pid}/cmdline 2>/dev/null && kill {pid} && echo kept",
                 timeout=budget.PROBE,
             )
         )
-        _found[sandbox.id] = found.stdout.strip() == "kept"
-    return _found[sandbox.id]
+        found = kept.stdout.strip() == "kept"
+        _found.put(sandbox, found)
+    return found
 
 
 def _answered(result: CommandResult) -> CommandResult:

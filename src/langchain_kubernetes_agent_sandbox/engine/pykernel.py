@@ -16,6 +16,10 @@ At TIMEOUT seconds the kernel interrupts the cell itself (KeyboardInterrupt in t
 on SIGINT or SIGTERM (a job_cancel); the namespace survives. A cell that does not stop within a grace period
 (stuck in C code) makes the kernel record that, and kill itself: the next call starts a new one.
 `python3 program.py once JOB TIMEOUT` runs one cell the same way in a fresh process (no state kept).
+
+`python3 -c SOURCE agent REQUESTS REPLIES` is the kernel of a sandbox's agent (`agent.py`), which starts it from
+its own copy of this program: one JSON line per cell on the REQUESTS descriptor, one JSON line per cell back on
+REPLIES, the cell's output on fds 1 and 2 (pipes the agent reads), each ended by the cell's marker.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ FIGURE_BUDGET = int(os.environ.get("KAS_FIGURE_BUDGET", "262144"))
 MIN_SIDE = 64
 """Pixels on the longer side below which a figure is not shrunk further to meet the byte budget."""
 CELL_NAME = "<cell>"
+KERNEL_FILE = globals().get("__file__", "<string>")
+"""This program's own frames, left out of tracebacks: a file, or `-c` source when the agent starts it."""
 GRACE = 3.0
 """Seconds a cell gets to stop once interrupted before the kernel gives up on it and ends itself."""
 
@@ -212,7 +218,7 @@ def _print_traceback(error: BaseException) -> None:
     """The traceback from the agent's own code on: the kernel's frames are left out, line numbers are the cell's."""
     exception = traceback.TracebackException.from_exception(error)
     exception.stack = traceback.StackSummary.from_list(
-        [frame for frame in exception.stack if frame.filename != __file__]
+        [frame for frame in exception.stack if frame.filename != KERNEL_FILE]
     )
     text = "".join(exception.format())
     try:

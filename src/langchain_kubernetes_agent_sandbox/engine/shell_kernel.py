@@ -21,6 +21,7 @@ from ..errors import SandboxError
 from ..output import OutputLimit
 from ..sandbox import Sandbox
 from . import budget
+from .memo import SandboxMemo
 from .results import CellResult, Figure, JobResult
 from .shell_jobs import (
     job_dir,
@@ -36,7 +37,7 @@ from .shell_jobs import start as start_job
 KERNEL_DIR = "/tmp/.kas/kernel"
 PROGRAM = resources.files(__package__).joinpath("pykernel.py").read_text(encoding="utf-8")
 
-_installed: set[str] = set()
+_installed: SandboxMemo[bool] = SandboxMemo()
 """Sandboxes this process has seen holding the kernel program (it stays there as long as the sandbox)."""
 
 
@@ -116,10 +117,10 @@ async def run_cell(
     """Run `code` in the sandbox's kernel (or, with keep=False, in a fresh process), as a job."""
     job_id = new_job_id()
     job = job_dir(job_id)
-    if sandbox.id not in _installed or not keep:
+    if not _installed.get(sandbox) or not keep:
         if not await sandbox.exists(f"{KERNEL_DIR}/program.py"):
             await install(sandbox)
-        _installed.add(sandbox.id)
+        _installed.put(sandbox, True)
     environment = {"MPLBACKEND": "Agg", **(env or {})}
     put_code = await put_text(sandbox, f"{job}/cell.py", code)
     if not keep:
