@@ -48,6 +48,8 @@ class AgentChannel:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[tuple[wire.Header, bytes]]] = {}
         self._subscriptions: dict[str, asyncio.Queue[tuple[wire.Header, bytes]]] = {}
+        self._allowance: dict[str, int] = {}
+        """Payload bytes each subscription may still receive."""
         self._send_lock = asyncio.Lock()
         self._failure: str | None = None
         self.agent_pid: int | None = None
@@ -107,16 +109,24 @@ class AgentChannel:
                 self._fail(f"the connection to the agent of {self.name} broke ({error})")
                 raise AgentLost(self._failure or "the connection broke") from None
 
-    def subscribe(self, process_id: str) -> asyncio.Queue[tuple[wire.Header, bytes]]:
+    def subscribe(self, process_id: str, *, max_bytes: int) -> asyncio.Queue[tuple[wire.Header, bytes]]:
         """The frames about `process_id` from now on (out, tick, figure, exit; a final `lost` if the channel
-        breaks). Attach with an `attach` frame after subscribing."""
+        breaks), `max_bytes` of payload at most in all: what was asked for. Attach after subscribing."""
         self._raise_if_closed()
         queue: asyncio.Queue[tuple[wire.Header, bytes]] = asyncio.Queue()
         self._subscriptions[process_id] = queue
+        self._allowance[process_id] = max_bytes
         return queue
+
+    def reject(self, reason: str) -> AgentLost:
+        """End the channel because its agent said something no genuine agent says; the error to raise."""
+        self.misbehaved = True
+        self._fail(f"the agent of {self.name} broke the protocol: {reason}")
+        return AgentLost(self._failure or reason)
 
     def unsubscribe(self, process_id: str) -> None:
         self._subscriptions.pop(process_id, None)
+        self._allowance.pop(process_id, None)
 
     async def aclose(self) -> None:
         self._fail(f"the channel to the agent of {self.name} was closed")
@@ -152,11 +162,12 @@ class AgentChannel:
         number = header.get("r")
         if header["op"] in EVENTS:
             process_id = header.get("p")
-            queue = self._subscriptions.get(process_id) if isinstance(process_id, str) else None
-            if queue is None:
+            if not isinstance(process_id, str) or process_id not in self._subscriptions:
                 return  # output for a process nobody follows any more (detached a moment ago)
-            if queue.qsize() >= MAX_QUEUED_FRAMES:
-                raise wire.FrameError(f"more frames about {process_id} than were asked for")
+            queue = self._subscriptions[process_id]
+            self._allowance[process_id] -= len(payload)
+            if queue.qsize() >= MAX_QUEUED_FRAMES or self._allowance[process_id] < 0:
+                raise wire.FrameError(f"more about {process_id} than was asked for")
             queue.put_nowait((header, payload))
             return
         reply = self._pending.get(number) if isinstance(number, int) and not isinstance(number, bool) else None

@@ -212,7 +212,8 @@ async def follow(
     if any(offset < 0 for offset in cursor):
         raise InvalidArgumentError(f"The cursor {cursor} is negative: omit it to read from the start.")
     started = time.monotonic()
-    queue = channel.subscribe(process_id)
+    # What a genuine agent sends at most: the live window of both streams and the inline figures.
+    queue = channel.subscribe(process_id, max_bytes=2 * limit.max_bytes + MAX_FIGURES * wire.MAX_PAYLOAD_BYTES)
     live: list[bytearray] = [bytearray(), bytearray()]
     sizes = list(cursor)
     figures: list[bytes] = []
@@ -236,9 +237,9 @@ async def follow(
             if op == "out":
                 stream, offset = check(header, "s", int), check(header, "o", int)
                 if stream not in (0, 1) or offset != cursor[stream] + len(live[stream]):
-                    raise AgentLost(f"the agent sent output of {process_id} out of order")
+                    raise channel.reject(f"output of {process_id} out of order")
                 if len(live[stream]) + len(payload) > limit.max_bytes:
-                    raise AgentLost(f"the agent sent more output of {process_id} than was asked for")
+                    raise channel.reject(f"more output of {process_id} than was asked for")
                 live[stream] += payload
                 sizes[stream] = max(sizes[stream], offset + len(payload))
                 if on_output is not None:
@@ -319,7 +320,7 @@ async def _read(channel: AgentChannel, process_id: str, stream: int, offset: int
             timeout=budget.AGENT_REQUEST,
         )
         if check(header, "o", int) != offset + len(data) or len(payload) > want:
-            raise AgentLost(f"the agent answered a read of {process_id} with other bytes than asked for")
+            raise channel.reject(f"a read of {process_id} answered with other bytes than asked for")
         if not payload:
             break  # the spool is shorter than the sizes said (a full disk kept it from growing)
         data += payload
