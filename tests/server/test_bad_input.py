@@ -17,7 +17,7 @@ from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider, di
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
 from langchain_kubernetes_agent_sandbox.server.runtime import build_server, session_policy
 from langchain_kubernetes_agent_sandbox.sessions import SessionRegistry
-from tests.server.mcp_calls import Connect, call, fail
+from tests.server.mcp_calls import Connect, call, data, fail
 
 
 async def test_unknown_session_is_not_found_and_says_what_to_do(connect: Connect) -> None:
@@ -74,7 +74,10 @@ async def test_oversized_upload_and_download_are_refused_with_the_limit(connect:
 @pytest.mark.skipif(disk.unavailable_reason() is not None, reason=f"no disk quota here: {disk.unavailable_reason()}")
 async def test_a_full_disk_quota_is_reported_with_the_quota_and_what_to_do(connect: Connect) -> None:
     async with connect(disk_quota_mib=16, max_transfer_bytes=32 * 1024 * 1024) as client:
-        await call(client, "execute", command="head -c 64M /dev/zero > /app/fill")
+        filled = data(await call(client, "execute", command="head -c 64M /dev/zero > /app/fill"))
+        if filled["running"]:  # detached on a slow disk: the quota is only full once it ended
+            filled = data(await call(client, "job_wait", job_id=filled["job_id"], timeout=120))
+        assert "No space left on device" in filled["stderr"]
         message = await fail(client, "upload_file", path="more.txt", content="x" * 100_000)
         assert message.startswith("quota_exceeded:")
         assert "disk quota of 16 MiB" in message
