@@ -137,3 +137,10 @@ async def test_thousands_of_processes_end_at_the_limit_and_the_session_stays_usa
     await sandbox.run("for i in $(seq 3000); do sleep 20 & done 2>/dev/null; echo spawned", timeout=10)
     assert time.monotonic() - started < 20
     assert (await sandbox.run("echo usable", timeout=30)).stdout == "usable\n"
+
+
+async def test_a_command_too_long_for_one_argument_gets_a_typed_error(sandbox: LocalSandbox) -> None:
+    fits = await sandbox.run("echo " + "x" * 100_000 + " | wc -c")
+    assert fits.stdout == "100001\n"
+    with pytest.raises(InvalidArgumentError, match="write it to a file"):
+        await sandbox.run("echo " + "x" * 200_000)

@@ -178,8 +178,8 @@ async def start_cell(
 def _check_size(text: str) -> None:
     if len(text.encode("utf-8", "surrogatepass")) > wire.MAX_HEADER_BYTES // 2:
         raise InvalidArgumentError(
-            f"The program is over {wire.MAX_HEADER_BYTES // 2 // 1024} KiB: write it to a file with upload_file, "
-            "then run the file."
+            f"The program is over {wire.MAX_HEADER_BYTES // 2 // 1024} KiB: write it to a file in the sandbox "
+            "(upload_file, or Sandbox.write_file), then run the file."
         )
 
 
