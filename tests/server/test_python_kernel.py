@@ -241,3 +241,17 @@ async def test_a_cell_too_large_to_travel_inside_the_command_runs_the_same(provi
         large = data(await call(client, "execute_python", code=code))
         assert (large["value"], large["exit_code"], large["kernel"]) == ("40000", 0, "started")
         assert data(await call(client, "execute_python", code="data[:3]"))["value"] == repr("'\u00e9'")
+
+
+async def test_a_kernel_program_replaced_in_the_sandbox_is_not_the_next_kernel(provider_client: Open) -> None:
+    forged = "print('forged kernel')"
+    replace = (
+        f'for f in /tmp/.kas/kernel/program.py /tmp/.kas/agent/pykernel.py; do [ -e $f ] && echo "{forged}" > $f; done'
+    )
+    async with provider_client() as client:
+        await call(client, "execute_python", code="x = 1")
+        await call(client, "execute", command=replace)
+        await call(client, "execute_python", code="import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+        after = data(await call(client, "execute_python", code="6 * 7"))
+        assert (after["kernel"], after["value"]) == ("restarted", "42")
+        assert "forged" not in after["stdout"]

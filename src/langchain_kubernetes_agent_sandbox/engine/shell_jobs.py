@@ -32,6 +32,14 @@ from .results import JobResult, JobState
 JOBS_DIR = "/tmp/.kas/jobs"
 """Where jobs keep their files: the sandbox's own /tmp, which lasts as long as the sandbox on every provider."""
 
+PROGRAM_CHANGED_EXIT = 120
+PROGRAM_CHANGED_MARK = "KASREINSTALL"
+
+
+class ProgramChanged(SandboxError):
+    """A script found the sandbox's copy of a program of ours replaced: install it again, then retry."""
+
+
 _ID = re.compile(r"^j-[0-9a-f]{12}$")
 _HEADER = re.compile(
     rb"^KASJOB (\w+) (-?\d+) (\d+) (\d+) ([\d.]+) ([\d.]+)\n(?P<files>(?:KASFILE [\w.-]+ [A-Za-z0-9+/=]*\n)*)"
@@ -165,6 +173,8 @@ def _parse(job_id: str, cursor: str, raw: CommandResult, limit: OutputLimit) -> 
     data = raw.stdout.encode("utf-8", "surrogateescape")
     match = _HEADER.match(data)
     if match is None:
+        if raw.exit_code == PROGRAM_CHANGED_EXIT and raw.stdout.startswith(PROGRAM_CHANGED_MARK):
+            raise ProgramChanged(f"the sandbox's copy of the kernel program is not this package's (job {job_id})")
         if "KASJOB" not in raw.stdout and raw.exit_code == 3:
             raise NotFoundError(f"No job {job_id} in this session: it never existed here, or the sandbox was reset.")
         detail = raw.stderr.strip()[:500] or "no message"

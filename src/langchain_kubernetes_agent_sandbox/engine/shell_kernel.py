@@ -12,6 +12,7 @@ status; job_status, job_wait and job_cancel work on cells as on any job.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import shlex
 from importlib import resources
@@ -24,6 +25,9 @@ from . import budget
 from .memo import SandboxMemo
 from .results import CellResult, Figure, JobResult
 from .shell_jobs import (
+    PROGRAM_CHANGED_EXIT,
+    PROGRAM_CHANGED_MARK,
+    ProgramChanged,
     job_dir,
     limit_record,
     maybe_prune,
@@ -36,6 +40,12 @@ from .shell_jobs import start as start_job
 
 KERNEL_DIR = "/tmp/.kas/kernel"
 PROGRAM = resources.files(__package__).joinpath("pykernel.py").read_text(encoding="utf-8")
+_GENUINE = (
+    f"printf '%s  %s\\n' {hashlib.sha256(PROGRAM.encode()).hexdigest()} {KERNEL_DIR}/program.py | "
+    f"sha256sum -c --status 2>/dev/null || {{ echo {PROGRAM_CHANGED_MARK}; exit {PROGRAM_CHANGED_EXIT}; }}"
+)
+"""Shell run before a kernel starts: the sandbox's copy of the program must be the package's (a copy replaced
+from inside the sandbox would otherwise become every later kernel), else the server installs it again."""
 
 _installed: SandboxMemo[bool] = SandboxMemo()
 """Sandboxes this process has seen holding the kernel program (it stays there as long as the sandbox)."""
@@ -83,6 +93,7 @@ if {"true" if reset else "false"} && alive; then
   kill -KILL "$p" 2>/dev/null; rm -f "$K/pid"; state=reset
 fi
 if ! alive; then
+  {_GENUINE}
   if [ -s "$K/pid" ]; then
     state=restarted; i=0; while [ ! -s "$K/exit" ] && [ "$i" -lt 20 ]; do sleep 0.05; i=$((i+1)); done
     note="the previous kernel ended with status $(cat "$K/exit" 2>/dev/null || echo unknown)"
@@ -125,12 +136,16 @@ async def run_cell(
     put_code = await put_text(sandbox, f"{job}/cell.py", code)
     if not keep:
         command = (
-            f"{put_code} && python3 -u {shlex.quote(KERNEL_DIR)}/program.py once {shlex.quote(job)} {timeout:.3f}; "
+            f"{_GENUINE} && {put_code} && "
+            f"python3 -u {shlex.quote(KERNEL_DIR)}/program.py once {shlex.quote(job)} {timeout:.3f}; "
             f"s=$?; echo once > {shlex.quote(job)}/kernel-state; exit $s"
         )
-        result = await start_job(
-            sandbox, command, timeout=timeout + budget.ONCE_GRACE, wait=wait, env=environment, job_id=job_id
-        )
+        once = {"timeout": timeout + budget.ONCE_GRACE, "wait": wait, "env": environment, "job_id": job_id}
+        try:
+            result = await start_job(sandbox, command, **once)  # type: ignore[arg-type]
+        except ProgramChanged:
+            await install(sandbox)
+            result = await start_job(sandbox, command, **once)  # type: ignore[arg-type]
         return await describe(sandbox, result)
     script = maybe_prune() + _client(
         job,
@@ -140,7 +155,11 @@ async def run_cell(
         limit=report_limit(sandbox),
         put_code=put_code,
     )
-    result = await run_then_report(sandbox, job_id, script, timeout=wait + budget.CELL_SCRIPT, env=environment)
+    try:
+        result = await run_then_report(sandbox, job_id, script, timeout=wait + budget.CELL_SCRIPT, env=environment)
+    except ProgramChanged:
+        await install(sandbox)
+        result = await run_then_report(sandbox, job_id, script, timeout=wait + budget.CELL_SCRIPT, env=environment)
     return await describe(sandbox, result)
 
 
