@@ -75,3 +75,11 @@ async def test_processes_run_side_by_side(sandbox: Sandbox) -> None:
     reports = await asyncio.gather(*(process.wait(timeout=30) for process in processes))
     assert [report.result.stdout for report in reports if report] == [f"{n}\n" for n in range(4)]
     assert time.monotonic() - started < 8
+
+
+async def test_one_process_followed_twice_at_once_reports_its_end_to_both(sandbox: Sandbox) -> None:
+    process = await sandbox.start("sleep 1; echo end", timeout=30)
+    first, second = await asyncio.gather(process.wait(timeout=20), (await sandbox.process(process.id)).wait(timeout=20))
+    assert first is not None
+    assert second is not None
+    assert first.result.stdout == second.result.stdout == "end\n"

@@ -86,7 +86,8 @@ async def test_more_output_than_was_asked_for_ends_the_follow(stop: list[asyncio
     def reply(header: wire.Header) -> list[bytes]:
         if header["op"] != "attach":
             return []
-        flood = [wire.encode({"op": "out", "p": header["p"], "s": 0, "o": n * 4096}, b"x" * 4096) for n in range(64)]
+        out = {"op": "out", "p": header["p"], "a": header["a"], "s": 0}
+        flood = [wire.encode({**out, "o": n * 4096}, b"x" * 4096) for n in range(64)]
         return [wire.encode({"op": "attached", "r": header["r"]}), *flood]
 
     channel, task = await opened(await answering(reply))

@@ -15,10 +15,11 @@ any offset and a job's output survives the connection that started it. Frames (s
     hello {v}                                        hello {v, pid, program}
     start {r, p, cmd, cwd, env, timeout, stdin}      started {r, p, pid} | error {r, code, message}
     cell {r, p, code, timeout, reset, budget}        started {r, p, pid, kernel, note}
-    attach {p, o: [out, err], w}                     out {p, s, o} + bytes; tick {p, n}; figure {p, i} + png;
-                                                     exit {p, state, code, n, limit, started, duration, cell?}
-    detach {p}; stdin {p} + bytes; eof {p}
-    signal {p, sig}; cancel {p}
+    attach {r, p, a, o: [out, err], w}               attached {r}; then, each with its attachment's `a`:
+                                                     out {p, a, s, o} + bytes; tick {p, a, n}; figure {p, a, i} +
+                                                     png; exit {p, a, state, code, n, limit, started, duration, cell?}
+    detach {a}; stdin {r, p} + bytes; eof {r, p}     ok {r}
+    signal {r, p, sig}; cancel {r, p}                ok {r}
     read {r, p, s, o, n}                             data {r, p, s, o} + bytes
     kernel {r}                                       kernel {r, alive}
     ping {r}                                         pong {r}
@@ -156,6 +157,12 @@ def load_figures(folder: str, figures: Any) -> list[bytes]:
             with contextlib.suppress(OSError), open(inline, "rb") as file:
                 loaded.append(file.read(wire.MAX_PAYLOAD_BYTES))
     return loaded
+
+
+def _check_attachment(attachment: Any) -> str:
+    if not isinstance(attachment, str) or not 1 <= len(attachment) <= 40:
+        raise wire.FrameError(f"bad attachment {attachment!r}")
+    return attachment
 
 
 def _check_id(process_id: Any) -> str:
@@ -594,7 +601,7 @@ class Agent:
                 link.attach(self, _check_id(header.get("p")), header)
                 link.send({"op": "attached", "r": request, "p": header.get("p")})
             elif op == "detach":
-                link.detach(_check_id(header.get("p")))
+                link.detach(_check_attachment(header.get("a")))
             elif op == "stdin":
                 self._stdin(_check_id(header.get("p")), payload)
             elif op == "eof":
@@ -784,21 +791,23 @@ class Link:
             raise Refused("not_found", f"no process {process_id}")
         offsets = wire.field(header, "o", list, [0, 0])
         window = wire.field(header, "w", int, CHUNK)
+        attachment = _check_attachment(header.get("a"))
         if len(offsets) != 2 or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets):
             raise wire.FrameError("bad offsets")
-        self.detach(process_id)
-        self.streams[process_id] = spawn(self._stream(spool, list(offsets), max(0, window)))
+        self.detach(attachment)
+        self.streams[attachment] = spawn(self._stream(spool, attachment, list(offsets), max(0, window)))
 
-    def detach(self, process_id: str) -> None:
-        task = self.streams.pop(process_id, None)
+    def detach(self, attachment: str) -> None:
+        task = self.streams.pop(attachment, None)
         if task is not None:
             task.cancel()
 
-    async def _stream(self, spool: Spooled, sent: list[int], window: int) -> None:
+    async def _stream(self, spool: Spooled, attachment: str, sent: list[int], window: int) -> None:
+        """Stream one attachment: its frames say which (`a`), so one connection may follow a process twice."""
         budget = [window, window]
         reported = list(spool.sizes)
         about = {"limit": spool.limit, "started": spool.started, "kind": spool.kind}
-        self.send({"op": "tick", "p": spool.id, "n": reported, **about})
+        self.send({"op": "tick", "p": spool.id, "a": attachment, "n": reported, **about})
         idle = True
         try:
             while True:
@@ -813,7 +822,7 @@ class Link:
                         data = file.read(room)
                     if not data:
                         continue
-                    self.send({"op": "out", "p": spool.id, "s": stream, "o": sent[stream]}, data)
+                    self.send({"op": "out", "p": spool.id, "a": attachment, "s": stream, "o": sent[stream]}, data)
                     sent[stream] += len(data)
                     budget[stream] -= len(data)
                     progressed = True
@@ -822,22 +831,22 @@ class Link:
                     continue
                 if spool.ended is not None:
                     for index, figure in enumerate(spool.figures):
-                        self.send({"op": "figure", "p": spool.id, "i": index}, figure)
-                    self.send({"op": "exit", "p": spool.id, **spool.ended})
+                        self.send({"op": "figure", "p": spool.id, "a": attachment, "i": index}, figure)
+                    self.send({"op": "exit", "p": spool.id, "a": attachment, **spool.ended})
                     await self.drain()
                     return
                 if idle or spool.sizes != reported:
                     # Caught up with what there is (or with the live window): the sizes, flagged idle once.
                     reported = list(spool.sizes)
-                    self.send({"op": "tick", "p": spool.id, "n": reported, "idle": idle})
+                    self.send({"op": "tick", "p": spool.id, "a": attachment, "n": reported, "idle": idle})
                     idle = False
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(changed.wait(), TICK)
         except (OSError, ConnectionError):
             return
         finally:
-            if self.streams.get(spool.id) is asyncio.current_task():
-                del self.streams[spool.id]
+            if self.streams.get(attachment) is asyncio.current_task():
+                del self.streams[attachment]
 
     def close(self) -> None:
         self.closed = True

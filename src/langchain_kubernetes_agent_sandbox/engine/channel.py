@@ -109,14 +109,15 @@ class AgentChannel:
                 self._fail(f"the connection to the agent of {self.name} broke ({error})")
                 raise AgentLost(self._failure or "the connection broke") from None
 
-    def subscribe(self, process_id: str, *, max_bytes: int) -> asyncio.Queue[tuple[wire.Header, bytes]]:
-        """The frames about `process_id` from now on (out, tick, figure, exit; a final `lost` if the channel
-        breaks), `max_bytes` of payload at most in all: what was asked for. Attach after subscribing."""
+    def subscribe(self, *, max_bytes: int) -> tuple[str, asyncio.Queue[tuple[wire.Header, bytes]]]:
+        """A new attachment's id and the frames the agent sends for it from now on (out, tick, figure, exit; a
+        final `lost` if the channel breaks), `max_bytes` of payload at most in all: what was asked for."""
         self._raise_if_closed()
+        attachment = f"a{next(self._ids)}"
         queue: asyncio.Queue[tuple[wire.Header, bytes]] = asyncio.Queue()
-        self._subscriptions[process_id] = queue
-        self._allowance[process_id] = max_bytes
-        return queue
+        self._subscriptions[attachment] = queue
+        self._allowance[attachment] = max_bytes
+        return attachment, queue
 
     def reject(self, reason: str) -> AgentLost:
         """End the channel because its agent said something no genuine agent says; the error to raise."""
@@ -124,9 +125,9 @@ class AgentChannel:
         self._fail(f"the agent of {self.name} broke the protocol: {reason}")
         return AgentLost(self._failure or reason)
 
-    def unsubscribe(self, process_id: str) -> None:
-        self._subscriptions.pop(process_id, None)
-        self._allowance.pop(process_id, None)
+    def unsubscribe(self, attachment: str) -> None:
+        self._subscriptions.pop(attachment, None)
+        self._allowance.pop(attachment, None)
 
     async def aclose(self) -> None:
         self._fail(f"the channel to the agent of {self.name} was closed")
@@ -161,13 +162,13 @@ class AgentChannel:
     def _route(self, header: wire.Header, payload: bytes) -> None:
         number = header.get("r")
         if header["op"] in EVENTS:
-            process_id = header.get("p")
-            if not isinstance(process_id, str) or process_id not in self._subscriptions:
-                return  # output for a process nobody follows any more (detached a moment ago)
-            queue = self._subscriptions[process_id]
-            self._allowance[process_id] -= len(payload)
-            if queue.qsize() >= MAX_QUEUED_FRAMES or self._allowance[process_id] < 0:
-                raise wire.FrameError(f"more about {process_id} than was asked for")
+            attachment = header.get("a")
+            if not isinstance(attachment, str) or attachment not in self._subscriptions:
+                return  # for an attachment this side ended a moment ago
+            queue = self._subscriptions[attachment]
+            self._allowance[attachment] -= len(payload)
+            if queue.qsize() >= MAX_QUEUED_FRAMES or self._allowance[attachment] < 0:
+                raise wire.FrameError(f"more about {header.get('p')!r} than was asked for")
             queue.put_nowait((header, payload))
             return
         reply = self._pending.get(number) if isinstance(number, int) and not isinstance(number, bool) else None

@@ -213,14 +213,14 @@ async def follow(
         raise InvalidArgumentError(f"The cursor {cursor} is negative: omit it to read from the start.")
     started = time.monotonic()
     # What a genuine agent sends at most: the live window of both streams and the inline figures.
-    queue = channel.subscribe(process_id, max_bytes=2 * limit.max_bytes + MAX_FIGURES * wire.MAX_PAYLOAD_BYTES)
+    attachment, queue = channel.subscribe(max_bytes=2 * limit.max_bytes + MAX_FIGURES * wire.MAX_PAYLOAD_BYTES)
     live: list[bytearray] = [bytearray(), bytearray()]
     sizes = list(cursor)
     figures: list[bytes] = []
     ended: wire.Header | None = None
     known: wire.Header = {}
     try:
-        attach = {"op": "attach", "p": process_id, "o": list(cursor), "w": limit.max_bytes}
+        attach = {"op": "attach", "p": process_id, "a": attachment, "o": list(cursor), "w": limit.max_bytes}
         await channel.request(attach, timeout=budget.AGENT_REQUEST)
         # A look (wait 0) still waits for the agent to say it has sent what there was.
         deadline = started + (wait if wait > 0 else budget.AGENT_REQUEST)
@@ -263,9 +263,9 @@ async def follow(
             ) from None
         raise
     finally:
-        channel.unsubscribe(process_id)
+        channel.unsubscribe(attachment)
         if ended is None and not channel.closed:
-            await channel.send({"op": "detach", "p": process_id})
+            await channel.send({"op": "detach", "a": attachment})
     texts = []
     for stream in (0, 1):
         texts.append(await _bounded(channel, process_id, stream, cursor[stream], sizes[stream], live[stream], limit))
