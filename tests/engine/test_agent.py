@@ -144,3 +144,10 @@ async def test_a_command_too_long_for_one_argument_gets_a_typed_error(sandbox: L
     assert fits.stdout == "100001\n"
     with pytest.raises(InvalidArgumentError, match="write it to a file"):
         await sandbox.run("echo " + "x" * 200_000)
+
+
+async def test_what_a_daemon_writes_after_its_command_ended_still_goes_to_the_jobs_file(sandbox: LocalSandbox) -> None:
+    job = await jobs.start(sandbox, "(sleep 2; echo from-the-daemon) & echo parent", timeout=30, wait=10)
+    assert (job.state, job.result.stdout) == ("exited", "parent\n")
+    await asyncio.sleep(3)
+    assert await sandbox.read_file(job.stdout_path) == b"parent\nfrom-the-daemon\n"

@@ -291,8 +291,7 @@ class Command:
         ]
         code = await exit_status(self.process, self.exited)
         self.killer.cancel()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*pumps), DRAIN_AFTER_EXIT)
+        await asyncio.wait(pumps, timeout=DRAIN_AFTER_EXIT)  # not cancelled when it passes: see below
         if self.state == "timed_out":
             code = 124
         elif code < 0:
