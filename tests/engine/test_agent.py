@@ -151,3 +151,13 @@ async def test_what_a_daemon_writes_after_its_command_ended_still_goes_to_the_jo
     assert (job.state, job.result.stdout) == ("exited", "parent\n")
     await asyncio.sleep(3)
     assert await sandbox.read_file(job.stdout_path) == b"parent\nfrom-the-daemon\n"
+
+
+async def test_a_cancelled_cell_that_stops_in_time_keeps_its_kernel(sandbox: LocalSandbox) -> None:
+    await kernel.run_cell(sandbox, "kept = 1", timeout=30, wait=20)
+    cell = await kernel.run_cell(sandbox, "import time\ntime.sleep(30)", timeout=60, wait=0.5)
+    stopped = await jobs.cancel(sandbox, cell.job.job_id)
+    assert stopped.state == "cancelled"
+    await asyncio.sleep(5)  # past the grace after which a cell that did not stop would take its kernel with it
+    after = await kernel.run_cell(sandbox, "kept", timeout=30, wait=20)
+    assert (after.kernel, after.value) == ("kept", "1")

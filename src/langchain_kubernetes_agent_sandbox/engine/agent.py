@@ -435,8 +435,10 @@ class Kernel:
             self.current = None
 
     def _give_up(self, cell: Cell) -> None:
-        cell.lost = True
-        self.kill()
+        """The cell did not stop when interrupted (or is past its hard limit): end the kernel, if it is still on it."""
+        if self.current is cell and not cell.done.is_set():
+            cell.lost = True
+            self.kill()
 
 
 class Cell:
