@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -26,13 +25,14 @@ ProviderFactory = Callable[..., Awaitable[SandboxProvider]]
 
 @contextlib.contextmanager
 def reachable_tempdir(prefix: str) -> Iterator[Path]:
-    """A temporary folder the sandbox user can enter (pytest's tmp_path lies under a 0700 folder)."""
+    """A temporary folder the sandbox user can enter (pytest's tmp_path lies under a 0700 folder); removed at the end
+    as a state folder is, so that no sandbox's disk stays mounted whatever the test left in it."""
     folder = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     folder.chmod(0o711)
     try:
         yield folder
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        discard_state(folder)
 
 
 @pytest.fixture

@@ -78,7 +78,8 @@ async def test_a_full_disk_quota_is_reported_with_the_quota_and_what_to_do(conne
         if filled["running"]:  # detached on a slow disk: the quota is only full once it ended
             filled = data(await call(client, "job_wait", job_id=filled["job_id"], timeout=120))
         assert "No space left on device" in filled["stderr"]
-        message = await fail(client, "upload_file", path="more.txt", content="x" * 100_000)
+        # Larger than the slack ext4 can give back once delayed allocation settles after the fill.
+        message = await fail(client, "upload_file", path="more.txt", content="x" * 2_000_000)
         assert message.startswith("quota_exceeded:")
         assert "disk quota of 16 MiB" in message
         assert "Delete files" in message
