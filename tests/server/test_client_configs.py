@@ -7,6 +7,7 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ async def test_the_desktop_configuration_starts_a_working_stdio_server(local_sta
 
 
 async def test_langchain_over_stdio_keeps_files_between_calls(local_state_dir: Path) -> None:
-    stdio_block = next(block for block in blocks("python") if '"stdio"' in block)
+    stdio_block = next(block for block in blocks("python") if '"stdio"' in block and "callbacks" not in block)
     connections = connections_in(stdio_block)
     connections["sandbox"]["env"] = server_environment(local_state_dir)
     tools = {tool.name: tool for tool in await MultiServerMCPClient(connections).get_tools()}
@@ -88,3 +89,16 @@ async def test_langchain_over_http_with_a_bearer_token(
         )
         assert failed.status == "error"
         assert "not_found" in failed.content[0]["text"]
+
+
+async def test_langchain_sees_a_commands_output_while_it_runs(local_state_dir: Path) -> None:
+    progress_block = next(block for block in blocks("python") if "on_progress" in block)
+    environment = server_environment(local_state_dir)
+    namespace: dict[str, Any] = {}
+    exec(progress_block.replace('"args": ["serve"]}', f'"args": ["serve"], "env": {environment!r}}}'), namespace)
+    tools = {tool.name: tool for tool in await namespace["client"].get_tools()}
+    started = time.monotonic()
+    content = await tools["execute"].ainvoke({"command": "echo early; sleep 2; echo late"})
+    assert "early" in content[0]["text"]
+    assert any("early" in message for message in namespace["seen"])
+    assert time.monotonic() - started >= 2
