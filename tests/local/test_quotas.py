@@ -110,12 +110,18 @@ async def test_terminating_or_reaping_a_sandbox_leaves_no_mount_and_no_loop_devi
 
 
 @pytest.fixture
-def no_disk_images(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A host where disk images cannot be mounted (a server not running as root, say)."""
+def no_disk_images() -> Iterator[None]:
+    """A host where disk images cannot be mounted (a server not running as root, say). The real check comes back,
+    and its cached answer is dropped, in one step at the end: a provider made in between (a fixture's teardown)
+    must not cache the pretended answer for every later test."""
+    real = disk._why_unavailable
     disk.unavailable_reason.cache_clear()
-    monkeypatch.setattr(disk, "_why_unavailable", lambda: "only a server running as root can mount a disk image")
-    yield
-    disk.unavailable_reason.cache_clear()
+    disk._why_unavailable = lambda: "only a server running as root can mount a disk image"
+    try:
+        yield
+    finally:
+        disk._why_unavailable = real
+        disk.unavailable_reason.cache_clear()
 
 
 async def test_without_disk_images_sandboxes_work_unbounded_after_one_warning(

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from langchain_kubernetes_agent_sandbox import SandboxError
-from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider
+from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider, disk
 from langchain_kubernetes_agent_sandbox.providers.local.provider import LocalSandbox
 from langchain_kubernetes_agent_sandbox.providers.local.removal import RemovalIncomplete, remove_tree
 from langchain_kubernetes_agent_sandbox.sessions import SessionPolicy, SessionRegistry
@@ -98,11 +98,13 @@ async def test_a_failed_removal_keeps_the_record_and_a_later_sweep_finishes_it(
     sandbox = await provider.create(lifetime=3600)
     await sandbox.run("mkdir -p /app/a/b && head -c 65536 /dev/zero > /app/a/b/stuck && echo x > /app/other")
     (folder,) = sandbox_folders(local_state_dir)
-    with undeletable(folder / "app" / "a" / "b" / "stuck"):
+    # With a disk quota the sandbox's files are one image on the host, which is what removal must get rid of.
+    stuck = folder / disk.IMAGE if disk.has_image(folder) else folder / "app" / "a" / "b" / "stuck"
+    with undeletable(stuck):
         with pytest.raises(SandboxError, match=r"could not all be removed.*tries again"):
             await sandbox.terminate()
         assert (folder / "sandbox.json").exists(), "the record stays while files remain"
-        assert not (folder / "app" / "other").exists()
+        assert not (disk.data_folder(folder) / "app" / "other").exists()
         with caplog.at_level(logging.ERROR):
             assert await provider.list() == [], "the failed sandbox is marked expired, not listed as live"
         assert "removing the expired sandbox" in caplog.text
