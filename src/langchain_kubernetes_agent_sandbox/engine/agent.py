@@ -658,8 +658,9 @@ class Agent:
                 env={**os.environ, **{str(k): str(v) for k, v in env.items()}},
                 start_new_session=True,
             )
-        except OSError as error:
-            spool.append(1, f"could not start the command: {error.strerror or error}\n".encode())
+        except (OSError, ValueError) as error:  # ValueError: an environment variable name no process can have
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            spool.append(1, f"could not start the command: {reason}\n".encode())
             spool.finish("exited", 126 if not isinstance(error, FileNotFoundError) else 127)
             spool.close()
             self.spools[process_id] = spool
