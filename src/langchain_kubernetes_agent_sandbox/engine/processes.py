@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,10 +29,6 @@ OutputCallback = Callable[[int, bytes], None]
 """Called with (stream, bytes) as output arrives: stream 0 is stdout, 1 is stderr."""
 STATES = ("exited", "timed_out", "cancelled", "lost")
 MAX_FIGURES = 8
-
-
-def new_process_id() -> str:
-    return f"j-{secrets.token_hex(6)}"
 
 
 @dataclass(frozen=True)
@@ -69,7 +64,8 @@ class Report:
 
 
 class Process:
-    """A handle on one process of a sandbox's agent; cheap, and made again from the id alone (`find`)."""
+    """A handle on one process of a sandbox's agent; cheap, and made again from the id alone
+    (`Sandbox.process`). Process ids are job ids: every job is a process."""
 
     def __init__(self, channel_of: ChannelSource, process_id: str, limit: OutputLimit) -> None:
         self.channel_of = channel_of
@@ -150,7 +146,7 @@ async def start(
     process_id: str | None = None,
 ) -> Process:
     """Start `command` under `/bin/sh -c` in its own process group, killed (exit 124) after `timeout` seconds."""
-    process_id = process_id or new_process_id()
+    process_id = process_id or shell_jobs.new_job_id()
     _check_size(command)
     header = {"op": "start", "p": process_id, "cmd": command, "cwd": cwd, "env": dict(env), "timeout": timeout}
     await _request_started(channel_of, {**header, "stdin": stdin})
@@ -168,7 +164,7 @@ async def start_cell(
     process_id: str | None = None,
 ) -> Process:
     """Queue a cell for the sandbox's Python kernel (started when none runs)."""
-    process_id = process_id or new_process_id()
+    process_id = process_id or shell_jobs.new_job_id()
     _check_size(code)
     header = {"op": "cell", "p": process_id, "code": code, "timeout": timeout, "reset": reset}
     await _request_started(channel_of, {**header, "budget": figure_budget})
