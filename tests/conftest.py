@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 from langchain_kubernetes_agent_sandbox import ExecutionLimits, Sandbox, SandboxProvider
 from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesConfig, KubernetesProvider
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider
-from langchain_kubernetes_agent_sandbox.providers.local.state import discard_state
+from langchain_kubernetes_agent_sandbox.providers.local.state import temporary_state
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
 
 pytest_plugins = ["langchain_kubernetes_agent_sandbox.testing.pytest_plugin"]
@@ -23,27 +22,15 @@ ProviderFactory = Callable[..., Awaitable[SandboxProvider]]
 """Makes a provider on the test's backing state; calling it again models a restart of the server."""
 
 
-@contextlib.contextmanager
-def reachable_tempdir(prefix: str) -> Iterator[Path]:
-    """A temporary folder the sandbox user can enter (pytest's tmp_path lies under a 0700 folder); removed at the end
-    as a state folder is, so that no sandbox's disk stays mounted whatever the test left in it."""
-    folder = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    folder.chmod(0o711)
-    try:
-        yield folder
-    finally:
-        discard_state(folder)
-
-
 @pytest.fixture
 async def local_state_dir() -> AsyncIterator[Path]:
-    """A state folder; every sandbox left in it is terminated at the end (its processes, cgroups and disk mount)."""
-    with reachable_tempdir("kas-test-") as folder:
+    """A state folder; every sandbox left in it is terminated at the end (its processes, cgroups and disk mount),
+    and `temporary_state` then discards the rest (the folders whose record a test deleted)."""
+    with temporary_state("kas-test-") as folder:
         yield folder
         if (folder / "sandboxes").is_dir():
             for left in await LocalProvider(folder, use_cgroups=True).list():
                 await left.terminate()
-            discard_state(folder)  # and the folders whose record a test deleted
 
 
 @contextlib.asynccontextmanager

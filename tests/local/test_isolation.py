@@ -14,7 +14,7 @@ import pytest
 
 from langchain_kubernetes_agent_sandbox import NotFoundError, PermissionDeniedError, SandboxGoneError
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider, LocalSandbox, ResourceLimits
-from tests.conftest import reachable_tempdir
+from langchain_kubernetes_agent_sandbox.providers.local.state import temporary_state
 
 AS_ROOT = os.geteuid() == 0
 
@@ -37,7 +37,7 @@ def host_listener() -> Iterator[int]:
 
 
 async def test_host_files_outside_the_workspace_are_invisible(sandbox: LocalSandbox) -> None:
-    with reachable_tempdir("kas-host-secret-") as folder:
+    with temporary_state("kas-host-secret-") as folder:
         secret = folder / "secret.txt"
         secret.write_text("host secret")
         secret.chmod(0o644)
@@ -61,7 +61,7 @@ async def test_everything_outside_app_and_tmp_is_read_only(sandbox: LocalSandbox
 
 
 async def test_symlinks_made_inside_cannot_lead_the_file_api_to_host_files(sandbox: LocalSandbox) -> None:
-    with reachable_tempdir("kas-host-target-") as folder:
+    with temporary_state("kas-host-target-") as folder:
         target = folder / "host.txt"
         target.write_text("host only")
         await sandbox.run(f"ln -s {target} /app/escape; ln -s {folder} /app/escape-dir; ln -s /etc /app/etc")

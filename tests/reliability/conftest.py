@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from langchain_kubernetes_agent_sandbox.providers.local.state import temporary_state
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
 from langchain_kubernetes_agent_sandbox.testing.server_process import ServedServer, serve_http
-from tests.conftest import reachable_tempdir
 
 Serve = Callable[..., contextlib.AbstractContextManager[ServedServer]]
 """serve(token_file, *flags) runs one `serve --transport http` on the test's backend until the block ends."""
@@ -29,7 +29,7 @@ def cluster_flags(cluster: FakeCluster) -> tuple[str, ...]:
 
 @pytest.fixture
 def state_dir() -> Iterator[Path]:
-    with reachable_tempdir("kas-reliability-") as folder:
+    with temporary_state("kas-reliability-") as folder:
         yield folder
 
 

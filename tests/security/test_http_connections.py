@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from langchain_kubernetes_agent_sandbox.providers.local.state import temporary_state
 from langchain_kubernetes_agent_sandbox.server.config import ConfigError, ServerConfig
 from langchain_kubernetes_agent_sandbox.server.connections import connection_limits
 from langchain_kubernetes_agent_sandbox.testing.server_process import ServedServer, serve_http
-from tests.conftest import reachable_tempdir
 from tests.server.http_serving import mcp_client
 from tests.server.mcp_calls import call, data
 
@@ -39,7 +39,7 @@ def served(tmp_path: Path, *settings: str) -> Iterator[ServedServer]:
     tokens = tmp_path / "tokens.txt"
     tokens.write_text(f"{TOKEN} alice\n")
     with (
-        reachable_tempdir("kas-flood-") as state_dir,
+        temporary_state("kas-flood-") as state_dir,
         (tmp_path / "server.log").open("wb") as log,
         serve_http(f"--token-file={tokens}", *settings, state_dir=str(state_dir), log=log) as server,
     ):
