@@ -108,10 +108,7 @@ class Sandbox(abc.ABC):
         limit = self.limits.timeout_for(timeout)
         if await self.agent() is None:
             if stdin:
-                raise InvalidArgumentError(
-                    "This sandbox's runtime runs one-shot commands only, so a process cannot take input: pass it "
-                    "with the command (a here-document, or a file written first)."
-                )
+                raise InvalidArgumentError(processes.NO_INPUT)
             job = await shell_jobs.start(self, command, timeout=limit, wait=0, cwd=cwd, env=env)
             return processes.ShellProcess(self, job.job_id)
 

@@ -29,6 +29,10 @@ OutputCallback = Callable[[int, bytes], None]
 """Called with (stream, bytes) as output arrives: stream 0 is stdout, 1 is stderr."""
 STATES = ("exited", "timed_out", "cancelled", "lost")
 MAX_FIGURES = 8
+NO_INPUT = (
+    "This sandbox's runtime runs one-shot commands only, so a process takes no input once started: pass the input "
+    "with the command (a here-document, or a file written first)."
+)
 
 
 @dataclass(frozen=True)
@@ -411,10 +415,7 @@ class ShellProcess:
         return None if report.running else report
 
     async def write_stdin(self, data: bytes) -> None:
-        raise InvalidArgumentError(
-            "This sandbox's runtime runs one-shot commands only, so a running process takes no input: pass the input "
-            "with the command (a here-document, or a file written first)."
-        )
+        raise InvalidArgumentError(NO_INPUT)
 
     async def close_stdin(self) -> None:
         """A shell job's stdin is at end-of-file from its start."""
