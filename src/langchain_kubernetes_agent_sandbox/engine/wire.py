@@ -9,20 +9,25 @@ is read, so a peer cannot make the other side buffer more than one bounded frame
 
 from __future__ import annotations
 
-import asyncio
 import json
 import struct
-from typing import Any
+from typing import Any, Protocol
 
 VERSION = 1
 """Bumped whenever a frame changes meaning; a server replaces an agent that speaks another version."""
-PROGRAM_FILES = ("agent.py", "wire.py", "pykernel.py")
+PROGRAM_FILES = ("agent.py", "agent_port.py", "wire.py", "pykernel.py")
 """The agent program's files, copied together into a sandbox; their digest names the program."""
 MAX_HEADER_BYTES = 256 * 1024
 MAX_PAYLOAD_BYTES = 1024 * 1024
 _PREFIX = struct.Struct(">II")
 
 Header = dict[str, Any]
+
+
+class ByteStream(Protocol):
+    """What frames are read from: a socket's `asyncio.StreamReader`, or the messages of a WebSocket."""
+
+    async def readexactly(self, n: int, /) -> bytes: ...
 
 
 class FrameError(Exception):
@@ -46,7 +51,7 @@ def decode_header(raw: bytes) -> Header:
     return header
 
 
-async def read_frame(reader: asyncio.StreamReader) -> tuple[Header, bytes]:
+async def read_frame(reader: ByteStream) -> tuple[Header, bytes]:
     """The next frame; `asyncio.IncompleteReadError` at a clean end of the stream."""
     header_size, payload_size = _PREFIX.unpack(await reader.readexactly(_PREFIX.size))
     if header_size > MAX_HEADER_BYTES or payload_size > MAX_PAYLOAD_BYTES:

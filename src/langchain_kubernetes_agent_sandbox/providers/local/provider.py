@@ -19,15 +19,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ... import paths, shell_files
-from ...engine import budget, processes, program
-from ...engine.channel import AgentChannel, AgentLost
-from ...errors import BackendUnavailableError, NotFoundError, SandboxError, SandboxGoneError, TooLargeError
+from ...engine import processes, program
+from ...engine.channel import AgentChannel
+from ...engine.links import AgentLinks
+from ...errors import (
+    BackendUnavailableError,
+    InvalidArgumentError,
+    NotFoundError,
+    SandboxError,
+    SandboxGoneError,
+    TooLargeError,
+)
 from ...limits import ExecutionLimits
 from ...output import OutputLimit
 from ...results import TIMEOUT_EXIT_CODE, CommandResult, FileEntry
 from ...sandbox import Sandbox, SandboxInfo, SandboxProvider
 from . import seccomp
-from .agent_link import AgentLinks
+from .agent_link import agent_connection, handed_over
 from .bubblewrap import (
     SANDBOX_PATH,
     Mounts,
@@ -250,7 +258,7 @@ class LocalSandbox(Sandbox):
         result = None
         if await self.agent() is not None:
             with contextlib.suppress(processes.NoSpoolSpace):  # a full disk: run it without keeping its output
-                result = await self._run_by_agent(command, timeout=timeout, cwd=cwd, env=env)
+                result = await processes.run(self, command, timeout=timeout, cwd=cwd, env=env)
         if result is None:
             completed = await self._launch(["/bin/sh", "-c", command], timeout=timeout, cwd=cwd, env=env)
             result = CommandResult(
@@ -274,30 +282,23 @@ class LocalSandbox(Sandbox):
             result = dataclasses.replace(result, stderr=result.stderr + f"\n[{usage_line(disk)}]\n")
         return result
 
-    async def _run_by_agent(self, command: str, *, timeout: float, cwd: str, env: dict[str, str]) -> CommandResult:
-        try:
-            process = await processes.start(
-                processes.agent_of(self), command, timeout=timeout, cwd=cwd, env=env, limit=self.limits.output
-            )
-            report = await process.follow(wait=timeout + budget.END_OF_RUN)
-            if report.running:  # the agent did not end it at its limit
-                await process.signal(signal.SIGKILL)
-                report = await process.follow(wait=budget.END_OF_RUN)
-        except AgentLost as error:
-            raise SandboxError(
-                f"The sandbox's agent ended while the command ran ({error}): something in the sandbox killed it, "
-                "and the command's output is lost. The next call starts a new agent."
-            ) from None
-        return report.result
-
     async def agent(self) -> AgentChannel | None:
         """The channel to this sandbox's agent, or None where commands run one process each (no holder)."""
         if self._provider.unisolated or not self._provider.keep_background:
             return None
         self._require_alive()
-        return await self._provider._agents.channel(
-            self.id, self._install_agent, self._launch_with_socket, generation=self._holder.current
-        )
+        connect = agent_connection(self.id, self._install_agent, self._launch_with_socket)
+        return await self._provider._agents.channel(self.id, connect, generation=self._holder.current)
+
+    async def connect_port(self, port: int) -> socket.socket:
+        """A connection to loopback port `port` inside the sandbox's own network, which the host cannot reach
+        otherwise (`SandboxError` when nothing listens there). Needs the sandbox's agent program installed."""
+        if not 0 < port < 65536:
+            raise InvalidArgumentError(f"Port {port} is not a TCP port: give one from 1 to 65535.")
+        if await self.agent() is None:
+            raise SandboxError("This sandbox runs one process per command, so nothing in it can listen on a port.")
+        helper = ["python3", "-u", "-E", "-s", "-S", f"{program.AGENT_DIR}/agent.py", "dial", str(port)]
+        return await handed_over(self.id, self._launch_with_socket, helper, what=f"Port {port}", family=socket.AF_INET)
 
     async def _install_agent(self) -> None:
         for name, content in program.FILES.items():
