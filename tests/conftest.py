@@ -59,11 +59,11 @@ async def local_provider_factory(local_state_dir: Path) -> AsyncIterator[Provide
         yield make
 
 
-@pytest.fixture
-async def kubernetes_provider_factory(fake_cluster: FakeCluster) -> AsyncIterator[ProviderFactory]:
+@contextlib.asynccontextmanager
+async def kubernetes_factory(cluster: FakeCluster, **options: Any) -> AsyncIterator[ProviderFactory]:
     def build(limits: ExecutionLimits | None = None) -> SandboxProvider:
         config = KubernetesConfig(
-            warm_pool=fake_cluster.pool, api_url=fake_cluster.router_url, kubeconfig=fake_cluster.kubeconfig
+            warm_pool=cluster.pool, api_url=cluster.router_url, kubeconfig=cluster.kubeconfig, **options
         )
         return KubernetesProvider(config, limits=limits)
 
@@ -71,8 +71,24 @@ async def kubernetes_provider_factory(fake_cluster: FakeCluster) -> AsyncIterato
         yield make
 
 
+@pytest.fixture
+async def kubernetes_provider_factory(fake_cluster: FakeCluster) -> AsyncIterator[ProviderFactory]:
+    """Pods reached through their agent's port, the execution engine's native channel."""
+    async with kubernetes_factory(fake_cluster) as make:
+        yield make
+
+
+@pytest.fixture
+async def kubernetes_oneshot_provider_factory(fake_cluster: FakeCluster) -> AsyncIterator[ProviderFactory]:
+    """Pods reached through one-shot `/execute` requests only: the fallback for runtimes that cannot host an agent."""
+    async with kubernetes_factory(fake_cluster, agent_port=None) as make:
+        yield make
+
+
 @contextlib.asynccontextmanager
-async def impatient_provider(cluster: FakeCluster, *, patience: float) -> AsyncIterator[KubernetesProvider]:
+async def impatient_provider(
+    cluster: FakeCluster, *, patience: float, **options: Any
+) -> AsyncIterator[KubernetesProvider]:
     """A Kubernetes provider on the imitation that gives up within seconds (claims and file calls after
     `patience`, API calls a second sooner), so fault tests end quickly; no sandbox or fault outlives it."""
     config = KubernetesConfig(
@@ -83,6 +99,7 @@ async def impatient_provider(cluster: FakeCluster, *, patience: float) -> AsyncI
         api_timeout=patience - 1,
         file_timeout=patience,
         timeout_margin=2,
+        **options,
     )
     made = KubernetesProvider(config)
     try:
@@ -94,7 +111,11 @@ async def impatient_provider(cluster: FakeCluster, *, patience: float) -> AsyncI
         await made.aclose()
 
 
-PROVIDER_FACTORY_FIXTURES = {"local": "local_provider_factory", "kubernetes": "kubernetes_provider_factory"}
+PROVIDER_FACTORY_FIXTURES = {
+    "local": "local_provider_factory",
+    "kubernetes": "kubernetes_provider_factory",
+    "kubernetes-oneshot": "kubernetes_oneshot_provider_factory",
+}
 """Provider name -> the fixture that makes it; each contract test runs once per entry."""
 
 

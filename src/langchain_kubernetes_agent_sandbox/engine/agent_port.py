@@ -2,8 +2,9 @@
 sandbox reach the agent through a WebSocket, since that is what sandbox routers forward to a pod's other ports.
 
 The WebSocket carries the agent's byte stream (`wire` frames) in binary messages, so both ends read it as one
-stream; message boundaries mean nothing. A connection must name `PATH` and carry the token the agent wrote when
-it started: the port is open to the pod's network, and the token makes it no more open than the runtime's own.
+stream; message boundaries mean nothing. A connection must ask for `wire.PORT_PATH` and carry the token the
+agent wrote when it started: the port is open to the pod's network, and the token makes it no more open than the
+runtime's own.
 """
 
 from __future__ import annotations
@@ -15,12 +16,8 @@ import hmac
 
 import wire  # type: ignore[import-not-found,unused-ignore]  # beside this file in the sandbox
 
-PATH = "/kas/agent"
-TOKEN_HEADER = "x-agent-token"
 MAX_HANDSHAKE_BYTES = 16 * 1024
 HANDSHAKE_SECONDS = 10.0
-MAX_MESSAGE_BYTES = 8 + wire.MAX_HEADER_BYTES + wire.MAX_PAYLOAD_BYTES
-"""A server sends one frame per message, so no genuine message is larger."""
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _CLOSE, _PING, _PONG = 0x8, 0x9, 0xA
 
@@ -60,10 +57,10 @@ async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tok
     granted = (
         len(request) == 3
         and request[0] == "GET"
-        and request[1].split("?")[0] == PATH
+        and request[1].split("?")[0] == wire.PORT_PATH
         and headers.get("upgrade", "").lower() == "websocket"
         and bool(key)
-        and hmac.compare_digest(headers.get(TOKEN_HEADER, "").encode(), token.encode())
+        and hmac.compare_digest(headers.get(wire.TOKEN_HEADER.lower(), "").encode(), token.encode())
     )
     if not granted:
         writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
@@ -97,7 +94,7 @@ class MessageReader:
             size = second & 0x7F
             if size >= 126:
                 size = int.from_bytes(await self._reader.readexactly(2 if size == 126 else 8), "big")
-            if not second & 0x80 or size > MAX_MESSAGE_BYTES:
+            if not second & 0x80 or size > wire.MAX_MESSAGE_BYTES:
                 raise wire.FrameError("an unmasked or oversized WebSocket frame")
             mask = await self._reader.readexactly(4)
             payload = _unmask(await self._reader.readexactly(size), mask) if size else b""

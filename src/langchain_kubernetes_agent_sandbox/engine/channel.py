@@ -33,6 +33,8 @@ class FrameWriter(Protocol):
 
     def close(self) -> None: ...
 
+    async def wait_closed(self) -> None: ...
+
 
 Connection = tuple[wire.ByteStream, FrameWriter]
 
@@ -149,6 +151,7 @@ class AgentChannel:
             await self._reading
         with contextlib.suppress(Exception):
             self._writer.close()
+            await self._writer.wait_closed()
 
     def _raise_if_closed(self) -> None:
         if self._failure is not None:

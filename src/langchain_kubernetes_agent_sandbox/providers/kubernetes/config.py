@@ -21,6 +21,10 @@ class ConnectionMode(enum.StrEnum):
     """Through `kubectl port-forward` to the router, for laptops (sync client in a worker thread)."""
 
 
+AGENT_PORT = 6988
+"""The pod port the execution engine's agent listens on unless configured otherwise."""
+
+
 @dataclass(frozen=True)
 class KubernetesConfig:
     warm_pool: str
@@ -43,6 +47,9 @@ class KubernetesConfig:
     """The router's own limit on one request (upstream default 180 s); not applied in-cluster."""
     max_lifetime: float = 24 * 3600.0
     """No sandbox outlives this, however often its idle timeout slides."""
+    agent_port: int | None = AGENT_PORT
+    """The pod port on which the sandbox's agent (the execution engine) listens, reached through the router's
+    `X-Sandbox-Port`; None runs every command as a one-shot request to the runtime instead."""
 
     def __post_init__(self) -> None:
         if not self.warm_pool:
@@ -53,6 +60,8 @@ class KubernetesConfig:
             )
         if self.connection is ConnectionMode.GATEWAY and not self.gateway_name:
             raise InvalidArgumentError("--connection gateway needs --gateway-name (and --gateway-namespace).")
+        if self.agent_port is not None and not 0 < self.agent_port < 65536:
+            raise InvalidArgumentError(f"agent_port must be a TCP port (1 to 65535), got {self.agent_port}.")
         for name in ("ready_timeout", "api_timeout", "file_timeout", "max_lifetime"):
             if getattr(self, name) <= 0:
                 raise InvalidArgumentError(f"{name} must be positive, got {getattr(self, name)}.")

@@ -151,6 +151,7 @@ class KubernetesProvider(SandboxProvider):
     async def aclose(self) -> None:
         backend, self._backend = self._backend, None
         if backend is not None:
+            await backend.agents.aclose()
             await backend.claims.close()
         if self._api is not None:
             api, self._api = self._api, None

@@ -5,7 +5,7 @@ socket as its stdin. Inside, it connects to the agent's socket (starting the age
 the connected descriptor back over that stdin; then it exits. The socket's path is resolved inside the
 sandbox, so whatever the sandbox put there can only lead to something of its own, and the host never follows a
 path, link or socket the sandbox controls: it only receives one descriptor, which it checks is a socket.
-`agent.py dial PORT` hands over a connection to a port of the sandbox's own network the same way.
+`agent.py dial DIR PORT` hands over a connection to a port of the sandbox's network the same way (the agent relays it).
 """
 
 from __future__ import annotations
@@ -43,11 +43,8 @@ def agent_connection(sandbox_id: str, install: Callable[[], Awaitable[None]], la
     return connect
 
 
-async def handed_over(
-    sandbox_id: str, launch: Launch, helper: Sequence[str], *, what: str, family: int = socket.AF_UNIX
-) -> socket.socket:
-    """The connected socket of `family` that `helper`, started in the sandbox with a socket as its stdin, hands
-    back."""
+async def handed_over(sandbox_id: str, launch: Launch, helper: Sequence[str], *, what: str) -> socket.socket:
+    """The connected socket that `helper`, started in the sandbox with a socket as its stdin, hands back."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         with theirs:
@@ -62,7 +59,7 @@ async def handed_over(
                 f"{what} of sandbox {sandbox_id} did not answer within {budget.AGENT_CONNECT:g} s: the sandbox may "
                 "be out of processes or memory; try again, or close the session."
             ) from None
-        connection = _received_socket(ours, family)
+        connection = _received_socket(ours)
         if connection is None:
             detail = stderr.decode("utf-8", "replace").strip()[-1000:] or f"exit status {process.returncode}"
             raise SandboxError(f"{what} of sandbox {sandbox_id} could not be reached: {detail}")
@@ -71,8 +68,8 @@ async def handed_over(
         ours.close()
 
 
-def _received_socket(ours: socket.socket, family: int) -> socket.socket | None:
-    """The descriptor the helper sent, if it sent exactly one and it is a stream socket of `family`."""
+def _received_socket(ours: socket.socket) -> socket.socket | None:
+    """The descriptor the helper sent, if it sent exactly one and it is a Unix stream socket."""
     ours.setblocking(False)
     try:
         _, fds, _, _ = socket.recv_fds(ours, 16, 4)
@@ -83,7 +80,7 @@ def _received_socket(ours: socket.socket, family: int) -> socket.socket | None:
         try:
             if received is None and stat.S_ISSOCK(os.fstat(fd).st_mode):
                 candidate = socket.socket(fileno=fd)
-                if candidate.type == socket.SOCK_STREAM and candidate.family == family:
+                if candidate.type == socket.SOCK_STREAM and candidate.family == socket.AF_UNIX:
                     received = candidate
                     continue
                 candidate.detach()

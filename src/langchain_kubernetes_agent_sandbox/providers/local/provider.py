@@ -291,14 +291,15 @@ class LocalSandbox(Sandbox):
         return await self._provider._agents.channel(self.id, connect, generation=self._holder.current)
 
     async def connect_port(self, port: int) -> socket.socket:
-        """A connection to loopback port `port` inside the sandbox's own network, which the host cannot reach
-        otherwise (`SandboxError` when nothing listens there). Needs the sandbox's agent program installed."""
+        """A connection to loopback port `port` of the network the sandbox's commands run in, which the host cannot
+        reach otherwise (`SandboxError` when nothing listens there); the sandbox's agent relays it."""
         if not 0 < port < 65536:
             raise InvalidArgumentError(f"Port {port} is not a TCP port: give one from 1 to 65535.")
         if await self.agent() is None:
             raise SandboxError("This sandbox runs one process per command, so nothing in it can listen on a port.")
-        helper = ["python3", "-u", "-E", "-s", "-S", f"{program.AGENT_DIR}/agent.py", "dial", str(port)]
-        return await handed_over(self.id, self._launch_with_socket, helper, what=f"Port {port}", family=socket.AF_INET)
+        helper = ["python3", "-u", "-E", "-s", "-S", f"{program.AGENT_DIR}/agent.py", "dial", program.AGENT_DIR]
+        helper.append(str(port))
+        return await handed_over(self.id, self._launch_with_socket, helper, what=f"Port {port}")
 
     async def _install_agent(self) -> None:
         for name, content in program.FILES.items():
