@@ -2,10 +2,10 @@
 the TypeScript SDK desktop clients and IDEs are built on, its 2026-07-28 successor, and mcp 2.x for Python.
 
 Each runs one user's session (create a session, `execute`, `execute_python`, upload, list and download a file,
-close the session) in its own runtime (`tests/clients/ts/scenario.mjs`, `tests/clients/mcp2/scenario.py`), with
-every result checked by the client against its tool's output schema, and a result retyped on the way in
-refused by that check. The 2026-07-28 clients probe `server/discover` first and fall back to the handshake;
-the server logs no warning for any of it.
+download one that is missing, close the session) in its own runtime (`tests/clients/ts/scenario.mjs`,
+`tests/clients/mcp2/scenario.py`), with every result checked by the client against its tool's output schema,
+and a result retyped on the way in refused by that check. The 2026-07-28 clients probe `server/discover` first
+and fall back to the handshake; the server logs no warning for any of it.
 """
 
 from __future__ import annotations
@@ -112,6 +112,8 @@ def assert_session_went_as_a_user_expects(seen: dict[str, Any]) -> None:
     assert INPUTS["upload"] in strings_in(calls["download_file"]["structured"])
     session_id = calls["create_session"]["structured"]["session_id"]
     assert session_id not in strings_in(calls["list_sessions"]["structured"])
+    assert seen["failed"].get("is_error"), f"a failed call did not come back as a tool error: {seen['failed']}"
+    assert any("missing.txt" in text for text in seen["failed"]["text"])
     assert seen["tampered"]["refused"], "the client accepted a result that does not match the tool's output schema"
     assert "structured content" in seen["tampered"]["error"].lower()
     # The 2026-07-28 clients fell back to the handshake, at the newest revision mcp 1.x speaks.

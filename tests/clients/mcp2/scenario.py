@@ -68,6 +68,14 @@ async def scenario(spec: dict[str, Any]) -> dict[str, Any]:
         await call("list_files", session_id=session_id, path="notes")
         await call("download_file", session_id=session_id, path="notes/unicode.txt")
 
+        # A call that fails must reach the caller as a tool error it can show, not as an exception.
+        try:
+            failed = await client.call_tool("download_file", {"session_id": session_id, "path": "notes/missing.txt"})
+            text = [getattr(block, "text", "") for block in failed.content]
+            seen["failed"] = {"threw": False, "is_error": failed.is_error, "text": text}
+        except Exception as error:
+            seen["failed"] = {"threw": True, "error": str(error)}
+
         # The check call_tool ran on each result above, given one retyped on the way in: it must refuse it.
         assert executed.structured_content is not None
         tampered = executed.model_copy(update={"structured_content": wrongly_typed(executed.structured_content)})

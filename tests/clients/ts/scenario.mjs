@@ -71,6 +71,12 @@ await call("upload_file", { session_id, path: "notes/unicode.txt", content: spec
 await call("list_files", { session_id, path: "notes" });
 await call("download_file", { session_id, path: "notes/unicode.txt" });
 
+// A call that fails must reach the caller as a tool error it can show, not as an exception.
+seen.failed = await client.callTool({ name: "download_file", arguments: { session_id, path: "notes/missing.txt" } }).then(
+  (result) => ({ threw: false, is_error: result.isError === true, text: result.content.map((b) => b.text ?? "") }),
+  (error) => ({ threw: true, error: String(error.message ?? error) }),
+);
+
 // The same call once more, its result retyped on the way in: the SDK must refuse it.
 const deliver = transport.onmessage;
 transport.onmessage = (message, extra) => {
