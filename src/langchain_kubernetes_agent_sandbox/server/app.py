@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from ..errors import SandboxError
 from ..sessions import SessionRegistry
+from .era_probe import serve_stdio
 from .metrics import ServerMetrics
 from .observe import observed
 from .principal import current_principal, principal_of
@@ -81,6 +82,10 @@ class SandboxMCP(FastMCP[Any]):
 
         for module in (commands, files, jobs, sessions):
             module.register(self)
+
+    async def run_stdio_async(self) -> None:
+        """Serve stdio, answering the era probe of 2026-07-28 clients without the SDK's warning (`era_probe`)."""
+        await serve_stdio(self._mcp_server)
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Sequence[ContentBlock] | dict[str, Any]:
         try:

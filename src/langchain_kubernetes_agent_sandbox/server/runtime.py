@@ -28,6 +28,7 @@ from .app import SandboxMCP, ToolLimits
 from .auth import build_verifier
 from .config import ConfigError, ServerConfig
 from .connections import ConnectionLimits, connection_limits, guarded_protocol, open_file_limit
+from .logs import quiet_ended_session_streams
 from .metrics import CONTENT_TYPE, MeasuredProvider, ServerMetrics
 
 if TYPE_CHECKING:
@@ -221,6 +222,7 @@ async def serve(config: ServerConfig, sockets: Sequence[socket.socket] | None = 
 def http_config(mcp: SandboxMCP, config: ServerConfig, limits: ConnectionLimits | None = None) -> uvicorn.Config:
     """uvicorn serving the MCP app with bounded connections (`limits`, else those `config` asks for)."""
     limits = limits or connection_limits(config, open_file_limit())
+    quiet_ended_session_streams()
     return uvicorn.Config(
         mcp.streamable_http_app(),
         host=config.host,
