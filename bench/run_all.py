@@ -10,11 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
 import json
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -126,41 +124,13 @@ def adapter_rows(rounds: int) -> list[Row]:
 
 
 def kubernetes_rows(rounds: int, commands: int) -> list[Row]:
-    """bench_kubernetes prints markdown tables: the provider beside the client used directly, and commands per
-    second of one session beside many; both become figures here."""
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        asyncio.run(bench_kubernetes.main(rounds, commands))
-    sys.stdout.write(printed.getvalue())
-    rows = []
-    throughput: dict[str, float] = {}
-    number = re.compile(r"([\d.]+)\s*(ms|s)\b")
-    for line in printed.getvalue().splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) == 3 and re.fullmatch(r"\d+ x \d+", cells[0]) and re.fullmatch(r"[\d.]+", cells[2]):
-            throughput[cells[0]] = float(cells[2])
-            continue
-        if len(cells) < 4 or not re.fullmatch(r"[\d.]+x?", cells[3]):
-            continue
-        direct, provider = number.search(cells[1]), number.search(cells[2])
-        if direct and provider:
-            rows.append(
-                row(
-                    "kubernetes (imitation)",
-                    cells[0],
-                    float(provider[1]),
-                    provider[2],
-                    float(direct[1]),
-                    "k8s-agent-sandbox directly",
-                )
-            )
-    single = next((value for label, value in throughput.items() if label.startswith("1 x")), None)
-    for label, value in throughput.items():
-        if not label.startswith("1 x"):
-            sessions, per_session = label.split(" x ")
-            figure = f"{sessions} sessions x {per_session} commands at once: commands/s"
-            rows.append(row("kubernetes (imitation)", figure, value, "cmd/s", single, "one session"))
-    return rows
+    """The provider on both channels beside the client used directly, MCP over HTTP, streaming, throughput."""
+    figures = asyncio.run(bench_kubernetes.main(rounds, commands))
+    print(bench_kubernetes.report(figures))
+    return [
+        row("kubernetes (imitation)", f["figure"], f["value"], f["unit"], f["baseline"], f["baseline_is"])
+        for f in figures
+    ]
 
 
 def markdown(rows: list[Row], facts: dict[str, Any]) -> str:

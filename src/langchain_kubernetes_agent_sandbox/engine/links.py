@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from ..errors import SandboxError
 from . import budget, program
 from .channel import AgentChannel, AgentLost, Connection
+
+logger = logging.getLogger(__name__)
 
 MAX_CHANNELS = 256
 """Connections a provider keeps open (least recently used closed first): one per sandbox in use."""
@@ -30,6 +33,26 @@ class AgentLinks:
     def __init__(self) -> None:
         self._channels: OrderedDict[str, tuple[AgentChannel, object]] = OrderedDict()
         self._connecting: dict[str, asyncio.Lock] = {}
+        self._preparing: dict[str, asyncio.Task[object]] = {}
+
+    def open_channel(self, sandbox_id: str, generation: object = None) -> AgentChannel | None:
+        """The sandbox's channel if one is open now, without waiting for anything."""
+        return self._usable(sandbox_id, generation)
+
+    def prepare(self, sandbox_id: str, make: Callable[[], Awaitable[object]]) -> None:
+        """Run `make` (which opens the sandbox's channel) in the background unless it already runs: callers go
+        on without the agent meanwhile, and later ones find it open. Its failure is left for `make` to record."""
+        if sandbox_id in self._preparing:
+            return
+        task = asyncio.ensure_future(make())
+        self._preparing[sandbox_id] = task
+
+        def done(finished: asyncio.Task[object]) -> None:
+            self._preparing.pop(sandbox_id, None)
+            if not finished.cancelled() and finished.exception() is not None:
+                logger.info("the agent of sandbox %s could not be prepared: %s", sandbox_id, finished.exception())
+
+        task.add_done_callback(done)
 
     async def channel(self, sandbox_id: str, connect: Connect, *, generation: Callable[[], object]) -> AgentChannel:
         """The open channel to the sandbox's agent, or a new one. `generation()` names what the agent lives in (the
@@ -70,6 +93,10 @@ class AgentLinks:
             await channel.aclose()
 
     async def aclose(self) -> None:
+        for task in list(self._preparing.values()):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
         for sandbox_id in list(self._channels):
             await self.forget(sandbox_id)
 

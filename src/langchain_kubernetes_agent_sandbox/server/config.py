@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..providers.kubernetes.config import AGENT_PORT
 from ..providers.local.limits import ResourceLimits
 
 ENV_PREFIX = "KUBERNETES_AGENT_SANDBOX_"
@@ -120,6 +121,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Kubernetes provider: the sandbox-router's proxy timeout in seconds (default 180); longer runs are refused.",
         "float",
     ),
+    Setting(
+        "agent_port",
+        f"Kubernetes provider: pod port of the execution engine's agent (default {AGENT_PORT}); 0 sends every "
+        "command as a one-shot request to the runtime.",
+        "int",
+    ),
     Setting("ready_timeout", "Kubernetes provider: seconds a claim may wait for a ready pod (default 180).", "float"),
     Setting("api_timeout", "Kubernetes provider: seconds one Kubernetes API request may take (default 30).", "float"),
     Setting("file_timeout", "Kubernetes provider: seconds one file transfer may take (default 120).", "float"),
@@ -182,6 +189,7 @@ class ServerConfig(BaseModel):
     gateway_namespace: str | None = None
     kubeconfig: str | None = None
     router_timeout: float | None = Field(None, gt=0)
+    agent_port: int = Field(AGENT_PORT, ge=0, le=65535)
     ready_timeout: float | None = Field(None, gt=0)
     api_timeout: float | None = Field(None, gt=0)
     file_timeout: float | None = Field(None, gt=0)

@@ -106,6 +106,7 @@ def kubernetes_config(config: ServerConfig, **defaults: Any) -> KubernetesConfig
             gateway_namespace=config.gateway_namespace or "default",
             kubeconfig=config.kubeconfig,
             max_lifetime=config.max_lifetime,
+            agent_port=config.agent_port or None,
             **chosen,
         )
     except InvalidArgumentError as error:

@@ -166,6 +166,23 @@ class KubernetesSandbox(Sandbox):
         backend.hosts_agent.put(self, True)
         return channel
 
+    async def _channel_for_run(self) -> AgentChannel | None:
+        """The agent's channel for a command when it is open, or when the pod is known to host an agent; else None,
+        and the agent is started meanwhile: a pod's first command does not wait for it, later ones find it."""
+        backend = self._backend
+        if self._config.agent_port is None:
+            return None
+        channel = backend.agents.open_channel(self.id)
+        if channel is not None:
+            return channel
+        if backend.hosts_agent.get(self) is None:
+            backend.agents.prepare(self.id, self.agent)
+            return None
+        try:
+            return await self.agent()
+        except (TimedOutError, BackendUnavailableError):
+            return None  # the agent could not be reached now: the one-shot path meets the fault and says what it is
+
     async def _run_script_for_agent(self, script: str, limit: float) -> tuple[str, str, int]:
         answer, _ = await self._exec(commands.wrap(script, limit, "/", {}), limit)
         return answer.stdout, answer.stderr, answer.exit_code
@@ -176,10 +193,7 @@ class KubernetesSandbox(Sandbox):
         return await self._call("find the agent's port", self._config.api_timeout, lambda r: r.agent_endpoint(port))
 
     async def _run(self, command: str, *, timeout: float, cwd: str, env: dict[str, str]) -> CommandResult:
-        try:
-            channel = await self.agent()
-        except (TimedOutError, BackendUnavailableError):
-            channel = None  # the agent could not be reached now: the one-shot path meets the fault and says what it is
+        channel = await self._channel_for_run()
         if channel is not None:
             try:
                 return await processes.run(self, command, timeout=timeout, cwd=cwd, env=env)
