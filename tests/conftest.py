@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesCo
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider
 from langchain_kubernetes_agent_sandbox.providers.local.state import temporary_state
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
+from langchain_kubernetes_agent_sandbox.testing.pods import DEFAULT_RUNTIME_COMMAND
 
 pytest_plugins = ["langchain_kubernetes_agent_sandbox.testing.pytest_plugin"]
 
@@ -78,6 +79,23 @@ async def kubernetes_provider_factory(fake_cluster: FakeCluster) -> AsyncIterato
         yield make
 
 
+@pytest.fixture(scope="session")
+def fake_cluster_without_background() -> Iterator[FakeCluster]:
+    """An imitation cluster whose runtime ends every process a request started when it returns."""
+    command = (*DEFAULT_RUNTIME_COMMAND, "--no-background")
+    with FakeCluster({"python-pool": 2}, runtime_command=command) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+async def kubernetes_no_background_provider_factory(
+    fake_cluster_without_background: FakeCluster,
+) -> AsyncIterator[ProviderFactory]:
+    """Pods that keep nothing running between requests: no agent, one-shot commands, no jobs."""
+    async with kubernetes_factory(fake_cluster_without_background) as make:
+        yield make
+
+
 @pytest.fixture
 async def kubernetes_oneshot_provider_factory(fake_cluster: FakeCluster) -> AsyncIterator[ProviderFactory]:
     """Pods reached through one-shot `/execute` requests only: the fallback for runtimes that cannot host an agent."""
@@ -115,6 +133,7 @@ PROVIDER_FACTORY_FIXTURES = {
     "local": "local_provider_factory",
     "kubernetes": "kubernetes_provider_factory",
     "kubernetes-oneshot": "kubernetes_oneshot_provider_factory",
+    "kubernetes-no-background": "kubernetes_no_background_provider_factory",
 }
 """Provider name -> the fixture that makes it; each contract test runs once per entry."""
 

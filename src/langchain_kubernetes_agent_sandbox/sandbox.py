@@ -102,13 +102,15 @@ class Sandbox(abc.ABC):
         """Start `command` as a process and return at once: follow its output as it is written, give it input
         (with stdin=True) and signals, wait for it; past `timeout` seconds it is killed (exit 124, output kept).
         `process(id)` finds it again, also from another server process or after a restart."""
-        from .engine import processes, shell_jobs  # the engine builds on this contract
+        from .engine import background, processes, shell_jobs  # the engine builds on this contract
 
         check_command(command)
         limit = self.limits.timeout_for(timeout)
         if await self.agent() is None:
             if stdin:
                 raise InvalidArgumentError(processes.NO_INPUT)
+            if not await background.keeps_background(self):
+                raise InvalidArgumentError(processes.NO_BACKGROUND)
             job = await shell_jobs.start(self, command, timeout=limit, wait=0, cwd=cwd, env=env)
             return processes.ShellProcess(self, job.job_id)
 

@@ -30,6 +30,10 @@ OutputCallback = Callable[[int, bytes], None]
 """Called with (stream, bytes) as output arrives: stream 0 is stdout, 1 is stderr."""
 STATES = ("exited", "timed_out", "cancelled", "lost")
 MAX_FIGURES = 8
+NO_BACKGROUND = (
+    "This sandbox's runtime ends every process a request started when it returns, so no process can run on its "
+    "own here: use run(), which waits for the command's end."
+)
 NO_INPUT = (
     "This sandbox's runtime runs one-shot commands only, so a process takes no input once started: pass the input "
     "with the command (a here-document, or a file written first)."

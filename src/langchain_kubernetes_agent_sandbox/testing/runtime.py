@@ -21,6 +21,7 @@ import functools
 import math
 import os
 import shlex
+import signal
 import sys
 import urllib.parse
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .serving import Server
 from .workspace import PodWorkspace
 
 DEFAULT_EXEC_CEILING = 300.0
@@ -215,11 +217,16 @@ async def serve(args: argparse.Namespace) -> None:
         await asyncio.start_server(functools.partial(relay, workspace, pod_port), args.host, local)
         for pod_port, local in args.forward.items()
     ]
+    # uvicorn's own handlers would raise SIGTERM again once it stopped, killing this process before its sandbox
+    # is terminated (leaving the sandbox's disk mounted): the signals end the server here instead.
+    server = Server(config)
+    for number in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(number, setattr, server, "should_exit", True)
     try:
-        await uvicorn.Server(config).serve()
+        await server.serve()
     finally:
-        for server in relays:
-            server.close()
+        for listener in relays:
+            listener.close()
         await workspace.close()
 
 
