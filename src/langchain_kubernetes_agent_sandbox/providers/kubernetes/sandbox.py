@@ -299,10 +299,14 @@ class KubernetesSandbox(Sandbox):
                 await self._backend.claim_api.set_expiry(self.id, moment)
         self._info = replace(self._info, expires_at=moment)
 
+    async def release(self) -> None:
+        """Close this server's connection to the pod's agent (the pod and its agent live on)."""
+        await self._backend.agents.forget(self.id)
+
     async def terminate(self) -> None:
         """Delete the claim; agent-sandbox then deletes the Sandbox and its pod."""
         self._runtime = None
-        await self._backend.agents.forget(self.id)
+        await self.release()
         await self._backend.claims.release(self.id)
         with translated(self._config, "terminate the sandbox", self.id):
             async with asyncio.timeout(self._config.api_timeout):
