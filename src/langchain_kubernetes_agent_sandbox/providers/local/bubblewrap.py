@@ -48,7 +48,15 @@ KEYCTL_INSTALL_HINT = (
     "(Debian/Ubuntu: `apt-get install keyutils`; Fedora: `dnf install keyutils`; Arch: `pacman -S keyutils`)."
 )
 
-NETWORK_ETC_ENTRIES = ("resolv.conf", "hosts", "host.conf", "gai.conf")
+HOSTNAME = "sandbox"
+NAME_FILES = {
+    "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{HOSTNAME}\n",
+    # No name server is reachable from a sandbox: where it has egress, proxy-aware clients (pip, git, curl, npm,
+    # urllib) hand names to the proxy, which resolves them; a program that looks a name up itself gets its answer
+    # at once (nothing listens on the sandbox's own port 53) instead of after the resolver's default timeouts.
+    "resolv.conf": "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+}
+"""The name files every sandbox sees in /etc, whatever its network: `localhost` and its own host name resolve."""
 KEY_LISTINGS = ("/proc/keys", "/proc/key-users")
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin:/opt/sandbox/bin"
 
@@ -143,7 +151,7 @@ def bwrap_argv(
             argv.append("--die-with-parent")
         if network:
             argv.append("--share-net")
-    argv += ["--hostname", "sandbox"]
+    argv += ["--hostname", HOSTNAME]
     for folder in SYSTEM_FOLDERS:
         if os.path.islink(folder):
             argv += ["--symlink", os.readlink(folder), folder]

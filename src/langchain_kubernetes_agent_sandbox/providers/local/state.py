@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ...errors import BackendUnavailableError, NotFoundError, SandboxError
 from . import disk
-from .bubblewrap import ETC_ENTRIES, Mounts, UserDrop
+from .bubblewrap import ETC_ENTRIES, NAME_FILES, Mounts, UserDrop
 from .files import SEARCH, user_may
 from .removal import remove_tree
 
@@ -178,6 +178,7 @@ class StateFolder:
         identity = {
             "passwd": f"root:x:0:0:root:/root:/bin/sh\nsandbox:x:{uid}:{gid}:sandbox:/tmp:/bin/sh\n",
             "group": f"root:x:0:\nsandbox:x:{gid}:\n",
+            **NAME_FILES,
         }
         sources = [Path("/etc", name) for name in ETC_ENTRIES if os.path.lexists(f"/etc/{name}")]
         fingerprint = hashlib.sha256(repr(sorted(identity.items())).encode())
