@@ -56,7 +56,11 @@ def make_provider(config: ServerConfig) -> SandboxProvider:
         from ..providers.local import LocalProvider
 
         return LocalProvider(
-            config.state_dir, limits=limits, resources=local_resources(config), unisolated=config.unisolated
+            config.state_dir,
+            limits=limits,
+            resources=local_resources(config),
+            unisolated=config.unisolated,
+            egress=config.egress,
         )
     from ..providers.kubernetes import KubernetesProvider
 
@@ -119,6 +123,7 @@ def session_policy(config: ServerConfig) -> SessionPolicy:
         max_sessions=config.max_sessions,
         max_concurrent_runs=config.max_concurrent_runs,
         allow_network=config.allow_network,
+        egress=config.egress,
         reap_interval=config.reap_interval,
     )
 

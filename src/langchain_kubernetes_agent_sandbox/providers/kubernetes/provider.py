@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from ...errors import InvalidArgumentError, NotFoundError
 from ...limits import ExecutionLimits
+from ...network.policy import EgressPolicy
 from ...sandbox import Sandbox, SandboxInfo, SandboxProvider
 from .claims import (
     EXPIRY_LABEL,
@@ -68,7 +69,7 @@ class KubernetesProvider(SandboxProvider):
         *,
         labels: Mapping[str, str] | None = None,
         lifetime: float | None = None,
-        network: bool = False,
+        network: bool | EgressPolicy = False,
     ) -> Sandbox:
         if network:
             raise InvalidArgumentError(

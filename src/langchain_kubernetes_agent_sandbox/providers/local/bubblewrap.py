@@ -59,6 +59,7 @@ NAME_FILES = {
 """The name files every sandbox sees in /etc, whatever its network: `localhost` and its own host name resolve."""
 KEY_LISTINGS = ("/proc/keys", "/proc/key-users")
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin:/opt/sandbox/bin"
+EGRESS_MOUNT = "/run/kas-egress"
 
 
 def find_bwrap() -> str:
@@ -120,12 +121,13 @@ def bwrap_argv(
     mounts: Mounts,
     *,
     cwd: str,
-    network: bool,
+    own_network: bool,
     env: Mapping[str, str],
     command: Sequence[str],
     seccomp_fd: int,
     join: JoinFds | None = None,
     holder: bool = False,
+    egress: Path | None = None,
 ) -> list[str]:
     """The full bwrap invocation; `command` runs inside with exactly `env` as its environment, under the
     system-call filter bubblewrap reads from descriptor `seccomp_fd`.
@@ -135,6 +137,10 @@ def bwrap_argv(
     group at the timeout kills everything it started except what it detached on purpose. `holder=True`
     builds the holder itself: detached from its parent, in a session of its own. With neither, the command
     gets user and pid namespaces of its own, which end with it (a sandbox that keeps no background processes).
+
+    No sandbox shares the host's network namespace. A joining command with `own_network` gets a fresh one (only
+    its loopback); without, it stays in the one its launcher entered, the holder's (see `launcher_argv`). The
+    folder `egress` (the proxy's socket and the relay) is mounted read-only at `EGRESS_MOUNT`.
     """
     if join is not None:
         argv = [bwrap, "--userns", str(join.userns), "--userns2", str(join.userns2), "--pidns", str(join.pidns)]
@@ -143,14 +149,12 @@ def bwrap_argv(
         # milliseconds on a busy machine) the command is SIGKILLed at its start (exit 137). The command stays
         # in its launcher's process group, which the timeout kills, and ends with the sandbox at the latest.
         argv += ["--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
-        if not network:
+        if own_network:
             argv.append("--unshare-net")
     else:
         argv = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--new-session"]
         if not holder:
             argv.append("--die-with-parent")
-        if network:
-            argv.append("--share-net")
     argv += ["--hostname", HOSTNAME]
     for folder in SYSTEM_FOLDERS:
         if os.path.islink(folder):
@@ -166,6 +170,8 @@ def bwrap_argv(
             argv += ["--ro-bind", "/dev/null", listing]
     argv += ["--bind", str(mounts.workspace), "/app", "--bind", str(mounts.tmp), "/tmp"]
     argv += ["--symlink", "/tmp", "/var/tmp"]
+    if egress is not None:
+        argv += ["--ro-bind", str(egress), EGRESS_MOUNT]
     link_target = python_link_target()
     if link_target:
         argv += ["--dir", "/opt/sandbox/bin", "--symlink", link_target, "/opt/sandbox/bin/python"]
@@ -185,6 +191,7 @@ def launcher_argv(
     user: UserDrop | None,
     keyctl: str | None = None,
     open_files: Mapping[int, Path] | None = None,
+    netns_fd: int | None = None,
 ) -> list[str]:
     """Wrap `inner` in a shell that joins the sandbox's cgroups, sets rlimits, moves to a new session keyring
     with `keyctl`, opens `open_files` on their descriptors, then drops to `user`.
@@ -193,6 +200,8 @@ def launcher_argv(
     runs outside them (attaching from the parent after spawning would race with a fork bomb). `keyctl
     new_session` gives its parent, the launcher, a new empty session keyring, which everything after inherits
     instead of the server's (`keyctl session` would print the keyring's number into the command's stderr).
+    With `netns_fd`, the launcher enters that network namespace (the holder's) while it still may: as root,
+    before dropping to `user`.
     """
     steps = [f"echo $$ > {shlex.quote(str(path))}" for path in procs_files]
     steps += list(ulimits)
@@ -201,6 +210,8 @@ def launcher_argv(
     redirects = "".join(f" {fd}<{shlex.quote(str(path))}" for fd, path in (open_files or {}).items())
     steps.append(f'exec "$@"{redirects}')
     prefix: list[str] = []
+    if netns_fd is not None:
+        prefix = ["nsenter", f"--net=/proc/self/fd/{netns_fd}", "--"]
     if user is not None:
-        prefix = ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "--"]
+        prefix += ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "--"]
     return ["/bin/sh", "-c", " && ".join(steps), "kas-launcher", *prefix, *inner]

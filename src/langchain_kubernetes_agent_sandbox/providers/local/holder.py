@@ -25,12 +25,18 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-HOLDER_COMMAND = (
-    "/bin/sh",
-    "-c",
+_KEEP = (
     "while :; do sleep 10; n=$(find /app /tmp -maxdepth 0 -links +0 2>/dev/null | wc -l); "
-    'case "$n" in 0|1) break;; esac; done; kill -KILL -1',
+    'case "$n" in 0|1) break;; esac; done; kill -KILL -1'
 )
+
+
+def holder_command(first: str | None = None) -> tuple[str, ...]:
+    """What the holder runs, after the shell command `first` (the egress relay, say) has succeeded."""
+    return ("/bin/sh", "-c", f"{first} && {_KEEP}" if first else _KEEP)
+
+
+HOLDER_COMMAND = holder_command()
 """What the holder runs: it waits (a check that fails, say when a fork bomb exhausts the process limit, is not
 taken for a deletion), and within seconds of its sandbox's folders being deleted on the host without a proper
 terminate it kills every process of the sandbox: bubblewrap's init, pid 1 of the namespace, lives as long as any
@@ -64,15 +70,17 @@ class HolderRecord:
 
 @dataclass(frozen=True)
 class JoinFds:
-    """Open namespace descriptors for bubblewrap's `--userns`, `--userns2` and `--pidns`; closed on exit."""
+    """Open namespace descriptors for bubblewrap's `--userns`, `--userns2` and `--pidns`, and the holder's network
+    namespace for the launcher to enter (`nsenter`); closed on exit."""
 
     userns: int
     userns2: int
     pidns: int
+    netns: int
 
     @property
-    def all(self) -> tuple[int, int, int]:
-        return (self.userns, self.userns2, self.pidns)
+    def all(self) -> tuple[int, int, int, int]:
+        return (self.userns, self.userns2, self.pidns, self.netns)
 
     def __enter__(self) -> JoinFds:
         return self
@@ -125,6 +133,7 @@ class Holder:
             opened.append(inner)
             opened.append(fcntl.ioctl(inner, _NS_GET_PARENT))
             opened.append(os.open(f"/proc/{record.pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC))
+            opened.append(os.open(f"/proc/{record.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC))
             # Checked after opening: had the holder ended and its pid gone to another process meanwhile, these
             # would be that process's namespaces.
             if process_start(record.pid) != record.start:
@@ -133,7 +142,7 @@ class Holder:
             for fd in opened:
                 os.close(fd)
             raise ProcessLookupError(f"the sandbox's holder (pid {record.pid}) has ended") from error
-        return JoinFds(userns=opened[1], userns2=opened[0], pidns=opened[2])
+        return JoinFds(userns=opened[1], userns2=opened[0], pidns=opened[2], netns=opened[3])
 
     def stop(self) -> None:
         """Kill the holder; its pid namespace, and every process of the sandbox in it, goes with it."""

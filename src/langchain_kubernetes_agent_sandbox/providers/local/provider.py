@@ -23,10 +23,13 @@ from ...engine import budget, processes, program
 from ...engine.channel import AgentChannel, AgentLost
 from ...errors import BackendUnavailableError, NotFoundError, SandboxError, SandboxGoneError, TooLargeError
 from ...limits import ExecutionLimits
+from ...network.policy import EgressPolicy
+from ...network.proxy import Observer, Resolver, system_resolver
+from ...network.service import EgressService
 from ...output import OutputLimit
 from ...results import TIMEOUT_EXIT_CODE, CommandResult, FileEntry
 from ...sandbox import Sandbox, SandboxInfo, SandboxProvider
-from . import seccomp
+from . import egress, seccomp
 from .agent_link import AgentLinks
 from .bubblewrap import (
     SANDBOX_PATH,
@@ -41,7 +44,7 @@ from .bubblewrap import (
 from .cgroups import CgroupManager, SandboxCgroup
 from .disk import NO_SPACE_TEXT, DiskImages, usage_line
 from .files import HostFiles, NeedsSandbox
-from .holder import HOLDER_COMMAND, Holder, HolderRecord, JoinFds
+from .holder import Holder, HolderRecord, JoinFds, holder_command
 from .limits import ResourceLimits
 from .process import Completed, run_process
 from .state import SandboxRecord, StateFolder, default_state_dir
@@ -79,9 +82,15 @@ class LocalProvider(SandboxProvider):
         sandbox_user: UserDrop | None = None,
         use_cgroups: bool = True,
         keep_background: bool = True,
+        egress: EgressPolicy | None = None,
+        egress_resolver: Resolver = system_resolver,
     ) -> None:
         """`keep_background=False` gives each command a pid namespace of its own that ends with it, as runtimes
-        that end a request's whole process tree do: nothing a command detaches outlives it."""
+        that end a request's whole process tree do: nothing a command detaches outlives it.
+
+        `egress` is the operator's allow-list, which `create(network=True)` gives a sandbox; without it no
+        sandbox has egress. `egress_resolver` resolves names for the proxy (tests point test names at loopback).
+        """
         self.keep_background = keep_background
         self.limits = limits or ExecutionLimits()
         self.resources = resources or ResourceLimits()
@@ -97,6 +106,10 @@ class LocalProvider(SandboxProvider):
         self._seccomp = None if unisolated else seccomp.install(self.state.root)
         self._cgroups = CgroupManager.detect() if use_cgroups else None
         self._agents = AgentLinks()
+        self.egress = egress
+        self._as_root = os.geteuid() == 0
+        owner = (self._owner.uid, self._owner.gid) if self._owner else None
+        self._egress = EgressService(resolver=egress_resolver, owner=owner)
         if unisolated:
             logger.warning(UNISOLATED_WARNING, f"uid {os.getuid()}")
 
@@ -113,18 +126,24 @@ class LocalProvider(SandboxProvider):
         *,
         labels: Mapping[str, str] | None = None,
         lifetime: float | None = None,
-        network: bool = False,
+        network: bool | EgressPolicy = False,
     ) -> LocalSandbox:
+        policy = egress.policy_for(network, self.egress)
+        if policy is not None and not self.unisolated:
+            egress.check_supported(as_root=self._as_root, keep_background=self.keep_background)
         await self._reap_expired()
         now = time.time()
         record = SandboxRecord(
             id=self.state.new_id(),
             created_at=now,
             expires_at=now + lifetime if lifetime is not None else None,
-            network=network,
+            network=policy is not None,
             labels=dict(labels or {}),
+            egress=None if policy is None else policy.to_json(),
         )
         await asyncio.to_thread(self.state.create, record)
+        if policy is not None:
+            await asyncio.to_thread(egress.prepare, self.state.egress_folder(record.id))
         return self._sandbox(record)
 
     async def get(self, sandbox_id: str) -> LocalSandbox:
@@ -150,8 +169,13 @@ class LocalProvider(SandboxProvider):
         if not os.access(self.state.root, os.W_OK):
             raise BackendUnavailableError(f"The state folder {self.state.root} is not writable.")
 
+    def observe_egress(self, observer: Observer) -> None:
+        """Call `observer` with every connection the egress proxies decide (the audit log gets them anyway)."""
+        self._egress.observers.append(observer)
+
     async def aclose(self) -> None:
         await self._agents.aclose()
+        await asyncio.to_thread(self._egress.stop)
 
     async def _reap_expired(self) -> None:
         """Remove sandboxes whose time ran out, also those that expired while no server was running."""
@@ -196,12 +220,13 @@ class LocalProvider(SandboxProvider):
             self._bwrap,
             self.state.mounts(record.id),
             cwd=cwd,
-            network=record.network,
+            own_network=not self._as_root,
             env=env,
             command=inner,
             seccomp_fd=seccomp_fd,
             join=join,
             holder=holder,
+            egress=self.state.egress_folder(record.id) if record.egress is not None else None,
         )
         return launcher_argv(
             sandboxed,
@@ -210,12 +235,23 @@ class LocalProvider(SandboxProvider):
             user=self._owner,
             keyctl=self._keyctl,
             open_files={seccomp_fd: self._seccomp},
+            # As root, every command enters its holder's network namespace: one loopback per sandbox, where the
+            # relay listens and a server one command starts answers the next.
+            netns_fd=join.netns if join is not None and self._as_root else None,
         )
 
-    def _environment(self, mounts: Mounts, env: Mapping[str, str]) -> dict[str, str]:
+    def _environment(self, record: SandboxRecord, mounts: Mounts, env: Mapping[str, str]) -> dict[str, str]:
         home = str(mounts.tmp) if self.unisolated else "/tmp"
         base = {"PATH": SANDBOX_PATH, "HOME": home, "LANG": "C.UTF-8", "TERM": "dumb"}
+        if record.egress is not None and not self.unisolated:
+            base.update(egress.proxy_environment())
         return {**base, **env}
+
+    async def _open_egress(self, record: SandboxRecord) -> None:
+        """Serve the sandbox's proxy (again, after a restart of the server) if it has egress."""
+        if record.egress is not None and not self.unisolated:
+            socket_path = egress.socket_path(self.state.egress_folder(record.id))
+            await self._egress.open(record.id, socket_path, EgressPolicy.from_json(record.egress))
 
 
 class LocalSandbox(Sandbox):
@@ -230,6 +266,7 @@ class LocalSandbox(Sandbox):
                 created_at=record.created_at,
                 expires_at=record.expires_at,
                 network=record.network,
+                reachable=EgressPolicy.from_json(record.egress).reachable if record.egress else (),
             ),
             provider.limits,
         )
@@ -304,7 +341,7 @@ class LocalSandbox(Sandbox):
             await self._write_file(f"{program.AGENT_DIR}/{name}", content)
 
     async def _launch_with_socket(self, inner: Sequence[str], stdin: socket.socket) -> asyncio.subprocess.Process:
-        environment = self._provider._environment(self._mounts, {})
+        environment = self._provider._environment(self._record, self._mounts, {})
         with await self._join_holder() as fds:
             argv = self._provider._argv(self._record, inner, cwd=paths.WORKDIR, env=environment, join=fds)
             return await asyncio.create_subprocess_exec(
@@ -329,7 +366,7 @@ class LocalSandbox(Sandbox):
         stdin: bytes | None = None,
     ) -> Completed:
         self._require_alive()
-        environment = self._provider._environment(self._mounts, env or {})
+        environment = self._provider._environment(self._record, self._mounts, env or {})
         if self._provider.unisolated:
             argv = self._provider._argv(self._record, inner, cwd=cwd, env=environment)
             host_cwd = str(self._mounts.workspace / posixpath.relpath(cwd, paths.WORKDIR))
@@ -359,6 +396,7 @@ class LocalSandbox(Sandbox):
 
     async def _join_holder(self) -> JoinFds:
         """Descriptors of the holder's namespaces; a holder that ended a moment ago is started afresh."""
+        await self._provider._open_egress(self._record)
         try:
             return self._holder.join(await self._ensure_holder())
         except ProcessLookupError:
@@ -369,9 +407,14 @@ class LocalSandbox(Sandbox):
         record = self._holder.current()
         if record is not None:
             return record
-        environment = self._provider._environment(self._mounts, {})
-        launch = self._provider._argv(self._record, HOLDER_COMMAND, cwd=paths.WORKDIR, env=environment, holder=True)
+        environment = self._provider._environment(self._record, self._mounts, {})
+        first = egress.relay_start() if self._record.egress is not None else None
+        launch = self._provider._argv(
+            self._record, holder_command(first), cwd=paths.WORKDIR, env=environment, holder=True
+        )
         started, restarted = await asyncio.to_thread(self._holder.ensure, launch)
+        if first is not None:
+            await asyncio.to_thread(egress.wait_for_relay, started.init_pid)
         if restarted:
             logger.warning("The holder of sandbox %s was gone: its background processes ended.", self.id)
         return started
@@ -455,6 +498,7 @@ class LocalSandbox(Sandbox):
 
     async def terminate(self) -> None:
         await self._provider._agents.forget(self.id)
+        await self._provider._egress.close(self.id)
         await asyncio.to_thread(self._holder.stop)
         cgroups = self._provider._cgroups
         if cgroups is not None:

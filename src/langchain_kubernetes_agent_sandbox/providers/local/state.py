@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ...errors import BackendUnavailableError, NotFoundError, SandboxError
 from . import disk
@@ -39,6 +40,8 @@ class SandboxRecord:
     expires_at: float | None
     network: bool
     labels: dict[str, str] = field(default_factory=dict)
+    egress: dict[str, Any] | None = None
+    """The sandbox's `EgressPolicy` (its JSON form), or None for no egress; `network` says whether there is one."""
 
 
 def default_state_dir() -> Path:
@@ -78,6 +81,10 @@ class StateFolder:
     def mounts(self, sandbox_id: str) -> Mounts:
         data = disk.data_folder(self.folder(sandbox_id))
         return Mounts(workspace=data / "app", tmp=data / "tmp", etc=self.etc)
+
+    def egress_folder(self, sandbox_id: str) -> Path:
+        """Where the sandbox's proxy socket and the relay are, mounted read-only into the sandbox."""
+        return self.folder(sandbox_id) / "egress"
 
     def disk_of(self, sandbox_id: str) -> Path | None:
         """Where the sandbox's disk image is mounted, or None for a sandbox without a disk quota."""

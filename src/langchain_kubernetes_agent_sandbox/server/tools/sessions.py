@@ -35,7 +35,13 @@ def register(mcp: SandboxMCP) -> None:
             ),
         ] = None,
         network: Annotated[
-            bool, Field(description="Whether the sandbox may reach the network; the server may refuse it.")
+            bool | list[Annotated[str, Field(min_length=1, max_length=260)]],
+            Field(
+                description="Egress: false for none; true for everything the server's allow-list permits; or a "
+                "list of rules that narrow it (`pypi.example.test`, `*.example.test`, `host:port`). Connections go "
+                "through the server's proxy (HTTP_PROXY and friends are set); session_info shows what is reachable.",
+                max_length=64,
+            ),
         ] = False,
         labels: Annotated[
             dict[str, str] | None,
