@@ -93,8 +93,10 @@ class Rule:
 
     def covers(self, other: Rule) -> bool:
         """Whether every connection `other` allows, this allows too."""
-        if not other.ports <= self.ports:
-            return False
+        return other.ports <= self.ports and self.covers_name(other)
+
+    def covers_name(self, other: Rule) -> bool:
+        """Whether every name `other` matches, this matches too."""
         if self.pattern == "*" or self.pattern == other.pattern:
             return True
         if self.pattern.startswith("*."):
@@ -131,15 +133,20 @@ class EgressPolicy:
             raise InvalidArgumentError(
                 "An empty list of network rules allows nothing: pass network=false for a sandbox without egress."
             )
-        rules = parse_rules(requested, sorted({port for rule in self.allow for port in rule.ports}))
         within = self.session if self.session is not None else self.allow
-        for rule in rules:
-            if not any(mine.covers(rule) for mine in within):
+        rules = []
+        for asked in parse_rules(requested, ()):
+            # A rule without a port takes the ports the rules covering its name allow.
+            ports = asked.ports or frozenset().union(*(mine.ports for mine in within if mine.covers_name(asked)))
+            rule = Rule(asked.pattern, ports)
+            if not ports or not any(mine.covers(rule) for mine in within):
                 raise InvalidArgumentError(
-                    f"The network rule {rule} asks for more than this server allows ({describe(within)}): "
-                    "ask only for names and ports within those, or ask the operator to widen the allow-list."
+                    f"The network rule {asked.pattern if not asked.ports else rule} asks for more than this server "
+                    f"allows ({describe(within)}): ask only for names and ports within those, or ask the operator "
+                    "to widen the allow-list."
                 )
-        return EgressPolicy(self.allow, rules, self.private)
+            rules.append(rule)
+        return EgressPolicy(self.allow, tuple(rules), self.private)
 
     def refusal(self, host: str, port: int) -> str | None:
         """Why a connection to `host:port` is refused by the rules (before resolving), or None when allowed."""

@@ -97,12 +97,19 @@ class EgressProxy:
         self._observers = observers
         """Read at each decision, so an observer added later sees the connections from then on."""
         self._open = 0
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    def abort(self) -> None:
+        """End every connection at once, the sandbox's and the ones to its targets."""
+        for writer in list(self._writers):
+            writer.transport.abort()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             if self._open >= self.limits.max_connections:
                 self._note("?", 0, "refused", "too many connections")
-                writer.write(b"HTTP/1.1 503 Too many connections\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+                await _answer(writer, 503, "Too many connections", reader)
                 return
             self._open += 1
             try:
@@ -117,6 +124,7 @@ class EgressProxy:
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError):
             pass
         finally:
+            self._writers.discard(writer)
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
@@ -162,6 +170,7 @@ class EgressProxy:
                 upstream.write(_origin_request(method, target, head))
             await _splice(reader, writer, upstream_reader, upstream, self.limits.idle_timeout)
         finally:
+            self._writers.discard(upstream)
             upstream.close()
 
     async def _socks(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -195,6 +204,7 @@ class EgressProxy:
             writer.write(_socks_reply(0))
             await _splice(reader, writer, upstream_reader, upstream, self.limits.idle_timeout)
         finally:
+            self._writers.discard(upstream)
             upstream.close()
 
     async def _connect(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -213,6 +223,7 @@ class EgressProxy:
             except (OSError, TimeoutError):
                 continue
             self._note(host, port, "allowed", "connected")
+            self._writers.add(opened[1])
             return opened
         self._note(host, port, "allowed", "unreachable")
         raise Refused("unreachable")
@@ -300,7 +311,15 @@ def _socks_reply(code: int) -> bytes:
     return bytes([SOCKS_VERSION, code, 0, 1, 0, 0, 0, 0, 0, 0])
 
 
-async def _answer(writer: asyncio.StreamWriter, status: int, reason: str) -> None:
+async def _answer(
+    writer: asyncio.StreamWriter, status: int, reason: str, unread: asyncio.StreamReader | None = None
+) -> None:
+    """Answer with an error; with `unread`, first take (a bounded part of) the request nobody read, since closing
+    on unread data resets the connection and the client would never see the answer."""
+    if unread is not None:
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(0.2):
+                await unread.read(64 * 1024)
     body = f"{reason}\n".encode()
     writer.write(
         f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"

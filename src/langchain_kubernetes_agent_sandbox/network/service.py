@@ -43,8 +43,9 @@ class EgressService:
         self.observers: list[Observer] = []
         self._resolver = resolver
         self._owner = owner
-        self._servers: dict[str, asyncio.Server] = {}
+        self._servers: dict[str, tuple[asyncio.Server, EgressProxy]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     async def open(self, sandbox: str, path: Path, policy: EgressPolicy) -> None:
@@ -69,12 +70,15 @@ class EgressService:
         with contextlib.suppress(concurrent.futures.TimeoutError):
             done.result(_OPEN_TIMEOUT)
         loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(_OPEN_TIMEOUT)
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="kas-egress", daemon=True).start()
+                self._thread = threading.Thread(target=_serve, args=(loop,), name="kas-egress", daemon=True)
+                self._thread.start()
                 self._loop = loop
             return self._loop
 
@@ -88,16 +92,27 @@ class EgressService:
         if self._owner is not None:
             os.chown(path, *self._owner)
         os.chmod(path, 0o600)
-        self._servers[sandbox] = server
+        self._servers[sandbox] = (server, proxy)
 
     async def _close(self, sandbox: str) -> None:
-        server = self._servers.pop(sandbox, None)
-        if server is not None:
-            server.close()
+        served = self._servers.pop(sandbox, None)
+        if served is not None:
+            server, proxy = served
             for socket in server.sockets:
                 with contextlib.suppress(OSError, TypeError):
                     os.unlink(socket.getsockname())
+            server.close()
+            proxy.abort()
 
     async def _close_all(self) -> None:
+        """Close every socket and end every connection still open."""
         for sandbox in list(self._servers):
             await self._close(sandbox)
+        connections = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        if connections:
+            await asyncio.wait(connections, timeout=_OPEN_TIMEOUT)
+
+
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    loop.run_forever()
+    loop.close()
