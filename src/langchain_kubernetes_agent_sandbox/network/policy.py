@@ -73,13 +73,13 @@ class Rule:
         elif raw.count(":") == 1:
             host, port = raw.split(":")
         pattern = normal_host(host)
-        if not (_NAME.match(pattern) or literal(pattern) is not None):
+        if not (_NAME.match(pattern) or literal(pattern) is not None) or (port and not port.isdigit()):
             raise InvalidArgumentError(
                 f"The network rule {text!r} is not a name pattern: write `*`, `*.example.test`, `example.test`, "
                 "an IP address, or one of these followed by `:port`."
             )
         if port:
-            if not port.isdigit() or not 1 <= int(port) <= 65535:
+            if not 1 <= int(port) <= 65535:
                 raise InvalidArgumentError(f"The network rule {text!r} has no valid port (1 to 65535).")
             return cls(pattern, frozenset({int(port)}))
         return cls(pattern, frozenset(default_ports))

@@ -35,12 +35,11 @@ def register(mcp: SandboxMCP) -> None:
             ),
         ] = None,
         network: Annotated[
-            bool | list[Annotated[str, Field(min_length=1, max_length=260)]],
+            bool | Annotated[list[Annotated[str, Field(min_length=1, max_length=260)]], Field(max_length=64)],
             Field(
                 description="Egress: false for none; true for everything the server's allow-list permits; or a "
                 "list of rules that narrow it (`pypi.example.test`, `*.example.test`, `host:port`). Connections go "
                 "through the server's proxy (HTTP_PROXY and friends are set); session_info shows what is reachable.",
-                max_length=64,
             ),
         ] = False,
         labels: Annotated[
