@@ -18,6 +18,7 @@ import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from .pipe import Pipe
 from .policy import EgressPolicy, IpAddress, is_public, literal, normal_host
 
 audit_logger = logging.getLogger("langchain_kubernetes_agent_sandbox.audit")
@@ -25,8 +26,9 @@ audit_logger = logging.getLogger("langchain_kubernetes_agent_sandbox.audit")
 Resolver = Callable[[str, int], Awaitable[list[IpAddress]]]
 Observer = Callable[["EgressEvent"], None]
 
-CHUNK = 256 * 1024
 SOCKS_VERSION = 5
+_LINGER_SECONDS = 1.0
+_LINGER_BYTES = 1024 * 1024
 _SOCKS_REFUSED = {"name not allowed": 2, "port not allowed": 2, "private address": 2, "unresolvable": 4}
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "upgrade"})
 
@@ -78,8 +80,61 @@ def audit(event: EgressEvent) -> None:
     )
 
 
+class _Client:
+    """The sandbox's end of one connection during the handshake: reads bounded by the head limit."""
+
+    def __init__(self, sock: socket.socket, data: bytes, limit: int) -> None:
+        self.sock = sock
+        self.buffer = bytearray(data)
+        self._limit = limit
+        self._loop = asyncio.get_running_loop()
+
+    async def _more(self) -> None:
+        data = await self._loop.sock_recv(self.sock, 64 * 1024)
+        if not data:
+            raise EOFError
+        self.buffer += data
+
+    async def exactly(self, count: int) -> bytes:
+        while len(self.buffer) < count:
+            await self._more()
+        taken = bytes(self.buffer[:count])
+        del self.buffer[:count]
+        return taken
+
+    async def head(self) -> bytes | None:
+        """The request head through its blank line, or None when it exceeds the limit."""
+        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
+            if len(self.buffer) > self._limit:
+                return None
+            await self._more()
+        if end + 4 > self._limit:
+            return None
+        return await self.exactly(end + 4)
+
+    async def send(self, data: bytes) -> None:
+        await self._loop.sock_sendall(self.sock, data)
+
+    async def linger(self) -> None:
+        """After an answer: stop sending and read (bounded in bytes and time) what the client still sends, since
+        closing on unread data resets the connection and the client might never see the answer."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)
+        taken = 0
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(_LINGER_SECONDS):
+                while taken < _LINGER_BYTES and (data := await self._loop.sock_recv(self.sock, 64 * 1024)):
+                    taken += len(data)
+
+    def rest(self) -> bytes:
+        """What the client sent past the handshake (its first bytes for the target)."""
+        rest = bytes(self.buffer)
+        self.buffer.clear()
+        return rest
+
+
 class EgressProxy:
-    """Serves one sandbox; `handle` takes one connection from its socket."""
+    """Serves one sandbox; `serve` takes one connection from it."""
 
     def __init__(
         self,
@@ -96,50 +151,58 @@ class EgressProxy:
         self._resolve = resolver
         self._observers = observers
         """Read at each decision, so an observer added later sees the connections from then on."""
-        self._open = 0
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._open: set[socket.socket] = set()
+        self._pipes: set[Pipe] = set()
 
     def abort(self) -> None:
         """End every connection at once, the sandbox's and the ones to its targets."""
-        for writer in list(self._writers):
-            writer.transport.abort()
+        for pipe in list(self._pipes):
+            pipe.abort()
+        for sock in list(self._open):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
+    async def serve(self, sock: socket.socket, data: bytes) -> None:
+        """One connection from the sandbox (non-blocking), of which `data` was read already; closes it."""
+        client = _Client(sock, data, self.limits.max_head_bytes)
+        self._open.add(sock)
         try:
-            if self._open >= self.limits.max_connections:
+            if len(self._open) > self.limits.max_connections:
                 self._note("?", 0, "refused", "too many connections")
-                await _answer(writer, 503, "Too many connections", reader)
+                await _answer(client, 503, "Too many connections")
                 return
-            self._open += 1
-            try:
-                async with asyncio.timeout(self.limits.head_timeout):
-                    first = await reader.readexactly(1)
-                if first[0] == SOCKS_VERSION:
-                    await self._socks(reader, writer)
-                else:
-                    await self._http(first, reader, writer)
-            finally:
-                self._open -= 1
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError):
+            async with asyncio.timeout(self.limits.head_timeout):
+                first = await client.exactly(1)
+                handshake = self._socks(client) if first[0] == SOCKS_VERSION else self._http(first, client)
+                joined = await handshake
+            if joined is not None:
+                upstream, answer = joined
+                await self._join(client, upstream, answer)
+        except (OSError, EOFError, TimeoutError, ValueError):
             pass
         finally:
-            self._writers.discard(writer)
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+            self._open.discard(sock)
+            sock.close()
 
-    async def _http(self, first: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _join(self, client: _Client, upstream: socket.socket, answer: bytes) -> None:
+        pipe = Pipe(self.limits.idle_timeout)
+        self._pipes.add(pipe)
         try:
-            async with asyncio.timeout(self.limits.head_timeout):
-                head = first + await reader.readuntil(b"\r\n\r\n")
-        except asyncio.LimitOverrunError:
-            await _answer(writer, 431, "Request head too large")
-            return
+            await pipe.run(client.sock, upstream, first=client.rest(), answer=answer)
+        finally:
+            self._pipes.discard(pipe)
+            upstream.close()
+
+    async def _http(self, first: bytes, client: _Client) -> tuple[socket.socket, bytes] | None:
+        client.buffer[:0] = first
+        head = await client.head()
+        if head is None:
+            await _answer(client, 431, "Request head too large")
+            return None
         request = _parse_head(head)
         if request is None:
-            await _answer(writer, 400, "Malformed proxy request")
-            return
+            await _answer(client, 400, "Malformed proxy request")
+            return None
         method, target, headers = request
         if method == "CONNECT":
             authority = _authority(target, None)
@@ -147,67 +210,56 @@ class EgressProxy:
             authority = _authority(target[7:].split("/", 1)[0].split("?", 1)[0], 80)
         else:
             # https:// in a plain request, an origin-form path, ftp://: nothing this proxy forwards
-            await _answer(writer, 400, "Only CONNECT and absolute http:// requests are proxied")
-            return
+            await _answer(client, 400, "Only CONNECT and absolute http:// requests are proxied")
+            return None
         if authority is None:
-            await _answer(writer, 400, "Malformed target")
-            return
+            await _answer(client, 400, "Malformed target")
+            return None
         host, port = authority
         named = headers.get("host")
         if named is not None and _authority(named, port) != (host, port):
             self._note(host, port, "refused", "host header differs from target")
-            await _answer(writer, 403, "The Host header names another host than the request's target")
-            return
+            await _answer(client, 403, "The Host header names another host than the request's target")
+            return None
         try:
-            upstream_reader, upstream = await self._connect(host, port)
+            upstream = await self._connect(host, port)
         except Refused as refused:
-            await _answer(writer, 502 if str(refused) == "unreachable" else 403, f"Egress refused: {refused}")
-            return
-        try:
-            if method == "CONNECT":
-                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            else:
-                upstream.write(_origin_request(method, target, head))
-            await _splice(reader, writer, upstream_reader, upstream, self.limits.idle_timeout)
-        finally:
-            self._writers.discard(upstream)
-            upstream.close()
+            await _answer(client, 502 if str(refused) == "unreachable" else 403, f"Egress refused: {refused}")
+            return None
+        if method == "CONNECT":
+            return upstream, b"HTTP/1.1 200 Connection established\r\n\r\n"
+        client.buffer[:0] = _origin_request(method, target, head)
+        return upstream, b""
 
-    async def _socks(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        async with asyncio.timeout(self.limits.head_timeout):
-            count = (await reader.readexactly(1))[0]
-            methods = await reader.readexactly(count)
-            if 0 not in methods:
-                writer.write(b"\x05\xff")
-                return
-            writer.write(b"\x05\x00")
-            version, command, _, kind = await reader.readexactly(4)
-            if kind == 1:
-                host = str(ipaddress.IPv4Address(await reader.readexactly(4)))
-            elif kind == 4:
-                host = str(ipaddress.IPv6Address(await reader.readexactly(16)))
-            elif kind == 3:
-                host = (await reader.readexactly((await reader.readexactly(1))[0])).decode("ascii", "replace")
-            else:
-                writer.write(_socks_reply(8))
-                return
-            port = int.from_bytes(await reader.readexactly(2), "big")
+    async def _socks(self, client: _Client) -> tuple[socket.socket, bytes] | None:
+        count = (await client.exactly(1))[0]
+        methods = await client.exactly(count)
+        if 0 not in methods:
+            await client.send(b"\x05\xff")
+            return None
+        await client.send(b"\x05\x00")
+        version, command, _, kind = await client.exactly(4)
+        if kind == 1:
+            host = str(ipaddress.IPv4Address(await client.exactly(4)))
+        elif kind == 4:
+            host = str(ipaddress.IPv6Address(await client.exactly(16)))
+        elif kind == 3:
+            host = (await client.exactly((await client.exactly(1))[0])).decode("ascii", "replace")
+        else:
+            await client.send(_socks_reply(8))
+            return None
+        port = int.from_bytes(await client.exactly(2), "big")
         if version != SOCKS_VERSION or command != 1:
-            writer.write(_socks_reply(7))  # only CONNECT: no BIND, no UDP
-            return
+            await client.send(_socks_reply(7))  # only CONNECT: no BIND, no UDP
+            return None
         try:
-            upstream_reader, upstream = await self._connect(host, port)
+            upstream = await self._connect(host, port)
         except Refused as refused:
-            writer.write(_socks_reply(_SOCKS_REFUSED.get(str(refused), 5)))
-            return
-        try:
-            writer.write(_socks_reply(0))
-            await _splice(reader, writer, upstream_reader, upstream, self.limits.idle_timeout)
-        finally:
-            self._writers.discard(upstream)
-            upstream.close()
+            await client.send(_socks_reply(_SOCKS_REFUSED.get(str(refused), 5)))
+            return None
+        return upstream, _socks_reply(0)
 
-    async def _connect(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _connect(self, host: str, port: int) -> socket.socket:
         """A connection to `host:port` if the policy allows it and every address of the name is one it may reach."""
         host = normal_host(host)
         reason = self.policy.refusal(host, port)
@@ -216,15 +268,18 @@ class EgressProxy:
         if reason is not None:
             self._note(host, port, "refused", reason)
             raise Refused(reason)
+        loop = asyncio.get_running_loop()
         for address in addresses:
+            upstream = socket.socket(socket.AF_INET6 if address.version == 6 else socket.AF_INET)
+            upstream.setblocking(False)
             try:
                 async with asyncio.timeout(self.limits.connect_timeout):
-                    opened = await asyncio.open_connection(str(address), port, limit=CHUNK)
+                    await loop.sock_connect(upstream, (str(address), port))
             except (OSError, TimeoutError):
+                upstream.close()
                 continue
             self._note(host, port, "allowed", "connected")
-            self._writers.add(opened[1])
-            return opened
+            return upstream
         self._note(host, port, "allowed", "unreachable")
         raise Refused("unreachable")
 
@@ -311,58 +366,8 @@ def _socks_reply(code: int) -> bytes:
     return bytes([SOCKS_VERSION, code, 0, 1, 0, 0, 0, 0, 0, 0])
 
 
-async def _answer(
-    writer: asyncio.StreamWriter, status: int, reason: str, unread: asyncio.StreamReader | None = None
-) -> None:
-    """Answer with an error; with `unread`, first take (a bounded part of) the request nobody read, since closing
-    on unread data resets the connection and the client would never see the answer."""
-    if unread is not None:
-        with contextlib.suppress(OSError, TimeoutError):
-            async with asyncio.timeout(0.2):
-                await unread.read(64 * 1024)
+async def _answer(client: _Client, status: int, reason: str) -> None:
     body = f"{reason}\n".encode()
-    writer.write(
-        f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
-        f"Connection: close\r\n\r\n".encode()
-        + body
-    )
-    with contextlib.suppress(OSError):
-        await writer.drain()
-
-
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: list[float]) -> None:
-    loop = asyncio.get_running_loop()
-    while data := await reader.read(CHUNK):
-        seen[0] = loop.time()
-        writer.write(data)
-        await writer.drain()
-    if writer.can_write_eof():
-        with contextlib.suppress(OSError):
-            writer.write_eof()
-
-
-async def _splice(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    upstream_reader: asyncio.StreamReader,
-    upstream: asyncio.StreamWriter,
-    idle: float,
-) -> None:
-    """Copy both ways until both sides are done, or until neither side sent anything for `idle` seconds (a
-    download keeps the connection alive while the sandbox is silent)."""
-    loop = asyncio.get_running_loop()
-    seen = [loop.time()]
-    pumps = {
-        asyncio.ensure_future(_pump(reader, upstream, seen)),
-        asyncio.ensure_future(_pump(upstream_reader, writer, seen)),
-    }
-    try:
-        pending = pumps
-        while pending:
-            done, pending = await asyncio.wait(pending, timeout=idle / 4, return_when=asyncio.FIRST_EXCEPTION)
-            if any(task.exception() is not None for task in done) or loop.time() - seen[0] > idle:
-                break
-    finally:
-        for task in pumps:
-            task.cancel()
-        await asyncio.gather(*pumps, return_exceptions=True)
+    head = f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+    await client.send(f"{head}Connection: close\r\n\r\n".encode() + body)
+    await client.linger()

@@ -11,14 +11,18 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
+import socket
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from . import relay
 from .policy import EgressPolicy
 from .proxy import EgressProxy, Observer, ProxyLimits, Resolver, system_resolver
 
 _OPEN_TIMEOUT = 10.0
+BACKLOG = 256
 
 
 @runtime_checkable
@@ -43,7 +47,8 @@ class EgressService:
         self.observers: list[Observer] = []
         self._resolver = resolver
         self._owner = owner
-        self._servers: dict[str, tuple[asyncio.Server, EgressProxy]] = {}
+        self._servers: dict[str, _Served] = {}
+        self._taking: set[asyncio.Future[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -88,21 +93,49 @@ class EgressService:
         proxy = EgressProxy(sandbox, policy, resolver=self._resolver, limits=self.limits, observers=self.observers)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # left by an earlier server: nothing listens on it any more
-        server = await asyncio.start_unix_server(proxy.handle, path, limit=self.limits.max_head_bytes)
+        listener = socket.socket(socket.AF_UNIX)
+        listener.setblocking(False)
+        listener.bind(str(path))
         if self._owner is not None:
             os.chown(path, *self._owner)
         os.chmod(path, 0o600)
-        self._servers[sandbox] = (server, proxy)
+        listener.listen(BACKLOG)
+        accepting = asyncio.ensure_future(self._accept(listener, proxy))
+        self._servers[sandbox] = _Served(listener, path, proxy, accepting)
+
+    async def _accept(self, listener: socket.socket, proxy: EgressProxy) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            connection, _ = await loop.sock_accept(listener)
+            connection.setblocking(False)
+            taking = asyncio.ensure_future(self._take(connection, proxy))
+            self._taking.add(taking)
+            taking.add_done_callback(self._taking.discard)
+
+    async def _take(self, connection: socket.socket, proxy: EgressProxy) -> None:
+        """One connection to the socket: a descriptor the relay hands off, or a client speaking on it itself."""
+        try:
+            async with asyncio.timeout(self.limits.head_timeout):
+                data, fds = await _receive(connection)
+        except (OSError, TimeoutError):
+            connection.close()
+            return
+        if not fds:
+            await proxy.serve(connection, data)
+            return
+        connection.close()
+        client = _handed_off(data, fds)
+        if client is not None:
+            await proxy.serve(client, b"")
 
     async def _close(self, sandbox: str) -> None:
         served = self._servers.pop(sandbox, None)
         if served is not None:
-            server, proxy = served
-            for socket in server.sockets:
-                with contextlib.suppress(OSError, TypeError):
-                    os.unlink(socket.getsockname())
-            server.close()
-            proxy.abort()
+            served.accepting.cancel()
+            with contextlib.suppress(OSError):
+                os.unlink(served.path)
+            served.listener.close()
+            served.proxy.abort()
 
     async def _close_all(self) -> None:
         """Close every socket and end every connection still open."""
@@ -111,6 +144,58 @@ class EgressService:
         connections = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
         if connections:
             await asyncio.wait(connections, timeout=_OPEN_TIMEOUT)
+
+
+@dataclass(frozen=True)
+class _Served:
+    listener: socket.socket
+    path: Path
+    proxy: EgressProxy
+    accepting: asyncio.Future[None]
+
+
+async def _receive(connection: socket.socket) -> tuple[bytes, list[int]]:
+    """The first message on `connection` with the descriptors sent along (at most one is wanted)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            data, fds, flags, _ = socket.recv_fds(connection, 64 * 1024, 2)
+        except BlockingIOError:
+            readable = loop.create_future()
+            loop.add_reader(connection.fileno(), readable.set_result, None)
+            try:
+                await readable
+            finally:
+                loop.remove_reader(connection.fileno())
+            continue
+        if flags & socket.MSG_CTRUNC:
+            _close_all_fds(fds)
+            raise OSError("descriptors were cut off")
+        return data, fds
+
+
+def _handed_off(data: bytes, fds: list[int]) -> socket.socket | None:
+    """The relay's connection: exactly one descriptor, of a connected TCP socket, sent with `HANDOFF`."""
+    if data != relay.HANDOFF or len(fds) != 1:
+        _close_all_fds(fds)
+        return None
+    try:
+        client = socket.socket(fileno=fds[0])
+    except OSError:
+        _close_all_fds(fds)
+        return None
+    listening = client.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+    if client.type != socket.SOCK_STREAM or client.family not in (socket.AF_INET, socket.AF_INET6) or listening:
+        client.close()
+        return None
+    client.setblocking(False)
+    return client
+
+
+def _close_all_fds(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _serve(loop: asyncio.AbstractEventLoop) -> None:
