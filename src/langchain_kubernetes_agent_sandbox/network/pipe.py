@@ -1,96 +1,93 @@
-"""Two connected sockets joined both ways, once the proxy has decided: the bytes go from one transport straight to
-the other (no stream buffers in between), each side's reading pauses while the other cannot take more, an end of
-file on one side half-closes the other, and a connection silent both ways for the idle time is closed."""
+"""Two connected sockets joined both ways, once the proxy has decided: the kernel moves the bytes (`splice(2)`
+through a pipe per direction), so a proxied download costs little more than a direct one. An end of file on one
+side half-closes the other; a connection silent both ways for the idle time is closed."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import os
 import socket
 
-
-class _Half(asyncio.Protocol):
-    """One socket's side: what it receives goes to the peer's transport."""
-
-    def __init__(self, pipe: Pipe) -> None:
-        self._pipe = pipe
-        self.transport: asyncio.Transport | None = None
-        self.peer: _Half | None = None
-        self.ended = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self._pipe.seen = self._pipe.loop.time()
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.write(data)
-
-    def eof_received(self) -> bool:
-        self.ended = True
-        peer = self.peer.transport if self.peer is not None else None
-        if peer is None or self.peer is None or self.peer.ended or not peer.can_write_eof():
-            self._pipe.close()
-            return False
-        peer.write_eof()
-        return True  # the other way may still carry the answer
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._pipe.close()
-
-    def pause_writing(self) -> None:
-        # This side's buffer is full: stop reading what would be written into it.
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.peer is not None and self.peer.transport is not None and not self.peer.transport.is_closing():
-            self.peer.transport.resume_reading()
+_CHUNK = 1024 * 1024
+_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 
 
 class Pipe:
-    """Joins `a` and `b` (connected, non-blocking sockets); `run` returns when both are closed."""
+    """Joins two connected, non-blocking sockets; `run` returns when both ways are done. Closes no socket."""
 
     def __init__(self, idle_timeout: float) -> None:
         self.loop = asyncio.get_running_loop()
         self.seen = self.loop.time()
         self._idle = idle_timeout
-        self._closed = self.loop.create_future()
-        self._halves: list[_Half] = []
+        self._ways: list[asyncio.Future[None]] = []
 
     async def run(self, a: socket.socket, b: socket.socket, first: bytes = b"", answer: bytes = b"") -> None:
-        """Join the sockets; `first` goes to `b` and `answer` to `a` before anything else (what the handshake
+        """Join `a` and `b`; `first` goes to `b` and `answer` to `a` before anything else (what the handshake
         read past its end, and its reply)."""
-        one, two = _Half(self), _Half(self)
-        one.peer, two.peer = two, one
-        self._halves = [one, two]
-        to_a, _ = await self.loop.connect_accepted_socket(lambda: one, sock=a)
-        try:
-            to_b, _ = await self.loop.connect_accepted_socket(lambda: two, sock=b)
-        except OSError:
-            to_a.close()
-            raise
         if answer:
-            to_a.write(answer)
+            await self.loop.sock_sendall(a, answer)
         if first:
-            to_b.write(first)
-        while not self._closed.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(self._closed), self._idle / 4)
-            except TimeoutError:
+            await self.loop.sock_sendall(b, first)
+        self._ways = [asyncio.ensure_future(self._carry(a, b)), asyncio.ensure_future(self._carry(b, a))]
+        try:
+            pending = set(self._ways)
+            while pending:
+                done, pending = await asyncio.wait(pending, timeout=self._idle / 4)
+                if any(not way.cancelled() and way.exception() is not None for way in done):
+                    break
                 if self.loop.time() - self.seen > self._idle:
-                    self.close()
-
-    def close(self) -> None:
-        for half in self._halves:
-            if half.transport is not None:
-                half.transport.close()
-        if not self._closed.done():
-            self._closed.set_result(None)
+                    break
+        finally:
+            self.abort()
+            await asyncio.gather(*self._ways, return_exceptions=True)
 
     def abort(self) -> None:
-        for half in self._halves:
-            if half.transport is not None:
-                half.transport.abort()
-        if not self._closed.done():
-            self._closed.set_result(None)
+        for way in self._ways:
+            way.cancel()
+
+    async def _carry(self, source: socket.socket, target: socket.socket) -> None:
+        """Move everything from `source` to `target` until `source` ends, then half-close `target`."""
+        read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            with contextlib.suppress(OSError):  # a larger pipe means fewer calls; the default 64 KiB works too
+                fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, _CHUNK)
+            while True:
+                try:
+                    moved = os.splice(source.fileno(), write_end, _CHUNK, flags=_FLAGS)
+                except BlockingIOError:
+                    await self._ready(source.fileno(), writing=False)
+                    continue
+                if moved == 0:
+                    with contextlib.suppress(OSError):
+                        target.shutdown(socket.SHUT_WR)
+                    return
+                self.seen = self.loop.time()
+                while moved:
+                    try:
+                        moved -= os.splice(read_end, target.fileno(), moved, flags=_FLAGS)
+                    except BlockingIOError:
+                        await self._ready(target.fileno(), writing=True)
+        finally:
+            os.close(read_end)
+            os.close(write_end)
+
+    async def _ready(self, fd: int, *, writing: bool) -> None:
+        ready: asyncio.Future[None] = self.loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        if writing:
+            self.loop.add_writer(fd, wake)
+        else:
+            self.loop.add_reader(fd, wake)
+        try:
+            await ready
+        finally:
+            if writing:
+                self.loop.remove_writer(fd)
+            else:
+                self.loop.remove_reader(fd)
