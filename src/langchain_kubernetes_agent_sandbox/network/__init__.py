@@ -1,5 +1,5 @@
-"""Egress for sandboxes: the allow-list policy, the host-side proxy that enforces it, and the relay that brings
-the proxy into a sandbox that has no network of its own."""
+"""Egress for sandboxes: the allow-list policy, and the host-side proxy that enforces it, listening inside each
+sandbox's own network namespace."""
 
 from .policy import EgressPolicy, Rule, parse_rules
 

@@ -1,4 +1,4 @@
-"""The host-side egress proxy of one sandbox: HTTP CONNECT, plain HTTP and SOCKS5 on one unix socket.
+"""The host-side egress proxy of one sandbox: HTTP CONNECT, plain HTTP and SOCKS5 on one listener.
 
 Every connection the sandbox asks for is decided by its `EgressPolicy` before anything is sent: the name and
 port against the rules, then every address the name resolves to against the private ranges. The proxy connects
@@ -83,9 +83,9 @@ def audit(event: EgressEvent) -> None:
 class _Client:
     """The sandbox's end of one connection during the handshake: reads bounded by the head limit."""
 
-    def __init__(self, sock: socket.socket, data: bytes, limit: int) -> None:
+    def __init__(self, sock: socket.socket, limit: int) -> None:
         self.sock = sock
-        self.buffer = bytearray(data)
+        self.buffer = bytearray()
         self._limit = limit
         self._loop = asyncio.get_running_loop()
 
@@ -162,9 +162,9 @@ class EgressProxy:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
-    async def serve(self, sock: socket.socket, data: bytes) -> None:
-        """One connection from the sandbox (non-blocking), of which `data` was read already; closes it."""
-        client = _Client(sock, data, self.limits.max_head_bytes)
+    async def serve(self, sock: socket.socket) -> None:
+        """One connection from the sandbox (non-blocking); closes it."""
+        client = _Client(sock, self.limits.max_head_bytes)
         self._open.add(sock)
         try:
             if len(self._open) > self.limits.max_connections:

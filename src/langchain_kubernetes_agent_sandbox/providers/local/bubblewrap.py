@@ -59,7 +59,6 @@ NAME_FILES = {
 """The name files every sandbox sees in /etc, whatever its network: `localhost` and its own host name resolve."""
 KEY_LISTINGS = ("/proc/keys", "/proc/key-users")
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin:/opt/sandbox/bin"
-EGRESS_MOUNT = "/run/kas-egress"
 
 
 def find_bwrap() -> str:
@@ -127,7 +126,6 @@ def bwrap_argv(
     seccomp_fd: int,
     join: JoinFds | None = None,
     holder: bool = False,
-    egress: Path | None = None,
 ) -> list[str]:
     """The full bwrap invocation; `command` runs inside with exactly `env` as its environment, under the
     system-call filter bubblewrap reads from descriptor `seccomp_fd`.
@@ -139,8 +137,7 @@ def bwrap_argv(
     gets user and pid namespaces of its own, which end with it (a sandbox that keeps no background processes).
 
     No sandbox shares the host's network namespace. A joining command with `own_network` gets a fresh one (only
-    its loopback); without, it stays in the one its launcher entered, the holder's (see `launcher_argv`). The
-    folder `egress` (the proxy's socket and the relay) is mounted read-only at `EGRESS_MOUNT`.
+    its loopback); without, it stays in the one its launcher entered, the holder's (see `launcher_argv`).
     """
     if join is not None:
         argv = [bwrap, "--userns", str(join.userns), "--userns2", str(join.userns2), "--pidns", str(join.pidns)]
@@ -170,8 +167,6 @@ def bwrap_argv(
             argv += ["--ro-bind", "/dev/null", listing]
     argv += ["--bind", str(mounts.workspace), "/app", "--bind", str(mounts.tmp), "/tmp"]
     argv += ["--symlink", "/tmp", "/var/tmp"]
-    if egress is not None:
-        argv += ["--ro-bind", str(egress), EGRESS_MOUNT]
     link_target = python_link_target()
     if link_target:
         argv += ["--dir", "/opt/sandbox/bin", "--symlink", link_target, "/opt/sandbox/bin/python"]

@@ -25,18 +25,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-_KEEP = (
+HOLDER_COMMAND = (
+    "/bin/sh",
+    "-c",
     "while :; do sleep 10; n=$(find /app /tmp -maxdepth 0 -links +0 2>/dev/null | wc -l); "
-    'case "$n" in 0|1) break;; esac; done; kill -KILL -1'
+    'case "$n" in 0|1) break;; esac; done; kill -KILL -1',
 )
-
-
-def holder_command(first: str | None = None) -> tuple[str, ...]:
-    """What the holder runs, after the shell command `first` (the egress relay, say) has succeeded."""
-    return ("/bin/sh", "-c", f"{first} && {_KEEP}" if first else _KEEP)
-
-
-HOLDER_COMMAND = holder_command()
 """What the holder runs: it waits (a check that fails, say when a fork bomb exhausts the process limit, is not
 taken for a deletion), and within seconds of its sandbox's folders being deleted on the host without a proper
 terminate it kills every process of the sandbox: bubblewrap's init, pid 1 of the namespace, lives as long as any

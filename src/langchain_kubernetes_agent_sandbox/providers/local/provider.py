@@ -23,6 +23,7 @@ from ...engine import budget, processes, program
 from ...engine.channel import AgentChannel, AgentLost
 from ...errors import BackendUnavailableError, NotFoundError, SandboxError, SandboxGoneError, TooLargeError
 from ...limits import ExecutionLimits
+from ...network.namespace import listen_inside
 from ...network.policy import EgressPolicy
 from ...network.proxy import Observer, Resolver, system_resolver
 from ...network.service import EgressService
@@ -44,7 +45,7 @@ from .bubblewrap import (
 from .cgroups import CgroupManager, SandboxCgroup
 from .disk import NO_SPACE_TEXT, DiskImages, usage_line
 from .files import HostFiles, NeedsSandbox
-from .holder import Holder, HolderRecord, JoinFds, holder_command
+from .holder import HOLDER_COMMAND, Holder, HolderRecord, JoinFds
 from .limits import ResourceLimits
 from .process import Completed, run_process
 from .state import SandboxRecord, StateFolder, default_state_dir
@@ -108,8 +109,7 @@ class LocalProvider(SandboxProvider):
         self._agents = AgentLinks()
         self.egress = egress
         self._as_root = os.geteuid() == 0
-        owner = (self._owner.uid, self._owner.gid) if self._owner else None
-        self._egress = EgressService(resolver=egress_resolver, owner=owner)
+        self._egress = EgressService(resolver=egress_resolver)
         if unisolated:
             logger.warning(UNISOLATED_WARNING, f"uid {os.getuid()}")
 
@@ -142,8 +142,6 @@ class LocalProvider(SandboxProvider):
             egress=None if policy is None else policy.to_json(),
         )
         await asyncio.to_thread(self.state.create, record)
-        if policy is not None:
-            await asyncio.to_thread(egress.prepare, self.state.egress_folder(record.id))
         return self._sandbox(record)
 
     async def get(self, sandbox_id: str) -> LocalSandbox:
@@ -226,7 +224,6 @@ class LocalProvider(SandboxProvider):
             seccomp_fd=seccomp_fd,
             join=join,
             holder=holder,
-            egress=self.state.egress_folder(record.id) if record.egress is not None else None,
         )
         return launcher_argv(
             sandboxed,
@@ -236,7 +233,7 @@ class LocalProvider(SandboxProvider):
             keyctl=self._keyctl,
             open_files={seccomp_fd: self._seccomp},
             # As root, every command enters its holder's network namespace: one loopback per sandbox, where the
-            # relay listens and a server one command starts answers the next.
+            # proxy listens and a server one command starts answers the next.
             netns_fd=join.netns if join is not None and self._as_root else None,
         )
 
@@ -247,11 +244,21 @@ class LocalProvider(SandboxProvider):
             base.update(egress.proxy_environment())
         return {**base, **env}
 
-    async def _open_egress(self, record: SandboxRecord) -> None:
-        """Serve the sandbox's proxy (again, after a restart of the server) if it has egress."""
-        if record.egress is not None and not self.unisolated:
-            socket_path = egress.socket_path(self.state.egress_folder(record.id))
-            await self._egress.open(record.id, socket_path, EgressPolicy.from_json(record.egress))
+    async def _open_egress(self, record: SandboxRecord, netns_fd: int) -> None:
+        """Serve the sandbox's proxy in its network namespace, open at `netns_fd`, if it has egress and no proxy
+        listens there yet (a new server, or a new holder)."""
+        if record.egress is None or self.unisolated:
+            return
+        place = os.fstat(netns_fd).st_ino
+        if self._egress.serves(record.id, place):
+            return
+        try:
+            listener = await asyncio.to_thread(listen_inside, netns_fd, egress.PROXY_PORT)
+        except OSError as error:
+            # Code in the sandbox may hold the port (taken while no server ran): it only cuts off its own egress.
+            logger.warning("the egress proxy of sandbox %s cannot listen: %s", record.id, error)
+            return
+        await self._egress.open(record.id, place, listener, EgressPolicy.from_json(record.egress))
 
 
 class LocalSandbox(Sandbox):
@@ -396,11 +403,16 @@ class LocalSandbox(Sandbox):
 
     async def _join_holder(self) -> JoinFds:
         """Descriptors of the holder's namespaces; a holder that ended a moment ago is started afresh."""
-        await self._provider._open_egress(self._record)
         try:
-            return self._holder.join(await self._ensure_holder())
+            fds = self._holder.join(await self._ensure_holder())
         except ProcessLookupError:
-            return self._holder.join(await self._ensure_holder())
+            fds = self._holder.join(await self._ensure_holder())
+        try:
+            await self._provider._open_egress(self._record, fds.netns)
+        except BaseException:
+            fds.__exit__(None, None, None)
+            raise
+        return fds
 
     async def _ensure_holder(self) -> HolderRecord:
         """The sandbox's holder, (re)started when missing; a restart means its background processes are gone."""
@@ -408,13 +420,8 @@ class LocalSandbox(Sandbox):
         if record is not None:
             return record
         environment = self._provider._environment(self._record, self._mounts, {})
-        first = egress.relay_start() if self._record.egress is not None else None
-        launch = self._provider._argv(
-            self._record, holder_command(first), cwd=paths.WORKDIR, env=environment, holder=True
-        )
+        launch = self._provider._argv(self._record, HOLDER_COMMAND, cwd=paths.WORKDIR, env=environment, holder=True)
         started, restarted = await asyncio.to_thread(self._holder.ensure, launch)
-        if first is not None:
-            await asyncio.to_thread(egress.wait_for_relay, started.init_pid)
         if restarted:
             logger.warning("The holder of sandbox %s was gone: its background processes ended.", self.id)
         return started

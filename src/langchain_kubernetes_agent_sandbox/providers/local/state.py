@@ -82,10 +82,6 @@ class StateFolder:
         data = disk.data_folder(self.folder(sandbox_id))
         return Mounts(workspace=data / "app", tmp=data / "tmp", etc=self.etc)
 
-    def egress_folder(self, sandbox_id: str) -> Path:
-        """Where the sandbox's proxy socket and the relay are, mounted read-only into the sandbox."""
-        return self.folder(sandbox_id) / "egress"
-
     def disk_of(self, sandbox_id: str) -> Path | None:
         """Where the sandbox's disk image is mounted, or None for a sandbox without a disk quota."""
         folder = self.folder(sandbox_id)
