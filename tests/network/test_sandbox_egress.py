@@ -165,3 +165,21 @@ async def test_a_sandbox_that_unsets_the_proxy_variables_cannot_get_out(sandbox:
 async def test_the_sandbox_sees_where_it_may_connect(sandbox: LocalSandbox, web: WebServer) -> None:
     assert f"files.test:{web.port}" in sandbox.info.reachable
     assert sandbox.info.network
+
+
+async def test_egress_works_again_after_a_restart_of_the_server(
+    local_state_dir: Path, policy: EgressPolicy, web: WebServer
+) -> None:
+    (web.root / "hello.txt").write_text("again")
+    first = LocalProvider(local_state_dir, egress=policy, egress_resolver=resolve_test_names)
+    sandbox = await first.create(network=True)
+    before = await run(sandbox, f"curl -sSf {web.url('files.test', 'hello.txt')}")
+    await first.aclose()
+    second = LocalProvider(local_state_dir, egress=policy, egress_resolver=resolve_test_names)
+    try:
+        again = await second.get(sandbox.id)
+        after = await run(again, f"curl -sSf {web.url('files.test', 'hello.txt')}")
+    finally:
+        await again.terminate()
+        await second.aclose()
+    assert (before.stdout, after.stdout) == ("again", "again"), after.stderr
