@@ -139,6 +139,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("egress_ports", "Ports of egress_allow rules that name none (default 80,443).", "list"),
     Setting(
+        "egress_pool",
+        "Kubernetes provider: warm pool that serves sessions with network (its template's NetworkPolicy allows "
+        "egress only through the cluster's allow-list proxy).",
+    ),
+    Setting(
         "egress_private",
         "Rules from egress_allow whose names may resolve to loopback, link-local, private or metadata addresses.",
         "list",
@@ -208,6 +213,7 @@ class ServerConfig(BaseModel):
     egress_allow: tuple[str, ...] = ()
     egress_ports: tuple[int, ...] = (80, 443)
     egress_private: tuple[str, ...] = ()
+    egress_pool: str | None = None
     reap_interval: float = Field(60.0, gt=0)
     default_timeout: float = Field(300.0, gt=0)
     max_timeout: float = Field(3600.0, gt=0)
@@ -237,10 +243,15 @@ class ServerConfig(BaseModel):
         return operator_policy(self.egress_allow, self.egress_ports, self.egress_private)
 
     def _check_egress(self) -> None:
-        if self.allow_network and not self.egress_allow:
+        if self.allow_network and self.provider == "local" and not self.egress_allow:
             raise ValueError(
                 "allow_network needs an allow-list: give egress_allow (for instance `*.pkgs.example.test`, or `*` "
                 "for every public name), or drop allow_network"
+            )
+        if self.allow_network and self.provider == "kubernetes" and not self.egress_pool:
+            raise ValueError(
+                "allow_network on Kubernetes needs egress_pool: the warm pool whose template allows egress through "
+                "the cluster's allow-list proxy (see docs/kubernetes.md), or drop allow_network"
             )
         operator_policy(self.egress_allow, self.egress_ports, self.egress_private)
         if self.allow_unauthenticated and self.allow_network and self.egress_private and self.provider == "local":

@@ -109,6 +109,7 @@ def kubernetes_config(config: ServerConfig, **defaults: Any) -> KubernetesConfig
             gateway_namespace=config.gateway_namespace or "default",
             kubeconfig=config.kubeconfig,
             max_lifetime=config.max_lifetime,
+            egress_pool=config.egress_pool,
             **chosen,
         )
     except InvalidArgumentError as error:

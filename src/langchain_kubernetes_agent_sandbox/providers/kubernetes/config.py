@@ -43,6 +43,8 @@ class KubernetesConfig:
     """The router's own limit on one request (upstream default 180 s); not applied in-cluster."""
     max_lifetime: float = 24 * 3600.0
     """No sandbox outlives this, however often its idle timeout slides."""
+    egress_pool: str | None = None
+    """The warm pool that serves sessions with network (profile `egress`, see `profiles.py`); None: none does."""
 
     def __post_init__(self) -> None:
         if not self.warm_pool:
@@ -56,6 +58,11 @@ class KubernetesConfig:
         for name in ("ready_timeout", "api_timeout", "file_timeout", "max_lifetime"):
             if getattr(self, name) <= 0:
                 raise InvalidArgumentError(f"{name} must be positive, got {getattr(self, name)}.")
+
+    @property
+    def pools(self) -> tuple[str, ...]:
+        """Every warm pool this provider claims from."""
+        return (self.warm_pool,) if self.egress_pool is None else (self.warm_pool, self.egress_pool)
 
     @property
     def router_limit(self) -> float | None:
