@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import ipaddress
 import logging
 import socket
@@ -57,6 +58,17 @@ class EgressEvent:
     decision: str
     """`allowed` or `refused`."""
     reason: str
+
+
+_client_name: contextvars.ContextVar[str] = contextvars.ContextVar("egress_client", default="?")
+"""Who the decisions of the connection being served are about (each connection is a task of its own)."""
+
+
+def _peer(sock: socket.socket) -> str:
+    try:
+        return str(sock.getpeername()[0])
+    except (OSError, IndexError, TypeError):
+        return "?"
 
 
 class Refused(Exception):
@@ -138,7 +150,7 @@ class EgressProxy:
 
     def __init__(
         self,
-        sandbox: str,
+        sandbox: str | None,
         policy: EgressPolicy,
         *,
         resolver: Resolver = system_resolver,
@@ -146,6 +158,7 @@ class EgressProxy:
         observers: Sequence[Observer] = (),
     ) -> None:
         self.sandbox = sandbox
+        """Who the audit lines name; None for a proxy shared by many (in a cluster): each client's address."""
         self.policy = policy
         self.limits = limits or ProxyLimits()
         self._resolve = resolver
@@ -165,6 +178,7 @@ class EgressProxy:
     async def serve(self, sock: socket.socket) -> None:
         """One connection from the sandbox (non-blocking); closes it."""
         client = _Client(sock, self.limits.max_head_bytes)
+        _client_name.set(self.sandbox or _peer(sock))
         self._open.add(sock)
         try:
             if len(self._open) > self.limits.max_connections:
@@ -301,7 +315,7 @@ class EgressProxy:
         return None, addresses
 
     def _note(self, host: str, port: int, decision: str, reason: str) -> None:
-        event = EgressEvent(self.sandbox, host[:255], port, decision, reason)
+        event = EgressEvent(_client_name.get(), host[:255], port, decision, reason)
         for observe in (audit, *self._observers):
             observe(event)
 

@@ -36,20 +36,21 @@ class EgressService:
         self.limits = limits or ProxyLimits()
         self.observers: list[Observer] = []
         self._resolver = resolver
-        self._servers: dict[str, _Served] = {}
+        self._servers: dict[str | None, _Served] = {}
         self._taking: set[asyncio.Future[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def serves(self, sandbox: str, place: int) -> bool:
+    def serves(self, sandbox: str | None, place: int) -> bool:
         """Whether `sandbox`'s proxy listens in the namespace `place` (its inode) already."""
         served = self._servers.get(sandbox)
         return served is not None and served.place == place
 
-    async def open(self, sandbox: str, place: int, listener: socket.socket, policy: EgressPolicy) -> None:
+    async def open(self, sandbox: str | None, place: int, listener: socket.socket, policy: EgressPolicy) -> None:
         """Serve `sandbox`'s proxy on `listener` (non-blocking, listening), made in the namespace `place`; one
-        served in an earlier namespace of the sandbox (its holder was restarted) is closed."""
+        served in an earlier namespace of the sandbox (its holder was restarted) is closed. `sandbox` None: a
+        proxy shared by many clients, each named by its address in the audit log."""
         future = asyncio.run_coroutine_threadsafe(self._open(sandbox, place, listener, policy), self._running_loop())
         await asyncio.wait_for(asyncio.wrap_future(future), _OPEN_TIMEOUT)
 
@@ -80,7 +81,7 @@ class EgressService:
                 self._loop = loop
             return self._loop
 
-    async def _open(self, sandbox: str, place: int, listener: socket.socket, policy: EgressPolicy) -> None:
+    async def _open(self, sandbox: str | None, place: int, listener: socket.socket, policy: EgressPolicy) -> None:
         if self.serves(sandbox, place):
             listener.close()
             return
@@ -98,7 +99,7 @@ class EgressService:
             self._taking.add(taking)
             taking.add_done_callback(self._taking.discard)
 
-    async def _close(self, sandbox: str) -> None:
+    async def _close(self, sandbox: str | None) -> None:
         served = self._servers.pop(sandbox, None)
         if served is not None:
             served.accepting.cancel()
