@@ -221,3 +221,23 @@ async def test_every_decision_is_in_the_audit_log_without_contents(
          "reason": "port not allowed"},
     ]  # fmt: skip
     assert "secret" not in caplog.text
+
+
+async def read_or_reset(reader: asyncio.StreamReader) -> bytes:
+    try:
+        return await asyncio.wait_for(reader.read(), 5)
+    except ConnectionResetError:
+        return b""
+
+
+async def test_a_flood_of_connections_holds_at_most_twice_the_bound(policy: EgressPolicy) -> None:
+    async with serving(policy, ProxyLimits(max_connections=2)) as (port, events):
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(8)]
+        for _, writer in held:
+            writer.write(b"G")
+        answers = [await read_or_reset(reader) for reader, _ in held[2:]]
+        for _, writer in held:
+            writer.close()
+    assert sum(answer.startswith(b"HTTP/1.1 503 ") for answer in answers) == 2  # connections 3 and 4
+    assert answers.count(b"") == 4  # the rest were closed (or reset) without a word
+    assert [event.reason for event in events] == ["too many connections"] * 6

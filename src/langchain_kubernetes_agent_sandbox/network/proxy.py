@@ -183,7 +183,10 @@ class EgressProxy:
         try:
             if len(self._open) > self.limits.max_connections:
                 self._note("?", 0, "refused", "too many connections")
-                await _answer(client, 503, "Too many connections")
+                # Answering (and lingering to be heard) is itself bounded: past twice the limit, connections are
+                # closed at once, so a flood cannot hold the server's descriptors.
+                if len(self._open) <= 2 * self.limits.max_connections:
+                    await _answer(client, 503, "Too many connections")
                 return
             async with asyncio.timeout(self.limits.head_timeout):
                 first = await client.exactly(1)
