@@ -104,7 +104,7 @@ async def test_npm_talks_to_a_registry_through_the_proxy(sandbox: LocalSandbox, 
 async def test_a_raw_tcp_connection_to_an_address_goes_nowhere(sandbox: LocalSandbox, web: WebServer) -> None:
     probe = (
         "import socket\n"
-        f"for address in [('127.0.0.1', {web.port}), ('11.22.33.44', 80), ('::1', {web.port})]:\n"
+        f"for address in [('127.0.0.1', {web.port}), ('192.0.2.7', 80), ('::1', {web.port})]:\n"
         "    try:\n"
         "        socket.create_connection(address, timeout=3); print('connected')\n"
         "    except OSError as error:\n"
