@@ -241,3 +241,26 @@ async def test_a_flood_of_connections_holds_at_most_twice_the_bound(policy: Egre
     assert sum(answer.startswith(b"HTTP/1.1 503 ") for answer in answers) == 2  # connections 3 and 4
     assert answers.count(b"") == 4  # the rest were closed (or reset) without a word
     assert [event.reason for event in events] == ["too many connections"] * 6
+
+
+async def test_the_servers_connections_are_bounded_across_all_its_sandboxes(policy: EgressPolicy) -> None:
+    service = EgressService(resolver=resolve_test_names, limits=ProxyLimits(max_total_connections=2))
+    events: list[EgressEvent] = []
+    service.observers.append(events.append)
+    listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    for number, listener in enumerate(listeners):
+        listener.setblocking(False)
+        await service.open(f"local-{number}", 0, listener, policy)
+    try:
+        first, second = (listener.getsockname()[1] for listener in listeners)
+        held = [await asyncio.open_connection("127.0.0.1", first) for _ in range(2)]
+        for _, writer in held:
+            writer.write(b"G")
+        await asyncio.sleep(0.2)
+        answer = await read_or_reset((await asyncio.open_connection("127.0.0.1", second))[0])
+        for _, writer in held:
+            writer.close()
+    finally:
+        await asyncio.to_thread(service.stop)
+    assert answer == b""
+    assert [(event.sandbox, event.reason) for event in events] == [("local-1", "too many connections")]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from langchain_kubernetes_agent_sandbox import BackendUnavailableError, InvalidArgumentError
 from langchain_kubernetes_agent_sandbox.network.policy import EgressPolicy
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider, LocalSandbox
 from langchain_kubernetes_agent_sandbox.results import CommandResult
@@ -183,3 +184,14 @@ async def test_egress_works_again_after_a_restart_of_the_server(
         await again.terminate()
         await second.aclose()
     assert (before.stdout, after.stdout) == ("again", "again"), after.stderr
+
+
+async def test_egress_is_refused_where_the_provider_cannot_give_it_without_the_hosts_network(
+    local_state_dir: Path, policy: EgressPolicy
+) -> None:
+    without_holder = LocalProvider(local_state_dir, keep_background=False, egress=policy)
+    with pytest.raises(BackendUnavailableError, match="keep_background=True"):
+        await without_holder.create(network=True)
+    with pytest.raises(InvalidArgumentError, match="no egress allow-list"):
+        await LocalProvider(local_state_dir).create(network=True)
+    assert await LocalProvider(local_state_dir).list() == []

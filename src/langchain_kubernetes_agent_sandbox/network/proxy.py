@@ -43,6 +43,9 @@ class ProxyLimits:
     head_timeout: float = 10.0
     max_connections: int = 64
     """Connections one sandbox may hold open at once."""
+    max_total_connections: int = 1024
+    """Connections all sandboxes of one server may hold open at once: each holds six descriptors (two sockets,
+    two pipes), and the server's open-file limit must carry them beside everything else."""
     connect_timeout: float = 10.0
     idle_timeout: float = 300.0
     """A connection on which neither side sent anything for this long is closed."""
@@ -156,7 +159,9 @@ class EgressProxy:
         resolver: Resolver = system_resolver,
         limits: ProxyLimits | None = None,
         observers: Sequence[Observer] = (),
+        everyone: set[socket.socket] | None = None,
     ) -> None:
+        """`everyone`: the connections of all the server's proxies, which `max_total_connections` bounds."""
         self.sandbox = sandbox
         """Who the audit lines name; None for a proxy shared by many (in a cluster): each client's address."""
         self.policy = policy
@@ -165,6 +170,7 @@ class EgressProxy:
         self._observers = observers
         """Read at each decision, so an observer added later sees the connections from then on."""
         self._open: set[socket.socket] = set()
+        self._everyone = everyone if everyone is not None else set()
         self._pipes: set[Pipe] = set()
 
     def abort(self) -> None:
@@ -180,12 +186,14 @@ class EgressProxy:
         client = _Client(sock, self.limits.max_head_bytes)
         _client_name.set(self.sandbox or _peer(sock))
         self._open.add(sock)
+        self._everyone.add(sock)
         try:
-            if len(self._open) > self.limits.max_connections:
+            mine, limit = len(self._open), self.limits.max_connections
+            if mine > limit or len(self._everyone) > self.limits.max_total_connections:
                 self._note("?", 0, "refused", "too many connections")
-                # Answering (and lingering to be heard) is itself bounded: past twice the limit, connections are
-                # closed at once, so a flood cannot hold the server's descriptors.
-                if len(self._open) <= 2 * self.limits.max_connections:
+                # Answering (and lingering to be heard) is itself bounded: past twice the limit, or past the
+                # server's, connections are closed at once, so a flood cannot hold the server's descriptors.
+                if mine <= 2 * limit and len(self._everyone) <= self.limits.max_total_connections:
                     await _answer(client, 503, "Too many connections")
                 return
             async with asyncio.timeout(self.limits.head_timeout):
@@ -199,6 +207,7 @@ class EgressProxy:
             pass
         finally:
             self._open.discard(sock)
+            self._everyone.discard(sock)
             sock.close()
 
     async def _join(self, client: _Client, upstream: socket.socket, answer: bytes) -> None:

@@ -37,6 +37,7 @@ class EgressService:
         self.observers: list[Observer] = []
         self._resolver = resolver
         self._servers: dict[str | None, _Served] = {}
+        self._everyone: set[socket.socket] = set()
         self._taking: set[asyncio.Future[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -86,7 +87,14 @@ class EgressService:
             listener.close()
             return
         await self._close(sandbox)
-        proxy = EgressProxy(sandbox, policy, resolver=self._resolver, limits=self.limits, observers=self.observers)
+        proxy = EgressProxy(
+            sandbox,
+            policy,
+            resolver=self._resolver,
+            limits=self.limits,
+            observers=self.observers,
+            everyone=self._everyone,
+        )
         accepting = asyncio.ensure_future(self._accept(listener, proxy))
         self._servers[sandbox] = _Served(place, listener, proxy, accepting)
 
