@@ -97,7 +97,7 @@ def measure(runs: int) -> list[tuple[str, float, float, str]]:
         listener = socket.create_server(("127.0.0.1", 0))
         listener.setblocking(False)
         proxy = listener.getsockname()[1]
-        asyncio.run(service.open("bench", 0, listener, policy))
+        asyncio.run(service.open("bench", 0, lambda: listener, policy))
         server = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", folder, str(web)]
         try:
             with process(server, web):

@@ -31,7 +31,7 @@ async def serving(
     service.observers.append(events.append)
     listener = socket.create_server(("127.0.0.1", 0))
     listener.setblocking(False)
-    await service.open("local-test", 0, listener, policy)
+    await service.open("local-test", 0, lambda: listener, policy)
     try:
         yield listener.getsockname()[1], events
     finally:
@@ -250,7 +250,7 @@ async def test_the_servers_connections_are_bounded_across_all_its_sandboxes(poli
     listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
     for number, listener in enumerate(listeners):
         listener.setblocking(False)
-        await service.open(f"local-{number}", 0, listener, policy)
+        await service.open(f"local-{number}", 0, lambda listener=listener: listener, policy)
     try:
         first, second = (listener.getsockname()[1] for listener in listeners)
         held = [await asyncio.open_connection("127.0.0.1", first) for _ in range(2)]

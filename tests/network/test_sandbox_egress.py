@@ -195,3 +195,13 @@ async def test_egress_is_refused_where_the_provider_cannot_give_it_without_the_h
     with pytest.raises(InvalidArgumentError, match="no egress allow-list"):
         await LocalProvider(local_state_dir).create(network=True)
     assert await LocalProvider(local_state_dir).list() == []
+
+
+async def test_commands_starting_at_once_share_one_proxy(
+    sandbox: LocalSandbox, web: WebServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    (web.root / "hello.txt").write_text("hello")
+    fetch = f"curl -sSf {web.url('files.test', 'hello.txt')}"
+    results = await asyncio.gather(*(run(sandbox, fetch) for _ in range(4)))
+    assert [result.stdout for result in results] == ["hello"] * 4, [result.stderr for result in results]
+    assert "cannot listen" not in caplog.text

@@ -13,6 +13,7 @@ import concurrent.futures
 import contextlib
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -48,11 +49,14 @@ class EgressService:
         served = self._servers.get(sandbox)
         return served is not None and served.place == place
 
-    async def open(self, sandbox: str | None, place: int, listener: socket.socket, policy: EgressPolicy) -> None:
-        """Serve `sandbox`'s proxy on `listener` (non-blocking, listening), made in the namespace `place`; one
-        served in an earlier namespace of the sandbox (its holder was restarted) is closed. `sandbox` None: a
-        proxy shared by many clients, each named by its address in the audit log."""
-        future = asyncio.run_coroutine_threadsafe(self._open(sandbox, place, listener, policy), self._running_loop())
+    async def open(
+        self, sandbox: str | None, place: int, listen: Callable[[], socket.socket], policy: EgressPolicy
+    ) -> None:
+        """Serve `sandbox`'s proxy on the socket `listen` makes (non-blocking, listening) in the namespace `place`,
+        unless it is served there already; one served in an earlier namespace of the sandbox (its holder was
+        restarted) is closed. Opening happens in the proxies' thread, one at a time, so two commands starting at
+        once make one listener. `sandbox` None: a proxy shared by many clients, each named by its address."""
+        future = asyncio.run_coroutine_threadsafe(self._open(sandbox, place, listen, policy), self._running_loop())
         await asyncio.wait_for(asyncio.wrap_future(future), _OPEN_TIMEOUT)
 
     async def close(self, sandbox: str) -> None:
@@ -82,11 +86,13 @@ class EgressService:
                 self._loop = loop
             return self._loop
 
-    async def _open(self, sandbox: str | None, place: int, listener: socket.socket, policy: EgressPolicy) -> None:
+    async def _open(
+        self, sandbox: str | None, place: int, listen: Callable[[], socket.socket], policy: EgressPolicy
+    ) -> None:
         if self.serves(sandbox, place):
-            listener.close()
             return
         await self._close(sandbox)
+        listener = listen()
         proxy = EgressProxy(
             sandbox,
             policy,

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     service = EgressService()
 
     async def serve() -> None:
-        await service.open(None, 0, listener, policy)
+        await service.open(None, 0, lambda: listener, policy)
         await asyncio.Event().wait()
 
     try:

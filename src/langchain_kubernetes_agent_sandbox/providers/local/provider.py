@@ -252,13 +252,12 @@ class LocalProvider(SandboxProvider):
         place = os.fstat(netns_fd).st_ino
         if self._egress.serves(record.id, place):
             return
+        policy = EgressPolicy.from_json(record.egress)
         try:
-            listener = await asyncio.to_thread(listen_inside, netns_fd, egress.PROXY_PORT)
+            await self._egress.open(record.id, place, lambda: listen_inside(netns_fd, egress.PROXY_PORT), policy)
         except OSError as error:
             # Code in the sandbox may hold the port (taken while no server ran): it only cuts off its own egress.
             logger.warning("the egress proxy of sandbox %s cannot listen: %s", record.id, error)
-            return
-        await self._egress.open(record.id, place, listener, EgressPolicy.from_json(record.egress))
 
 
 class LocalSandbox(Sandbox):
