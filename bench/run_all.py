@@ -22,6 +22,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import bench_adapter  # noqa: E402
+import bench_egress  # noqa: E402
 import bench_engine  # noqa: E402
 import bench_kubernetes  # noqa: E402
 import bench_local  # noqa: E402
@@ -68,6 +69,14 @@ def row(benchmark: str, figure: str, value: float, unit: str, baseline: float | 
 def local_rows(runs: int) -> list[Row]:
     rows, _ = asyncio.run(bench_local.measure(runs))
     return [row("local", name, value, "ms", base, "bare process / host file I/O") for name, value, base, _ in rows]
+
+
+def egress_rows(runs: int) -> list[Row]:
+    """GETs through the egress proxy against the same GETs directly (issue 13: at most 1.2x for 1 MiB, at most
+    2 ms added per connection)."""
+    return [
+        row("egress (local)", name, value, "ms", base, label) for name, value, base, label in bench_egress.measure(runs)
+    ]
 
 
 def mcp_rows(calls: int, clients: int, per_client: int) -> list[Row]:
@@ -178,6 +187,7 @@ def main() -> None:
     rows += python_rows(args.python_rounds)
     rows += kubernetes_rows(args.rounds, args.commands)
     rows += adapter_rows(args.rounds)
+    rows += egress_rows(args.runs * 2)
     table = markdown(rows, facts)
     results = BENCH / "results"
     results.mkdir(exist_ok=True)

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV="${VENV:-.venv}"
-SYSTEM_PACKAGES=(bubblewrap e2fsprogs keyutils mount python3 python3-venv python3-matplotlib nodejs npm)
+SYSTEM_PACKAGES=(bubblewrap e2fsprogs keyutils mount python3 python3-venv python3-matplotlib nodejs npm util-linux curl git python3-pip)
 
 missing_system_packages() {
     command -v bwrap >/dev/null 2>&1 || echo bubblewrap
@@ -21,6 +21,12 @@ missing_system_packages() {
     # The TypeScript MCP clients of tests/clients run on Node.js, installed with npm.
     command -v node >/dev/null 2>&1 || echo nodejs
     command -v npm >/dev/null 2>&1 || echo npm
+    # Egress: commands enter their sandbox's network namespace with nsenter; the egress tests use curl, git and
+    # pip inside sandboxes (the host's /usr/bin), through the proxy.
+    command -v nsenter >/dev/null 2>&1 || echo util-linux
+    command -v curl >/dev/null 2>&1 || echo curl
+    command -v git >/dev/null 2>&1 || echo git
+    /usr/bin/python3 -m pip --version >/dev/null 2>&1 || echo python3-pip
 }
 
 missing=$(missing_system_packages | sort -u | tr '\n' ' ')

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from . import paths
 from .errors import InvalidArgumentError, TooLargeError
 from .limits import ExecutionLimits
+from .network.policy import EgressPolicy
 from .results import CommandResult, FileEntry, Listing
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ class SandboxInfo:
     created_at: float = field(default_factory=time.time)
     expires_at: float | None = None
     network: bool = False
+    reachable: tuple[str, ...] = ()
+    """Where the sandbox may connect, as the egress rules in force (`name:ports`); empty without egress."""
 
 
 def check_command(command: str) -> None:
@@ -203,9 +206,11 @@ class SandboxProvider(abc.ABC):
         *,
         labels: Mapping[str, str] | None = None,
         lifetime: float | None = None,
-        network: bool = False,
+        network: bool | EgressPolicy = False,
     ) -> Sandbox:
-        """A new sandbox, reaped after `lifetime` seconds unless its expiry is moved."""
+        """A new sandbox, reaped after `lifetime` seconds unless its expiry is moved.
+
+        `network`: False for none, True for the operator's allow-list, or a policy narrowed from it."""
 
     @abc.abstractmethod
     async def get(self, sandbox_id: str) -> Sandbox:

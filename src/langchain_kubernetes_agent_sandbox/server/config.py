@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..network.policy import EgressPolicy
+from ..network.settings import operator_policy
 from ..providers.kubernetes.config import AGENT_PORT
 from ..providers.local.limits import ResourceLimits
 
@@ -135,7 +137,24 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_lifetime", "Seconds after creation when every session ends (default 86400).", "float"),
     Setting("max_sessions", "Sessions one principal may hold (default 8).", "int"),
     Setting("max_concurrent_runs", "Tool calls one principal may run at once (default 8).", "int"),
-    Setting("allow_network", "Let create_session(network=true) give sandboxes network access.", "bool"),
+    Setting("allow_network", "Let create_session(network=...) give sandboxes egress, within egress_allow.", "bool"),
+    # Egress (issue 13): the operator's allow-list, enforced by the host-side proxy (network/).
+    Setting(
+        "egress_allow",
+        "Names sandboxes may connect to, comma-separated: `*.example.test`, `example.test`, `*`, optionally `:port`.",
+        "list",
+    ),
+    Setting("egress_ports", "Ports of egress_allow rules that name none (default 80,443).", "list"),
+    Setting(
+        "egress_pool",
+        "Kubernetes provider: warm pool that serves sessions with network (its template's NetworkPolicy allows "
+        "egress only through the cluster's allow-list proxy).",
+    ),
+    Setting(
+        "egress_private",
+        "Rules from egress_allow whose names may resolve to loopback, link-local, private or metadata addresses.",
+        "list",
+    ),
     Setting("reap_interval", "Seconds between sweeps for expired sessions (default 60).", "float"),
     Setting("default_timeout", "Seconds a command may run when the call names no timeout (default 300).", "float"),
     Setting("max_timeout", "Largest timeout a call may ask for (default 3600).", "float"),
@@ -199,6 +218,10 @@ class ServerConfig(BaseModel):
     max_sessions: int = Field(8, ge=1)
     max_concurrent_runs: int = Field(8, ge=1)
     allow_network: bool = False
+    egress_allow: tuple[str, ...] = ()
+    egress_ports: tuple[int, ...] = (80, 443)
+    egress_private: tuple[str, ...] = ()
+    egress_pool: str | None = None
     reap_interval: float = Field(60.0, gt=0)
     default_timeout: float = Field(300.0, gt=0)
     max_timeout: float = Field(3600.0, gt=0)
@@ -220,6 +243,33 @@ class ServerConfig(BaseModel):
     def has_auth(self) -> bool:
         return bool(self.token_file or self.tokens or self.jwks_url)
 
+    @property
+    def egress(self) -> EgressPolicy | None:
+        """The operator's egress policy, or None when sandboxes get no egress."""
+        if not self.allow_network:
+            return None
+        return operator_policy(self.egress_allow, self.egress_ports, self.egress_private)
+
+    def _check_egress(self) -> None:
+        if self.allow_network and self.provider == "local" and not self.egress_allow:
+            raise ValueError(
+                "allow_network needs an allow-list: give egress_allow (for instance `*.pkgs.example.test`, or `*` "
+                "for every public name), or drop allow_network"
+            )
+        if self.allow_network and self.provider == "kubernetes" and not self.egress_pool:
+            raise ValueError(
+                "allow_network on Kubernetes needs egress_pool: the warm pool whose template allows egress through "
+                "the cluster's allow-list proxy (see docs/kubernetes.md), or drop allow_network"
+            )
+        operator_policy(self.egress_allow, self.egress_ports, self.egress_private)
+        if self.allow_unauthenticated and self.allow_network and self.egress_private and self.provider == "local":
+            raise ValueError(
+                "refusing --allow-unauthenticated together with egress_private: names allowed to resolve to "
+                "private addresses may lead to this machine's loopback, so code in a sandbox could call this server "
+                f"without a token and reach every session. Give --token-file, {ENV_PREFIX}TOKENS or --jwks-url "
+                "instead of --allow-unauthenticated, or drop egress_private"
+            )
+
     @model_validator(mode="after")
     def _consistent(self) -> ServerConfig:
         if self.idle_timeout > self.max_idle_timeout:
@@ -240,13 +290,7 @@ class ServerConfig(BaseModel):
                 )
         if self.allow_unauthenticated and not self.loopback:
             raise ValueError(f"allow_unauthenticated is only allowed on loopback, not on host {self.host}")
-        if self.allow_unauthenticated and self.allow_network and self.provider == "local":
-            raise ValueError(
-                "refusing --allow-unauthenticated together with --allow-network: a local sandbox with network "
-                "shares this machine's network, loopback included, so code in it could call this server without a "
-                "token and reach every session. Give --token-file, "
-                f"{ENV_PREFIX}TOKENS or --jwks-url instead of --allow-unauthenticated, or drop --allow-network"
-            )
+        self._check_egress()
         if (self.jwt_issuer or self.jwt_audience) and not self.jwks_url:
             raise ValueError("jwt_issuer and jwt_audience need jwks_url")
         return self

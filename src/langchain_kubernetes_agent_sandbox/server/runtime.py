@@ -57,7 +57,11 @@ def make_provider(config: ServerConfig) -> SandboxProvider:
         from ..providers.local import LocalProvider
 
         return LocalProvider(
-            config.state_dir, limits=limits, resources=local_resources(config), unisolated=config.unisolated
+            config.state_dir,
+            limits=limits,
+            resources=local_resources(config),
+            unisolated=config.unisolated,
+            egress=config.egress,
         )
     from ..providers.kubernetes import KubernetesProvider
 
@@ -107,6 +111,7 @@ def kubernetes_config(config: ServerConfig, **defaults: Any) -> KubernetesConfig
             kubeconfig=config.kubeconfig,
             max_lifetime=config.max_lifetime,
             agent_port=config.agent_port or None,
+            egress_pool=config.egress_pool,
             **chosen,
         )
     except InvalidArgumentError as error:
@@ -121,6 +126,7 @@ def session_policy(config: ServerConfig) -> SessionPolicy:
         max_sessions=config.max_sessions,
         max_concurrent_runs=config.max_concurrent_runs,
         allow_network=config.allow_network,
+        egress=config.egress,
         reap_interval=config.reap_interval,
     )
 

@@ -50,6 +50,8 @@ class KubernetesConfig:
     agent_port: int | None = AGENT_PORT
     """The pod port on which the sandbox's agent (the execution engine) listens, reached through the router's
     `X-Sandbox-Port`; None runs every command as a one-shot request to the runtime instead."""
+    egress_pool: str | None = None
+    """The warm pool that serves sessions with network (profile `egress`, see `profiles.py`); None: none does."""
 
     def __post_init__(self) -> None:
         if not self.warm_pool:
@@ -65,6 +67,11 @@ class KubernetesConfig:
         for name in ("ready_timeout", "api_timeout", "file_timeout", "max_lifetime"):
             if getattr(self, name) <= 0:
                 raise InvalidArgumentError(f"{name} must be positive, got {getattr(self, name)}.")
+
+    @property
+    def pools(self) -> tuple[str, ...]:
+        """Every warm pool this provider claims from."""
+        return (self.warm_pool,) if self.egress_pool is None else (self.warm_pool, self.egress_pool)
 
     @property
     def router_limit(self) -> float | None:
