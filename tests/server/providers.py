@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -31,8 +32,9 @@ def on_cluster(cluster: FakeCluster, **settings: Any) -> ServerConfig:
 
 
 @pytest.fixture(params=["local", "kubernetes"])
-def provider_client(request: pytest.FixtureRequest) -> Open:
-    """Opens a client; every open after the first is a new server process's worth of state (a restart)."""
+def provider_client(request: pytest.FixtureRequest) -> Iterator[Open]:
+    """Opens a client; every open after the first is a new server process's worth of state (a restart). On the
+    cluster, which the whole run shares, the sessions the test left are closed at its end."""
     if request.param == "local":
         connect: Connect = request.getfixturevalue("connect")
 
@@ -41,14 +43,30 @@ def provider_client(request: pytest.FixtureRequest) -> Open:
             async with connect(principal=principal, fresh=True, **settings) as client:
                 yield client
 
-        return local
+        yield local
+        return
     cluster = request.getfixturevalue("fake_cluster")
     suffix = secrets.token_hex(4)  # the cluster is shared by the whole run: keep these sessions apart from others'
+    principals: set[str] = set()
 
     @contextlib.asynccontextmanager
-    async def kubernetes(principal: str = "alice", **settings: Any) -> AsyncIterator[ClientSession]:
-        config = on_cluster(cluster, principal=f"{principal}-{suffix}", **settings)
+    async def served(principal: str, **settings: Any) -> AsyncIterator[ClientSession]:
+        config = on_cluster(cluster, principal=principal, **settings)
         async with running(config) as server, create_connected_server_and_client_session(server) as client:
             yield client
 
-    return kubernetes
+    @contextlib.asynccontextmanager
+    async def kubernetes(principal: str = "alice", **settings: Any) -> AsyncIterator[ClientSession]:
+        principals.add(f"{principal}-{suffix}")
+        async with served(f"{principal}-{suffix}", **settings) as client:
+            yield client
+
+    async def close_sessions() -> None:
+        for principal in principals:
+            async with served(principal) as client:
+                listed = (await client.call_tool("list_sessions", {})).structuredContent or {}
+                for session in listed.get("sessions", []):
+                    await client.call_tool("close_session", {"session_id": session["session_id"]})
+
+    yield kubernetes
+    asyncio.run(close_sessions())  # after the test's own event loop ended

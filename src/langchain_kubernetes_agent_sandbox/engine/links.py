@@ -88,16 +88,17 @@ class AgentLinks:
         return channel
 
     async def forget(self, sandbox_id: str) -> None:
+        preparing = self._preparing.pop(sandbox_id, None)
+        if preparing is not None:
+            preparing.cancel()
+            with contextlib.suppress(BaseException):
+                await preparing
         channel, _ = self._channels.pop(sandbox_id, (None, None))
         if channel is not None:
             await channel.aclose()
 
     async def aclose(self) -> None:
-        for task in list(self._preparing.values()):
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-        for sandbox_id in list(self._channels):
+        for sandbox_id in {*self._preparing, *self._channels}:
             await self.forget(sandbox_id)
 
 
