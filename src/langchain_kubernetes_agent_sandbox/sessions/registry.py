@@ -22,6 +22,7 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from ..engine.channel import AgentLost
 from ..errors import (
     InvalidArgumentError,
     NotFoundError,
@@ -184,6 +185,11 @@ class SessionRegistry:
                 if closed_elsewhere:  # through another replica: say what that replica would say
                     raise _not_open(session.id) from error
                 raise SandboxGoneError(_gone_message(session, error)) from error
+            except AgentLost as error:  # its agent ended mid-call: with the session, if another replica closed it
+                if session.is_default or await self._still_listed(session):
+                    raise
+                self._forget(session)
+                raise _not_open(session.id) from error
         finally:
             self._running[owner] -= 1
             if self._running[owner] <= 0:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import posixpath
 import secrets
@@ -114,21 +115,25 @@ class KubernetesSandbox(Sandbox):
         The router answers 502 the moment a pod dies, while the Sandbox status follows a little later, so a
         Sandbox still reported ready is asked again for up to `POD_LOSS_GRACE` seconds.
         """
-        runtime = await self._attached()
-        state = "SandboxReady"
         try:
-            with translated(self._config, "check the sandbox", self.id):
-                async with asyncio.timeout(self._config.api_timeout + POD_LOSS_GRACE):
-                    give_up = time.monotonic() + POD_LOSS_GRACE
-                    while True:
-                        state = await runtime.status()
-                        if state != "SandboxReady" or time.monotonic() >= give_up:
-                            break
-                        await asyncio.sleep(POD_LOSS_POLL)
+            state = await self._pod_state(grace=POD_LOSS_GRACE)
         except Exception:
             return error
-        if state == "SandboxReady":
-            return error
+        return error if state == "SandboxReady" else self._lost_pod(state)
+
+    async def _pod_state(self, *, grace: float) -> str:
+        """The Sandbox object's state, asked again for up to `grace` seconds while it still says ready."""
+        runtime = await self._attached()
+        with translated(self._config, "check the sandbox", self.id):
+            async with asyncio.timeout(self._config.api_timeout + grace):
+                give_up = time.monotonic() + grace
+                while True:
+                    state = await runtime.status()
+                    if state != "SandboxReady" or time.monotonic() >= give_up:
+                        return state
+                    await asyncio.sleep(POD_LOSS_POLL)
+
+    def _lost_pod(self, state: str) -> SandboxGoneError:
         return SandboxGoneError(
             f"Sandbox {self.id} lost its pod ({state}) in namespace {self._config.namespace!r}; its files are gone. "
             "Create a new sandbox."
@@ -153,6 +158,12 @@ class KubernetesSandbox(Sandbox):
         if port is None or backend.hosts_agent.get(self) is False:
             return None
         connect = pod_connection(self.id, port, self._run_script_for_agent, self._agent_endpoint)
+        if backend.hosts_agent.get(self) and backend.agents.open_channel(self.id) is None:
+            # Its agent's connection broke: the pod may be going with its claim (closed through another replica,
+            # say), and an agent started in a dying pod would serve a session that ended.
+            state = await self._pod_state(grace=0)
+            if state != "SandboxReady":
+                raise self._lost_pod(state)
         try:
             channel = await backend.agents.channel(self.id, connect, generation=lambda: None)
         except (BackendUnavailableError, NotFoundError) as error:
@@ -304,7 +315,13 @@ class KubernetesSandbox(Sandbox):
         await self._backend.agents.forget(self.id)
 
     async def terminate(self) -> None:
-        """Delete the claim; agent-sandbox then deletes the Sandbox and its pod."""
+        """End the pod's agent and its processes, then delete the claim; agent-sandbox then deletes the Sandbox and
+        its pod. Ending the agent first stops the processes at once rather than after the pod's grace period, and
+        other replicas' channels to it break, so they learn the session ended instead of using a dying pod."""
+        channel = self._backend.agents.open_channel(self.id)
+        if channel is not None:
+            with contextlib.suppress(SandboxError):
+                await channel.send({"op": "shutdown"})
         self._runtime = None
         await self.release()
         await self._backend.claims.release(self.id)
