@@ -1,8 +1,8 @@
-"""The MCP server: FastMCP with the sandbox tools, whose errors reach the client as text that says what to do."""
+"""The MCP server: FastMCP with the sandbox tools, whose failures reach the client as tool errors that say what
+went wrong and what to do (`failures.py`)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,15 +13,12 @@ from mcp.server.fastmcp import FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import ContentBlock
-from pydantic import ValidationError
 
-from ..errors import SandboxError
 from ..sessions import SessionRegistry
+from .failures import classify
 from .metrics import ServerMetrics
 from .observe import observed
 from .principal import current_principal, principal_of
-
-logger = logging.getLogger(__name__)
 
 INSTRUCTIONS = """\
 Run code and shell commands in an isolated Linux sandbox, and move files in and out of it.
@@ -35,8 +32,13 @@ close_session when done with it."""
 class ToolLimits:
     """Bounds the tools add on top of the sandbox's own limits."""
 
-    max_transfer_bytes: int = 10 * 1024 * 1024
-    """Largest file upload_file accepts and download_file returns (content travels inside one MCP message)."""
+    max_transfer_bytes: int = 2 * 1024 * 1024
+    """Largest piece of a file one upload_file or download_file call moves (inside one MCP message, base64 for
+    binary); larger files move in pieces, by offset."""
+    output_bytes: int = 256 * 1024
+    """Bytes of stdout and of stderr a call keeps unless it asks for another cap (what a model reads)."""
+    max_call_output_bytes: int = 2 * 1024 * 1024
+    """The largest cap a call may ask for, and the one the sandboxes capture with."""
     detach_after: float = 20.0
     """Seconds execute and execute_python wait before a command still running becomes a job (MCP clients often
     give up at 60 s, the Kubernetes router at 180 s)."""
@@ -74,7 +76,7 @@ class SandboxMCP(FastMCP[Any]):
             json_response=json_response,
             host=host,
             port=port,
-            max_request_body_size=self.limits.max_transfer_bytes * 4 // 3 + 1024 * 1024,
+            max_request_body_size=request_body_bound(self.limits),
             log_level="WARNING",
         )
         from .tools import commands, files, jobs, sessions
@@ -92,31 +94,16 @@ class SandboxMCP(FastMCP[Any]):
         try:
             with observed(self.metrics, name, principal, arguments) as call:
                 try:
-                    result = await super().call_tool(name, arguments)
+                    return await super().call_tool(name, arguments)
                 except ToolError as error:
-                    call.failed(error)
-                    raise ToolError(describe_failure(name, error)) from None
-                call.succeeded(result)
-                return result
+                    failure = classify(error, name)
+                    call.outcome = failure.code
+                    # FastMCP passes a CallToolResult through as it is: the error with its structured content
+                    return failure.as_result()  # type: ignore[return-value]
         finally:
             current_principal.reset(token)
 
 
-def describe_failure(tool: str, error: ToolError) -> str:
-    """One line (or a few) an LLM can act on: the error's code, its cause and the remedy, never a traceback."""
-    cause = error.__cause__
-    if isinstance(cause, ValidationError):
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in problem['loc']) or 'arguments'}: {problem['msg']}"
-            for problem in cause.errors(include_url=False)
-        )
-        return f"invalid_argument: {problems}. Fix the argument and call {tool} again."
-    if isinstance(cause, SandboxError):
-        return f"{cause.code}: {cause}"
-    if cause is None:
-        return str(error)
-    logger.error("tool %s failed unexpectedly", tool, exc_info=cause)
-    return (
-        f"internal_error: {tool} failed unexpectedly ({type(cause).__name__}); the server log has the details. "
-        "Retry once; if it fails again, report it to the server's operator."
-    )
+def request_body_bound(limits: ToolLimits) -> int:
+    """The largest HTTP request a tool call needs: one piece of a file, base64-encoded, plus the JSON around it."""
+    return limits.max_transfer_bytes * 4 // 3 + 1024 * 1024

@@ -137,8 +137,22 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds execute and execute_python wait before a still-running command becomes a job (default 20).",
         "float",
     ),
-    Setting("max_output_bytes", "Bytes of stdout and of stderr kept per command (default 262144).", "int"),
-    Setting("max_transfer_bytes", "Largest file upload_file and download_file move (default 10485760).", "int"),
+    Setting(
+        "max_output_bytes",
+        "Bytes of stdout and of stderr a call keeps unless it asks for more (default 262144).",
+        "int",
+    ),
+    Setting(
+        "max_call_output_bytes",
+        "Most bytes of stdout and of stderr one call may ask to keep (default 2097152).",
+        "int",
+    ),
+    Setting(
+        "max_transfer_bytes",
+        "Largest piece of a file one upload_file or download_file call moves; larger files move in pieces "
+        "(default 2097152).",
+        "int",
+    ),
     Setting("log_level", "Logging level (default WARNING).", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -196,7 +210,8 @@ class ServerConfig(BaseModel):
     max_timeout: float = Field(3600.0, gt=0)
     detach_after: float = Field(20.0, ge=0, le=170)
     max_output_bytes: int = Field(256 * 1024, ge=64)
-    max_transfer_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
+    max_call_output_bytes: int = Field(2 * 1024 * 1024, ge=64, le=64 * 1024 * 1024)
+    max_transfer_bytes: int = Field(2 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
     @property
@@ -218,6 +233,8 @@ class ServerConfig(BaseModel):
             raise ValueError("idle_timeout must not exceed max_idle_timeout")
         if self.default_timeout > self.max_timeout:
             raise ValueError("default_timeout must not exceed max_timeout")
+        if self.max_output_bytes > self.max_call_output_bytes:
+            raise ValueError("max_output_bytes must not exceed max_call_output_bytes")
         if self.transport == "http" and not self.has_auth:
             if not self.loopback:
                 raise ValueError(

@@ -95,7 +95,7 @@ def _data(result: CallToolResult) -> dict[str, Any]:
 async def _until_ended(client: ClientSession, title: str, started: CallToolResult, session_id: str) -> CallToolResult:
     """Follow a call that detached into a job with job_wait, from where its output stopped, until it ends."""
     result = started
-    while _data(result)["running"]:
+    while _data(result)["state"] == "running":
         job = _data(result)
         result = await _step(
             client, title, "job_wait", job_id=job["job_id"], timeout=30, cursor=job["cursor"], session_id=session_id

@@ -50,7 +50,7 @@ def make_provider(config: ServerConfig) -> SandboxProvider:
     limits = ExecutionLimits(
         default_timeout=config.default_timeout,
         max_timeout=config.max_timeout,
-        output=OutputLimit(max_bytes=config.max_output_bytes),
+        output=OutputLimit(max_bytes=config.max_call_output_bytes),
     )
     if config.provider == "local":
         from ..providers.local import LocalProvider
@@ -152,7 +152,12 @@ def build_server(config: ServerConfig, registry: SessionRegistry) -> SandboxMCP:
     mcp = SandboxMCP(
         registry,
         local_principal=config.principal,
-        limits=ToolLimits(max_transfer_bytes=config.max_transfer_bytes, detach_after=config.detach_after),
+        limits=ToolLimits(
+            max_transfer_bytes=config.max_transfer_bytes,
+            output_bytes=config.max_output_bytes,
+            max_call_output_bytes=config.max_call_output_bytes,
+            detach_after=config.detach_after,
+        ),
         token_verifier=verifier,
         auth=auth,
         transport_security=transport_security(config),

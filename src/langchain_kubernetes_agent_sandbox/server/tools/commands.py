@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import math
-from typing import TYPE_CHECKING, Annotated, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 from mcp.server.fastmcp import Context
 from mcp.types import CallToolResult, ImageContent, ToolAnnotations
@@ -14,19 +14,23 @@ from ...engine import budget, jobs, kernel
 from ...engine.background import keeps_background
 from ...engine.results import CellResult
 from ...errors import InvalidArgumentError, NotFoundError, SandboxError, TooLargeError
+from ...output import OutputLimit
 from ...paths import WORKDIR
 from ...sandbox import Sandbox
 from ..models import CommandOutput, PythonOutput
+from ..output_caps import call_limit
 from ..principal import current_principal
-from . import reply
+from . import annotated, reply
 from .progress import streamed
 
 if TYPE_CHECKING:
     from ...sessions import Session
-    from ..app import SandboxMCP
+    from ..app import SandboxMCP, ToolLimits
 
 MAX_CODE_BYTES = 64 * 1024
 """Larger programs belong in a file (upload_file), not in one tool argument."""
+MIN_OUTPUT_BYTES = 64
+"""The smallest output cap (`OutputLimit`'s own floor)."""
 
 SessionId = Annotated[
     str | None,
@@ -84,11 +88,31 @@ async def figure_images(sandbox: Sandbox, cell: CellResult) -> list[ImageContent
     ]
 
 
-async def cell_reply(session: Session, cell: CellResult, timeout: float) -> CallToolResult:
+async def cell_reply(session: Session, cell: CellResult, timeout: float, limit: OutputLimit) -> CallToolResult:
     """A cell's result with its figures as images, whether the cell ended within its call or a later job_status or
     job_wait found it ended (a detached cell's figures come back then). Call it while the session is in use."""
     images = await figure_images(session.sandbox, cell)
-    return reply(PythonOutput.of_cell(session, cell, timeout, inline=len(images)), *images)
+    return reply(PythonOutput.of_cell(session, cell, timeout, inline=len(images), limit=limit), *images)
+
+
+def output_bytes_type(limits: ToolLimits) -> Any:
+    """The `max_output_bytes` argument of the tools that return a command's output, bounded by the server."""
+    return Annotated[
+        int | None,
+        Field(
+            default=None,
+            ge=MIN_OUTPUT_BYTES,
+            le=limits.max_call_output_bytes,
+            description=f"Bytes of stdout and of stderr to keep (the first and last half of each); omit for "
+            f"{limits.output_bytes}. Ask for more only when you need the whole output inline: every byte fills "
+            "your context.",
+        ),
+    ]
+
+
+def output_limit(mcp: SandboxMCP, session: Session, requested: int | None) -> OutputLimit:
+    """The output cap of one call in `session`."""
+    return call_limit(session.sandbox.limits.output, requested or mcp.limits.output_bytes)
 
 
 class _Plan(NamedTuple):
@@ -127,7 +151,10 @@ async def _plan(mcp: SandboxMCP, sandbox: Sandbox, timeout: float | None, backgr
 
 
 def register(mcp: SandboxMCP) -> None:
+    bounded = annotated(max_output_bytes=output_bytes_type(mcp.limits))
+
     @mcp.tool(annotations=RUNS)
+    @bounded
     async def execute_python(
         ctx: Context,  # type: ignore[type-arg]
         code: Annotated[str, Field(min_length=1, max_length=MAX_CODE_BYTES, description="Python 3 source.")],
@@ -137,6 +164,7 @@ def register(mcp: SandboxMCP) -> None:
         reset: Annotated[
             bool, Field(description="Start a fresh Python process for this session, discarding all variables.")
         ] = False,
+        max_output_bytes: int | None = None,
     ) -> Annotated[CallToolResult, PythonOutput]:
         """Run Python 3 source in the session's Python kernel, in the working directory /app, like a notebook cell.
 
@@ -169,9 +197,10 @@ def register(mcp: SandboxMCP) -> None:
                     figure_budget=FIGURE_BUDGET,
                     on_output=progress.feed if progress else None,
                 )
-            return await cell_reply(session, cell, plan.limit)
+            return await cell_reply(session, cell, plan.limit, output_limit(mcp, session, max_output_bytes))
 
     @mcp.tool(annotations=RUNS)
+    @bounded
     async def execute(
         ctx: Context,  # type: ignore[type-arg]
         command: Annotated[
@@ -183,6 +212,7 @@ def register(mcp: SandboxMCP) -> None:
             str, Field(max_length=4096, description="Directory to run in; relative paths resolve against /app.")
         ] = WORKDIR,
         background: Background = False,
+        max_output_bytes: int | None = None,
     ) -> Annotated[CallToolResult, CommandOutput]:
         """Run a shell command (`/bin/sh -c`) in the sandbox, by default in the working directory /app.
 
@@ -208,4 +238,4 @@ def register(mcp: SandboxMCP) -> None:
                     cwd=cwd,
                     on_output=progress.feed if progress else None,
                 )
-        return reply(CommandOutput.of_job(session, job, plan.limit))
+        return reply(CommandOutput.of_job(session, job, plan.limit, output_limit(mcp, session, max_output_bytes)))
