@@ -4,7 +4,6 @@ went wrong and what to do (`failures.py`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from mcp.server.auth.provider import TokenVerifier
@@ -19,6 +18,7 @@ from .failures import classify
 from .metrics import ServerMetrics
 from .observe import observed
 from .principal import current_principal, principal_of
+from .tool_limits import ToolLimits
 
 INSTRUCTIONS = """\
 Run code and shell commands in an isolated Linux sandbox, and move files in and out of it.
@@ -26,22 +26,6 @@ Every call without session_id works in your default session, created on first us
 calls until the session closes or idles out. The working directory is /app; relative paths resolve there, and
 an absolute path means the same file to every tool. Use create_session for a separate, clean sandbox, and
 close_session when done with it."""
-
-
-@dataclass(frozen=True)
-class ToolLimits:
-    """Bounds the tools add on top of the sandbox's own limits."""
-
-    max_transfer_bytes: int = 2 * 1024 * 1024
-    """Largest piece of a file one upload_file or download_file call moves (inside one MCP message, base64 for
-    binary); larger files move in pieces, by offset."""
-    output_bytes: int = 256 * 1024
-    """Bytes of stdout and of stderr a call keeps unless it asks for another cap (what a model reads)."""
-    max_call_output_bytes: int = 2 * 1024 * 1024
-    """The largest cap a call may ask for, and the one the sandboxes capture with."""
-    detach_after: float = 20.0
-    """Seconds execute and execute_python wait before a command still running becomes a job (MCP clients often
-    give up at 60 s, the Kubernetes router at 180 s)."""
 
 
 class SandboxMCP(FastMCP[Any]):

@@ -49,7 +49,7 @@ def add_setting_arguments(parser: argparse.ArgumentParser, names: Collection[str
     for setting in SETTINGS:
         if not setting.flag or (names is not None and setting.name not in names):
             continue
-        text = f"{setting.help} [${setting.env}]"
+        text = f"{setting.described} [${setting.env}]"
         if setting.kind == "bool":
             parser.add_argument(setting.option, dest=setting.name, action="store_true", default=None, help=text)
             continue

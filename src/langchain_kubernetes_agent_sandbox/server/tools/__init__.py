@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from mcp.types import CallToolResult, ContentBlock, TextContent
+from mcp.types import CallToolResult, ContentBlock, TextContent, ToolAnnotations
 
 from ..models import Rendered
 from ..observe import record_result
+
+if TYPE_CHECKING:
+    from ..app import SandboxMCP
 
 
 def reply(model: Rendered, *extra: ContentBlock) -> CallToolResult:
@@ -23,12 +27,16 @@ def reply(model: Rendered, *extra: ContentBlock) -> CallToolResult:
 Tool = TypeVar("Tool", bound=Callable[..., Any])
 
 
-def annotated(**annotations: Any) -> Callable[[Tool], Tool]:
-    """Give a tool's parameters annotations made from the server's settings (bounds, defaults in descriptions),
-    which a module-level annotation cannot know; apply it below `@mcp.tool`."""
+def tool(mcp: SandboxMCP, annotations: ToolAnnotations, **parameters: Any) -> Callable[[Tool], Tool]:
+    """Register a tool whose description and arguments state the server's live settings: `{detach_after}` in its
+    docstring becomes "20 s" (see `ToolLimits.wording`), and each of `parameters` replaces that argument's
+    annotation with one built from the settings (bounds, defaults), which a module-level annotation cannot know.
+    """
 
-    def annotate(tool: Tool) -> Tool:
-        tool.__annotations__.update(annotations)
-        return tool
+    def register(function: Tool) -> Tool:
+        function.__annotations__.update(parameters)
+        description = inspect.cleandoc(function.__doc__ or "").format_map(mcp.limits.wording)
+        mcp.tool(annotations=annotations, description=description)(function)
+        return function
 
-    return annotate
+    return register

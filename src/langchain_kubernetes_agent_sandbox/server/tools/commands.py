@@ -20,12 +20,13 @@ from ...sandbox import Sandbox
 from ..models import CommandOutput, PythonOutput
 from ..output_caps import call_limit
 from ..principal import current_principal
-from . import annotated, reply
+from . import reply, tool
 from .progress import streamed
 
 if TYPE_CHECKING:
     from ...sessions import Session
-    from ..app import SandboxMCP, ToolLimits
+    from ..app import SandboxMCP
+    from ..tool_limits import ToolLimits
 
 MAX_CODE_BYTES = 64 * 1024
 """Larger programs belong in a file (upload_file), not in one tool argument."""
@@ -40,25 +41,32 @@ SessionId = Annotated[
         description="A session from create_session; omit it to use your default session.",
     ),
 ]
-Timeout = Annotated[
-    float | None,
-    Field(
-        default=None,
-        gt=0,
-        le=24 * 3600,
-        description="Seconds before the run is killed; its output so far is kept. Omit for the server default "
-        "(300 s unless configured); the server's maximum applies.",
-    ),
-]
 
-Background = Annotated[
-    bool,
-    Field(
-        description="Start it as a job and return at once with its job id; follow it with job_status, job_wait, "
-        "job_cancel. Without it the call waits up to the server's detach bound (20 s unless configured) and a "
-        "command still running then becomes a job the same way."
-    ),
-]
+
+def timeout_type(limits: ToolLimits) -> Any:
+    """The `timeout` argument of the tools that run code, bounded by the server's longest."""
+    return Annotated[
+        float | None,
+        Field(
+            default=None,
+            gt=0,
+            le=limits.max_timeout,
+            description=f"Seconds before the run is killed; its output so far is kept. Omit for "
+            f"{limits.wording['default_timeout']}.",
+        ),
+    ]
+
+
+def background_type(limits: ToolLimits) -> Any:
+    return Annotated[
+        bool,
+        Field(
+            description="Start it as a job and return at once with its job id; follow it with job_status, "
+            f"job_wait, job_cancel. Without it the call waits up to {limits.wording['detach_after']} and a "
+            "command still running then becomes a job the same way."
+        ),
+    ]
+
 
 FIGURE_BUDGET = 256 * 1024
 """Bytes of PNG per figure sent inline; larger figures are re-rendered at a lower resolution until they fit."""
@@ -151,16 +159,19 @@ async def _plan(mcp: SandboxMCP, sandbox: Sandbox, timeout: float | None, backgr
 
 
 def register(mcp: SandboxMCP) -> None:
-    bounded = annotated(max_output_bytes=output_bytes_type(mcp.limits))
+    live = {
+        "timeout": timeout_type(mcp.limits),
+        "background": background_type(mcp.limits),
+        "max_output_bytes": output_bytes_type(mcp.limits),
+    }
 
-    @mcp.tool(annotations=RUNS)
-    @bounded
+    @tool(mcp, RUNS, **live)
     async def execute_python(
         ctx: Context,  # type: ignore[type-arg]
         code: Annotated[str, Field(min_length=1, max_length=MAX_CODE_BYTES, description="Python 3 source.")],
         session_id: SessionId = None,
-        timeout: Timeout = None,
-        background: Background = False,
+        timeout: float | None = None,
+        background: bool = False,
         reset: Annotated[
             bool, Field(description="Start a fresh Python process for this session, discarding all variables.")
         ] = False,
@@ -173,8 +184,8 @@ def register(mcp: SandboxMCP) -> None:
         numbers are those of your code (exit code 1). Matplotlib figures left open are saved as PNG files in the
         sandbox and come back as images (downscaled to fit), every one of them. A timeout interrupts the cell
         (KeyboardInterrupt) and says whether the variables survived; a crashed kernel is reported and a new one
-        starts on the next call. A cell still running after the server's detach bound (20 s unless configured)
-        becomes a job: follow it with job_status, job_wait, job_cancel. stdin is empty. No network unless the
+        starts on the next call. A cell still running after {detach_after} becomes a job: follow it with
+        job_status, job_wait, job_cancel. stdin is empty. No network unless the
         session was created with network=true. At most 64 KiB of code; for larger programs upload a file.
         """
         size = len(code.encode("utf-8"))
@@ -199,19 +210,18 @@ def register(mcp: SandboxMCP) -> None:
                 )
             return await cell_reply(session, cell, plan.limit, output_limit(mcp, session, max_output_bytes))
 
-    @mcp.tool(annotations=RUNS)
-    @bounded
+    @tool(mcp, RUNS, **live)
     async def execute(
         ctx: Context,  # type: ignore[type-arg]
         command: Annotated[
             str, Field(min_length=1, max_length=MAX_CODE_BYTES, description="A shell command for /bin/sh -c.")
         ],
         session_id: SessionId = None,
-        timeout: Timeout = None,
+        timeout: float | None = None,
         cwd: Annotated[
             str, Field(max_length=4096, description="Directory to run in; relative paths resolve against /app.")
         ] = WORKDIR,
-        background: Background = False,
+        background: bool = False,
         max_output_bytes: int | None = None,
     ) -> Annotated[CallToolResult, CommandOutput]:
         """Run a shell command (`/bin/sh -c`) in the sandbox, by default in the working directory /app.
@@ -219,11 +229,11 @@ def register(mcp: SandboxMCP) -> None:
         Returns stdout and stderr separately with the exit code; a command that runs past its timeout is
         killed and reported with exit code 124 and the output it had written. Files persist within the
         session, so later calls (and download_file) see what this one wrote. Each call starts a new shell:
-        `cd` and exported variables do not carry over. Output beyond the server's cap keeps its beginning and
-        end, and the whole output stays in files whose paths the result gives. No network unless the session
-        was created with network=true. A command still running after the server's detach bound (20 s unless
-        configured) becomes a job: the result gives its id and the output so far; follow it with job_status,
-        job_wait and job_cancel. Start servers and other long commands with background=true.
+        `cd` and exported variables do not carry over. Output beyond {output_bytes} per stream (or the
+        max_output_bytes asked for) keeps its beginning and end, and the whole output stays in files whose
+        paths the result gives. No network unless the session was created with network=true. A command still
+        running after {detach_after} becomes a job: the result gives its id and the output so far; follow it
+        with job_status, job_wait and job_cancel. Start servers and other long commands with background=true.
         """
         async with mcp.registry.use(current_principal.get(), session_id) as session:
             plan = await _plan(mcp, session.sandbox, timeout, background)

@@ -15,7 +15,7 @@ from ...errors import InvalidArgumentError, TooLargeError
 from ...paths import resolve
 from ..models import DownloadedFile, FileItem, FileListing, UploadedFile
 from ..principal import current_principal
-from . import annotated, reply, transfers
+from . import reply, tool, transfers
 from .commands import SessionId
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ Path = Annotated[
     ),
 ]
 
+READS = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
 IMAGE_SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
     (b"\xff\xd8\xff", "image/jpeg"),
@@ -102,8 +103,7 @@ def register(mcp: SandboxMCP) -> None:
         ),
     ]
 
-    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True))
-    @annotated(content=Content)
+    @tool(mcp, ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True), content=Content)
     async def upload_file(
         path: Path,
         content: str,
@@ -132,8 +132,9 @@ def register(mcp: SandboxMCP) -> None:
 
         The write is atomic: other calls see the old file or the new one, never a part. Returns the absolute
         path, the size in bytes and the sha256 of what was written. The file persists for the session's life.
-        A file larger than one call carries goes in pieces: each call sends content from `offset` with the
-        file's `size` (and best its `sha256`); the piece that ends the file, sent last, writes it.
+        A file larger than one call carries ({max_transfer_bytes}) goes in pieces: each call sends content from
+        `offset` with the file's `size` (and best its `sha256`); the piece that ends the file, sent last,
+        writes it.
         """
         data = decoded(content, encoding)
         check_piece(len(data))
@@ -163,8 +164,7 @@ def register(mcp: SandboxMCP) -> None:
         uploaded = UploadedFile(session_id=session.id, path=written, size=len(whole), sha256=digest)
         return reply(uploaded.moving(len(data)))
 
-    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
-    @annotated(length=Piece)
+    @tool(mcp, READS, length=Piece)
     async def download_file(
         path: Path,
         session_id: SessionId = None,
@@ -179,8 +179,8 @@ def register(mcp: SandboxMCP) -> None:
         come back as image content you can look at.
 
         Returns the content with the file's size, sha256 and media type. A file larger than one call carries
-        comes in pieces: the result's next_offset is where the next call starts (offset=next_offset), until
-        there is none; the sha256 is always the whole file's.
+        ({max_transfer_bytes}) comes in pieces: the result's next_offset is where the next call starts
+        (offset=next_offset), until there is none; the sha256 is always the whole file's.
         """
         async with mcp.registry.use(current_principal.get(), session_id) as session:
             data = await session.sandbox.read_file(path)
@@ -213,15 +213,17 @@ def register(mcp: SandboxMCP) -> None:
         encoded = result.content if result.encoding == "base64" else base64.b64encode(data).decode("ascii")
         return reply(result, ImageContent(type="image", data=encoded, mimeType=image))
 
-    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
+    Entries = Annotated[int, Field(ge=1, le=mcp.limits.max_list_entries, description="Most entries to return.")]
+
+    @tool(mcp, READS, max_entries=Entries)
     async def list_files(
         path: Path = ".",
         session_id: SessionId = None,
-        max_entries: Annotated[int, Field(ge=1, le=10_000, description="Most entries to return.")] = 200,
+        max_entries: int = 200,
     ) -> Annotated[CallToolResult, FileListing]:
         """List a directory in the sandbox (default: the working directory /app), sorted by name, with each
-        entry's kind, size and modification time. Hidden files are included. A directory of more than 10,000
-        entries is listed in part (incomplete is then true)."""
+        entry's kind, size and modification time. Hidden files are included. A directory of more than
+        {max_list_entries} entries is listed in part (incomplete is then true)."""
         async with mcp.registry.use(current_principal.get(), session_id) as session:
             entries = await session.sandbox.list_dir(path)
         items = [

@@ -12,7 +12,7 @@ from ...engine.results import JobResult
 from ...output import OutputLimit
 from ..models import CommandOutput
 from ..principal import current_principal
-from . import annotated, reply
+from . import reply, tool
 from .commands import RUNS, SessionId, cell_reply, output_bytes_type, output_limit
 
 if TYPE_CHECKING:
@@ -41,10 +41,9 @@ async def _reply(session: Session, job: JobResult, output: OutputLimit) -> CallT
 
 
 def register(mcp: SandboxMCP) -> None:
-    bounded = annotated(max_output_bytes=output_bytes_type(mcp.limits))
+    live = {"max_output_bytes": output_bytes_type(mcp.limits)}
 
-    @mcp.tool(annotations=READS)
-    @bounded
+    @tool(mcp, READS, **live)
     async def job_status(
         job_id: JobId, session_id: SessionId = None, cursor: Cursor = None, max_output_bytes: int | None = None
     ) -> Annotated[CallToolResult, CommandOutput]:
@@ -55,8 +54,7 @@ def register(mcp: SandboxMCP) -> None:
             job = await jobs.status(session.sandbox, job_id, cursor)
             return await _reply(session, job, output_limit(mcp, session, max_output_bytes))
 
-    @mcp.tool(annotations=READS)
-    @bounded
+    @tool(mcp, READS, **live)
     async def job_wait(
         job_id: JobId,
         timeout: Annotated[
@@ -72,8 +70,7 @@ def register(mcp: SandboxMCP) -> None:
             job = await jobs.wait(session.sandbox, job_id, timeout, cursor)
             return await _reply(session, job, output_limit(mcp, session, max_output_bytes))
 
-    @mcp.tool(annotations=RUNS)
-    @bounded
+    @tool(mcp, RUNS, **live)
     async def job_cancel(
         job_id: JobId, session_id: SessionId = None, max_output_bytes: int | None = None
     ) -> Annotated[CallToolResult, CommandOutput]:

@@ -12,7 +12,7 @@ from ...engine.background import keeps_background
 from ...paths import WORKDIR
 from ..models import ClosedSession, SessionDescription, SessionList
 from ..principal import current_principal
-from . import reply
+from . import reply, tool
 from .commands import SessionId
 
 if TYPE_CHECKING:
@@ -22,18 +22,20 @@ READS = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
 
 
 def register(mcp: SandboxMCP) -> None:
-    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False))
+    Idle = Annotated[
+        int | None,
+        Field(
+            default=None,
+            ge=1,
+            le=int(mcp.limits.max_idle_timeout),
+            description="Idle timeout: the session ends this many seconds after its last use. Omit for "
+            f"{mcp.limits.wording['idle_timeout']}.",
+        ),
+    ]
+
+    @tool(mcp, ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False), ttl_seconds=Idle)
     async def create_session(
-        ttl_seconds: Annotated[
-            int | None,
-            Field(
-                default=None,
-                ge=1,
-                le=7 * 24 * 3600,
-                description="Idle timeout: the session ends this many seconds after its last use. "
-                "Omit for the server default (30 minutes unless configured); the server's maximum applies.",
-            ),
-        ] = None,
+        ttl_seconds: int | None = None,
         network: Annotated[
             bool, Field(description="Whether the sandbox may reach the network; the server may refuse it.")
         ] = False,
@@ -54,13 +56,13 @@ def register(mcp: SandboxMCP) -> None:
         )
         return reply(SessionDescription.of(session, WORKDIR))
 
-    @mcp.tool(annotations=READS)
+    @tool(mcp, READS)
     async def list_sessions() -> Annotated[CallToolResult, SessionList]:
         """List your open sessions (oldest first) with their ids, labels and when each expires."""
         sessions = await mcp.registry.list_for(current_principal.get())
         return reply(SessionList(sessions=[SessionDescription.of(session, WORKDIR) for session in sessions]))
 
-    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False))
+    @tool(mcp, ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False))
     async def close_session(
         session_id: Annotated[str, Field(min_length=1, max_length=64, description="The session to close.")],
     ) -> Annotated[CallToolResult, ClosedSession]:
@@ -69,7 +71,7 @@ def register(mcp: SandboxMCP) -> None:
         await mcp.registry.close(current_principal.get(), session_id)
         return reply(ClosedSession(session_id=session_id, closed=True))
 
-    @mcp.tool(annotations=READS)
+    @tool(mcp, READS)
     async def session_info(session_id: SessionId = None) -> Annotated[CallToolResult, SessionDescription]:
         """Describe a session (default: your default session, created if needed): its provider, working
         directory, network access, labels, idle timeout, when it expires, and whether its Python kernel runs."""
