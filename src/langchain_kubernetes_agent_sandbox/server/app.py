@@ -14,11 +14,13 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import ContentBlock
 
 from ..sessions import SessionRegistry
+from .context import ToolContext, current_context
 from .failures import classify
 from .metrics import ServerMetrics
 from .observe import observed
 from .principal import current_principal, principal_of
 from .tool_limits import ToolLimits
+from .tools import commands, files, jobs, sessions
 
 INSTRUCTIONS = """\
 Run code and shell commands in an isolated Linux sandbox, and move files in and out of it.
@@ -63,10 +65,10 @@ class SandboxMCP(FastMCP[Any]):
             max_request_body_size=request_body_bound(self.limits),
             log_level="WARNING",
         )
-        from .tools import commands, files, jobs, sessions
-
+        self.context = ToolContext(registry, self.limits)
         for module in (commands, files, jobs, sessions):
-            module.register(self)
+            for spec in module.TOOLS:
+                spec.add_to(self, self.limits)
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Sequence[ContentBlock] | dict[str, Any]:
         try:
@@ -75,6 +77,7 @@ class SandboxMCP(FastMCP[Any]):
             request = None
         principal = principal_of(request, self.local_principal)
         token = current_principal.set(principal)
+        context_token = current_context.set(self.context)
         try:
             with observed(self.metrics, name, principal, arguments) as call:
                 try:
@@ -85,6 +88,7 @@ class SandboxMCP(FastMCP[Any]):
                     # FastMCP passes a CallToolResult through as it is: the error with its structured content
                     return failure.as_result()  # type: ignore[return-value]
         finally:
+            current_context.reset(context_token)
             current_principal.reset(token)
 
 

@@ -103,9 +103,11 @@ class CommandOutput(Rendered):
         return self.state == "timed_out"
 
     @classmethod
-    def of_job(cls, session: Session, job: JobResult, timeout: float, limit: OutputLimit | None = None) -> Self:
+    def of_job(
+        cls, session: Session, job: JobResult, timeout: float, limit: OutputLimit | None = None, **more: Any
+    ) -> Self:
         """`timeout` is the limit to report when the job's folder does not record its own; `limit` a tighter
-        output cap than the sandbox's, for this call."""
+        output cap than the sandbox's, for this call; `more` the fields a subclass adds."""
         result = job.result if limit is None else recapped(job.result, limit)
         running_for = time.time() - job.started_at if job.running and job.started_at else None
         output = cls(
@@ -118,6 +120,7 @@ class CommandOutput(Rendered):
             job_id=job.job_id,
             cursor=job.cursor if job.running else None,
             dropped_bytes=result.dropped_bytes or None,
+            **more,
         )
         output._details = OutputDetails(
             stdout_bytes=result.stdout_bytes,
@@ -352,15 +355,16 @@ class PythonOutput(CommandOutput):
     def of_cell(
         cls, session: Session, cell: CellResult, timeout: float, inline: int = 0, limit: OutputLimit | None = None
     ) -> PythonOutput:
-        base = CommandOutput.of_job(session, cell.job, timeout, limit)
-        output = cls(
-            **base.model_dump(),
+        output = cls.of_job(
+            session,
+            cell.job,
+            timeout,
+            limit,
             value=cell.value,
             error=cell.error,
             figures=[figure.path for figure in cell.figures] or None,
             kernel=cell.kernel,
         )
-        output._details = base._details
         output._cell = CellDetails(
             figures=list(cell.figures),
             figures_made=cell.figures_made,
