@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from langchain_kubernetes_agent_sandbox.cli.main import build_parser
 from langchain_kubernetes_agent_sandbox.limits import ExecutionLimits
 from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesConfig
 from langchain_kubernetes_agent_sandbox.providers.local.limits import ResourceLimits
-from langchain_kubernetes_agent_sandbox.server.cli import build_parser
 from langchain_kubernetes_agent_sandbox.server.config import BY_NAME, ServerConfig, settings_table
 from langchain_kubernetes_agent_sandbox.server.tool_limits import ToolLimits
 from langchain_kubernetes_agent_sandbox.sessions import SessionPolicy

@@ -10,9 +10,9 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from ..errors import SandboxError
-from .config import CONFIG_ENV, SETTINGS, ConfigError, load
-from .logs import configure_logging
-from .runtime import serve
+from ..server.config import CONFIG_ENV, SETTINGS, ConfigError, load
+from ..server.logs import configure_logging
+from ..server.runtime import serve
 
 EPILOG = f"""\
 Every setting can also come from an environment variable (shown after each option) or from a TOML file given

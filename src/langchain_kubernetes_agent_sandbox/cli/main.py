@@ -15,14 +15,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run AI agents' code in isolated sandboxes: Kubernetes agent-sandbox pods or local workspaces.",
     )
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from . import demo_command, doctor_command, serve_command
+    from . import demo, doctor, fake_cluster, serve
 
-    serve_command.register(subcommands)
-    demo_command.register(subcommands)
-    doctor_command.register(subcommands)
-    from ..testing import cli as fake_cluster_command
-
-    fake_cluster_command.register(subcommands)
+    serve.register(subcommands)
+    demo.register(subcommands)
+    doctor.register(subcommands)
+    fake_cluster.register(subcommands)
     return parser
 
 
