@@ -93,3 +93,23 @@ async def test_a_call_may_ask_for_more_output_up_to_the_servers_maximum(connect:
         refused = await fail(client, "execute", command=command, max_output_bytes=200_001)
         assert refused.startswith("invalid_argument:")
         assert "200000" in refused
+
+
+async def test_pieces_planted_by_the_sandbox_cannot_make_a_file_larger_than_its_size(connect: Connect) -> None:
+    """Code in the sandbox can write where the pieces wait: a planted 5 MB piece is read only up to the size
+    the caller gave, and the sha256 the caller gave refuses the forged content."""
+    async with connect(max_transfer_bytes=PIECE) as client:
+        await call(client, "upload_file", path="forged.bin", content="a" * 100, size=300)
+        plant = "d=$(ls -d /tmp/.kas/uploads/*) && head -c 5000000 /dev/zero > $d/000000000000100"
+        assert data(await call(client, "execute", command=plant))["exit_code"] == 0
+        await call(client, "upload_file", path="forged.bin", content="c" * 100, offset=200, size=300)
+        written = data(await call(client, "execute", command="wc -c < forged.bin"))
+        assert written["stdout"].strip() == "300"
+        expected = hashlib.sha256(b"a" * 100 + b"b" * 100 + b"c" * 100).hexdigest()
+        await call(client, "upload_file", path="checked.bin", content="a" * 100, size=300, sha256=expected)
+        plant = "d=$(ls -d /tmp/.kas/uploads/*) && head -c 5000000 /dev/zero > $d/000000000000100"
+        await call(client, "execute", command=plant)
+        refused = await fail(
+            client, "upload_file", path="checked.bin", content="c" * 100, offset=200, size=300, sha256=expected
+        )
+        assert "nothing was written" in refused

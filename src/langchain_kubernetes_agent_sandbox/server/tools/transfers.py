@@ -47,10 +47,10 @@ async def _assembled(sandbox: Sandbox, staging: str, size: int) -> bytes:
     whole = bytearray()
     for entry in await sandbox.list_dir(staging):
         start = int(entry.name) if entry.name.isdigit() else -1
-        if start < 0 or start > len(whole):
+        if start < 0 or start > len(whole) or len(whole) >= size:
             break
         piece = await sandbox.read_file(entry.path)
-        whole += piece[len(whole) - start :]
+        whole += piece[len(whole) - start : size - start]  # what the sandbox holds is untrusted: never past size
     if len(whole) != size:
         raise InvalidArgumentError(
             f"Bytes {len(whole)} to {size} of the file never arrived (or arrived after the piece that ends it): "
