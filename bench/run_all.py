@@ -10,11 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
 import json
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -24,6 +22,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import bench_adapter  # noqa: E402
+import bench_egress  # noqa: E402
 import bench_engine  # noqa: E402
 import bench_kubernetes  # noqa: E402
 import bench_local  # noqa: E402
@@ -71,6 +70,14 @@ def row(benchmark: str, figure: str, value: float, unit: str, baseline: float | 
 def local_rows(runs: int) -> list[Row]:
     rows, _ = asyncio.run(bench_local.measure(runs))
     return [row("local", name, value, "ms", base, "bare process / host file I/O") for name, value, base, _ in rows]
+
+
+def egress_rows(runs: int) -> list[Row]:
+    """GETs through the egress proxy against the same GETs directly (issue 13: at most 1.2x for 1 MiB, at most
+    2 ms added per connection)."""
+    return [
+        row("egress (local)", name, value, "ms", base, label) for name, value, base, label in bench_egress.measure(runs)
+    ]
 
 
 def mcp_rows(calls: int, clients: int, per_client: int) -> list[Row]:
@@ -135,41 +142,13 @@ def adapter_rows(rounds: int) -> list[Row]:
 
 
 def kubernetes_rows(rounds: int, commands: int) -> list[Row]:
-    """bench_kubernetes prints markdown tables: the provider beside the client used directly, and commands per
-    second of one session beside many; both become figures here."""
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        asyncio.run(bench_kubernetes.main(rounds, commands))
-    sys.stdout.write(printed.getvalue())
-    rows = []
-    throughput: dict[str, float] = {}
-    number = re.compile(r"([\d.]+)\s*(ms|s)\b")
-    for line in printed.getvalue().splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) == 3 and re.fullmatch(r"\d+ x \d+", cells[0]) and re.fullmatch(r"[\d.]+", cells[2]):
-            throughput[cells[0]] = float(cells[2])
-            continue
-        if len(cells) < 4 or not re.fullmatch(r"[\d.]+x?", cells[3]):
-            continue
-        direct, provider = number.search(cells[1]), number.search(cells[2])
-        if direct and provider:
-            rows.append(
-                row(
-                    "kubernetes (imitation)",
-                    cells[0],
-                    float(provider[1]),
-                    provider[2],
-                    float(direct[1]),
-                    "k8s-agent-sandbox directly",
-                )
-            )
-    single = next((value for label, value in throughput.items() if label.startswith("1 x")), None)
-    for label, value in throughput.items():
-        if not label.startswith("1 x"):
-            sessions, per_session = label.split(" x ")
-            figure = f"{sessions} sessions x {per_session} commands at once: commands/s"
-            rows.append(row("kubernetes (imitation)", figure, value, "cmd/s", single, "one session"))
-    return rows
+    """The provider on both channels beside the client used directly, MCP over HTTP, streaming, throughput."""
+    figures = asyncio.run(bench_kubernetes.main(rounds, commands))
+    print(bench_kubernetes.report(figures))
+    return [
+        row("kubernetes (imitation)", f["figure"], f["value"], f["unit"], f["baseline"], f["baseline_is"])
+        for f in figures
+    ]
 
 
 def markdown(rows: list[Row], facts: dict[str, Any]) -> str:
@@ -219,6 +198,7 @@ def main() -> None:
     rows += python_rows(args.python_rounds)
     rows += kubernetes_rows(args.rounds, args.commands)
     rows += adapter_rows(args.rounds)
+    rows += egress_rows(args.runs * 2)
     table = markdown(rows, facts)
     results = BENCH / "results"
     results.mkdir(exist_ok=True)

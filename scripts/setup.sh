@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV="${VENV:-.venv}"
-SYSTEM_PACKAGES=(bubblewrap e2fsprogs keyutils mount python3 python3-venv python3-matplotlib)
+SYSTEM_PACKAGES=(bubblewrap e2fsprogs keyutils mount python3 python3-venv python3-matplotlib nodejs npm util-linux curl git python3-pip)
 
 missing_system_packages() {
     command -v bwrap >/dev/null 2>&1 || echo bubblewrap
@@ -18,6 +18,15 @@ missing_system_packages() {
     command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' 2>/dev/null || echo python3-venv
     # Sandboxes use the host's /usr/bin/python3: matplotlib there makes execute_python's figures testable.
     /usr/bin/python3 -c 'import matplotlib' 2>/dev/null || echo python3-matplotlib
+    # The TypeScript MCP clients of tests/clients run on Node.js, installed with npm.
+    command -v node >/dev/null 2>&1 || echo nodejs
+    command -v npm >/dev/null 2>&1 || echo npm
+    # Egress: commands enter their sandbox's network namespace with nsenter; the egress tests use curl, git and
+    # pip inside sandboxes (the host's /usr/bin), through the proxy.
+    command -v nsenter >/dev/null 2>&1 || echo util-linux
+    command -v curl >/dev/null 2>&1 || echo curl
+    command -v git >/dev/null 2>&1 || echo git
+    /usr/bin/python3 -m pip --version >/dev/null 2>&1 || echo python3-pip
 }
 
 missing=$(missing_system_packages | sort -u | tr '\n' ' ')
@@ -42,4 +51,24 @@ if [ ! -f "$stamp" ]; then
     "$VENV/bin/python" -m pip install --quiet -e '.[test]'
     rm -f "$VENV"/.installed-*
     touch "$stamp"
+fi
+
+# The MCP clients tests/clients drives besides the package's own mcp 1.x: the TypeScript SDK and its 2026-07-28
+# client (npm, every package pinned by package-lock.json), and mcp 2.x for Python in a virtualenv of its own,
+# since the package needs mcp 1.x (langchain-mcp-adapters requires mcp<2).
+CLIENTS=tests/clients
+ts_stamp="$CLIENTS/ts/node_modules/.installed-$(sha256sum "$CLIENTS/ts/package-lock.json" | cut -c1-16)"
+if [ ! -f "$ts_stamp" ]; then
+    echo "setup: installing the TypeScript MCP clients into $CLIENTS/ts/node_modules"
+    (cd "$CLIENTS/ts" && npm ci --loglevel=error >/dev/null)
+    touch "$ts_stamp"
+fi
+MCP2_VENV="$CLIENTS/mcp2/.venv"
+mcp2_stamp="$MCP2_VENV/.installed-$(sha256sum "$CLIENTS/mcp2/requirements.txt" | cut -c1-16)"
+if [ ! -f "$mcp2_stamp" ]; then
+    echo "setup: installing the mcp 2.x client into $MCP2_VENV"
+    [ -x "$MCP2_VENV/bin/python" ] || python3 -m venv "$MCP2_VENV"
+    "$MCP2_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$CLIENTS/mcp2/requirements.txt"
+    rm -f "$MCP2_VENV"/.installed-*
+    touch "$mcp2_stamp"
 fi

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesCo
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider
 from langchain_kubernetes_agent_sandbox.providers.local.state import temporary_state
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
+from langchain_kubernetes_agent_sandbox.testing.pods import DEFAULT_RUNTIME_COMMAND
 
 pytest_plugins = ["langchain_kubernetes_agent_sandbox.testing.pytest_plugin"]
 
@@ -59,11 +60,11 @@ async def local_provider_factory(local_state_dir: Path) -> AsyncIterator[Provide
         yield make
 
 
-@pytest.fixture
-async def kubernetes_provider_factory(fake_cluster: FakeCluster) -> AsyncIterator[ProviderFactory]:
+@contextlib.asynccontextmanager
+async def kubernetes_factory(cluster: FakeCluster, **options: Any) -> AsyncIterator[ProviderFactory]:
     def build(limits: ExecutionLimits | None = None) -> SandboxProvider:
         config = KubernetesConfig(
-            warm_pool=fake_cluster.pool, api_url=fake_cluster.router_url, kubeconfig=fake_cluster.kubeconfig
+            warm_pool=cluster.pool, api_url=cluster.router_url, kubeconfig=cluster.kubeconfig, **options
         )
         return KubernetesProvider(config, limits=limits)
 
@@ -71,8 +72,41 @@ async def kubernetes_provider_factory(fake_cluster: FakeCluster) -> AsyncIterato
         yield make
 
 
+@pytest.fixture
+async def kubernetes_provider_factory(fake_cluster: FakeCluster) -> AsyncIterator[ProviderFactory]:
+    """Pods reached through their agent's port, the execution engine's native channel."""
+    async with kubernetes_factory(fake_cluster) as make:
+        yield make
+
+
+@pytest.fixture(scope="session")
+def fake_cluster_without_background() -> Iterator[FakeCluster]:
+    """An imitation cluster whose runtime ends every process a request started when it returns."""
+    command = (*DEFAULT_RUNTIME_COMMAND, "--no-background")
+    with FakeCluster({"python-pool": 2}, runtime_command=command) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+async def kubernetes_no_background_provider_factory(
+    fake_cluster_without_background: FakeCluster,
+) -> AsyncIterator[ProviderFactory]:
+    """Pods that keep nothing running between requests: no agent, one-shot commands, no jobs."""
+    async with kubernetes_factory(fake_cluster_without_background) as make:
+        yield make
+
+
+@pytest.fixture
+async def kubernetes_oneshot_provider_factory(fake_cluster: FakeCluster) -> AsyncIterator[ProviderFactory]:
+    """Pods reached through one-shot `/execute` requests only: the fallback for runtimes that cannot host an agent."""
+    async with kubernetes_factory(fake_cluster, agent_port=None) as make:
+        yield make
+
+
 @contextlib.asynccontextmanager
-async def impatient_provider(cluster: FakeCluster, *, patience: float) -> AsyncIterator[KubernetesProvider]:
+async def impatient_provider(
+    cluster: FakeCluster, *, patience: float, **options: Any
+) -> AsyncIterator[KubernetesProvider]:
     """A Kubernetes provider on the imitation that gives up within seconds (claims and file calls after
     `patience`, API calls a second sooner), so fault tests end quickly; no sandbox or fault outlives it."""
     config = KubernetesConfig(
@@ -83,6 +117,7 @@ async def impatient_provider(cluster: FakeCluster, *, patience: float) -> AsyncI
         api_timeout=patience - 1,
         file_timeout=patience,
         timeout_margin=2,
+        **options,
     )
     made = KubernetesProvider(config)
     try:
@@ -94,7 +129,12 @@ async def impatient_provider(cluster: FakeCluster, *, patience: float) -> AsyncI
         await made.aclose()
 
 
-PROVIDER_FACTORY_FIXTURES = {"local": "local_provider_factory", "kubernetes": "kubernetes_provider_factory"}
+PROVIDER_FACTORY_FIXTURES = {
+    "local": "local_provider_factory",
+    "kubernetes": "kubernetes_provider_factory",
+    "kubernetes-oneshot": "kubernetes_oneshot_provider_factory",
+    "kubernetes-no-background": "kubernetes_no_background_provider_factory",
+}
 """Provider name -> the fixture that makes it; each contract test runs once per entry."""
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from . import paths
 from .errors import InvalidArgumentError, TooLargeError
 from .limits import ExecutionLimits
+from .network.policy import EgressPolicy
 from .results import CommandResult, FileEntry, Listing
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ class SandboxInfo:
     created_at: float = field(default_factory=time.time)
     expires_at: float | None = None
     network: bool = False
+    reachable: tuple[str, ...] = ()
+    """Where the sandbox may connect, as the egress rules in force (`name:ports`); empty without egress."""
 
 
 def check_command(command: str) -> None:
@@ -102,13 +105,15 @@ class Sandbox(abc.ABC):
         """Start `command` as a process and return at once: follow its output as it is written, give it input
         (with stdin=True) and signals, wait for it; past `timeout` seconds it is killed (exit 124, output kept).
         `process(id)` finds it again, also from another server process or after a restart."""
-        from .engine import processes, shell_jobs  # the engine builds on this contract
+        from .engine import background, processes, shell_jobs  # the engine builds on this contract
 
         check_command(command)
         limit = self.limits.timeout_for(timeout)
         if await self.agent() is None:
             if stdin:
                 raise InvalidArgumentError(processes.NO_INPUT)
+            if not await background.keeps_background(self):
+                raise InvalidArgumentError(processes.NO_BACKGROUND)
             job = await shell_jobs.start(self, command, timeout=limit, wait=0, cwd=cwd, env=env)
             return processes.ShellProcess(self, job.job_id)
 
@@ -201,9 +206,11 @@ class SandboxProvider(abc.ABC):
         *,
         labels: Mapping[str, str] | None = None,
         lifetime: float | None = None,
-        network: bool = False,
+        network: bool | EgressPolicy = False,
     ) -> Sandbox:
-        """A new sandbox, reaped after `lifetime` seconds unless its expiry is moved."""
+        """A new sandbox, reaped after `lifetime` seconds unless its expiry is moved.
+
+        `network`: False for none, True for the operator's allow-list, or a policy narrowed from it."""
 
     @abc.abstractmethod
     async def get(self, sandbox_id: str) -> Sandbox:

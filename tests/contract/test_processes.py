@@ -8,7 +8,29 @@ import time
 
 import pytest
 
-from langchain_kubernetes_agent_sandbox import InvalidArgumentError, NotFoundError, Sandbox
+from langchain_kubernetes_agent_sandbox import InvalidArgumentError, NotFoundError, Sandbox, SandboxProvider
+from langchain_kubernetes_agent_sandbox.engine import background
+
+
+@pytest.fixture
+async def sandbox(sandbox: Sandbox) -> Sandbox:
+    """The row's sandbox, where processes can live at all (the last test asserts the refusal elsewhere)."""
+    if not await background.keeps_background(sandbox):
+        pytest.skip("this runtime keeps no background processes, so it refuses processes (asserted below)")
+    return sandbox
+
+
+async def test_a_runtime_without_background_processes_refuses_them_with_the_reason(provider: SandboxProvider) -> None:
+    sandbox = await provider.create()
+    try:
+        if await background.keeps_background(sandbox):
+            assert (await (await sandbox.start("echo kept", timeout=10)).wait(timeout=10)) is not None
+            return
+        with pytest.raises(InvalidArgumentError, match="use run"):
+            await sandbox.start("sleep 1", timeout=10)
+        assert (await sandbox.run("echo still runs")).stdout == "still runs\n"
+    finally:
+        await sandbox.terminate()
 
 
 async def test_a_started_process_streams_its_output_in_order_while_it_runs(sandbox: Sandbox) -> None:

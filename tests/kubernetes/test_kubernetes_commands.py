@@ -14,8 +14,12 @@ from langchain_kubernetes_agent_sandbox.testing import FakeCluster
 
 @pytest.fixture
 async def sandbox(fake_cluster: FakeCluster) -> AsyncIterator[Sandbox]:
+    """A sandbox whose commands go through the wrapper, one `/execute` request each (no agent)."""
     config = KubernetesConfig(
-        warm_pool=fake_cluster.pool, api_url=fake_cluster.router_url, kubeconfig=fake_cluster.kubeconfig
+        warm_pool=fake_cluster.pool,
+        api_url=fake_cluster.router_url,
+        kubeconfig=fake_cluster.kubeconfig,
+        agent_port=None,
     )
     provider = KubernetesProvider(config)
     created = await provider.create()

@@ -30,6 +30,13 @@ async def provider(fake_cluster: FakeCluster) -> AsyncIterator[KubernetesProvide
         yield made
 
 
+@pytest.fixture
+async def oneshot_provider(fake_cluster: FakeCluster) -> AsyncIterator[KubernetesProvider]:
+    """Commands as one `/execute` request each, through the router every time (no agent)."""
+    async with impatient_provider(fake_cluster, patience=2, agent_port=None) as made:
+        yield made
+
+
 def claims_left(cluster: FakeCluster) -> list[str]:
     return [claim["metadata"]["name"] for claim in cluster.claims(LABEL)]
 
@@ -133,9 +140,9 @@ async def test_router_errors_on_files(
 
 
 async def test_router_timeout_on_a_run_is_a_timed_out_result(
-    provider: KubernetesProvider, fake_cluster: FakeCluster
+    oneshot_provider: KubernetesProvider, fake_cluster: FakeCluster
 ) -> None:
-    sandbox = await create(provider)
+    sandbox = await create(oneshot_provider)
     fake_cluster.set_faults(router_status=504)
     result = await sandbox.run("echo never", timeout=60)
     assert result.timed_out
@@ -148,9 +155,9 @@ async def test_router_timeout_on_a_run_is_a_timed_out_result(
 
 
 async def test_slow_runtime_ends_the_run_at_limit_plus_margin(
-    provider: KubernetesProvider, fake_cluster: FakeCluster
+    oneshot_provider: KubernetesProvider, fake_cluster: FakeCluster
 ) -> None:
-    sandbox = await create(provider)
+    sandbox = await create(oneshot_provider)
     fake_cluster.set_faults(runtime_delay=10)
     started = time.monotonic()
     result = await sandbox.run("echo slow", timeout=1)
@@ -161,7 +168,7 @@ async def test_slow_runtime_ends_the_run_at_limit_plus_margin(
     assert (await sandbox.run("echo fast")).stdout == "fast\n"
 
 
-async def test_limit_beyond_the_router_is_refused_with_the_reason(provider: KubernetesProvider) -> None:
-    sandbox = await create(provider)
+async def test_limit_beyond_the_router_is_refused_with_the_reason(oneshot_provider: KubernetesProvider) -> None:
+    sandbox = await create(oneshot_provider)
     with pytest.raises(InvalidArgumentError, match="proxy timeout"):
         await sandbox.run("true", timeout=600)

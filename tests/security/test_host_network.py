@@ -1,7 +1,8 @@
 """Attacks on the host's loopback from inside a local sandbox: its TCP listeners, its abstract unix sockets (which
 belong to a network namespace, not to the filesystem), its socket table. A sandbox without network reaches none
-of them, in either way of running commands. A sandbox created with network=True shares the host's network today,
-so the one configuration that would let it talk to the server itself unauthenticated is refused."""
+of them, in either way of running commands, and neither does a sandbox with egress: it has a network namespace of
+its own too, whose only way out is the proxy, which refuses loopback. Only names the operator lets resolve to
+private addresses could lead back to the host, so that configuration is refused for an unauthenticated server."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from langchain_kubernetes_agent_sandbox.network.settings import operator_policy
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider, LocalSandbox
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
 
@@ -70,17 +72,32 @@ async def test_a_sandbox_without_network_reaches_no_host_loopback_service(
     assert answers == {"AF_INET": "ConnectionRefusedError", "AF_UNIX": "ConnectionRefusedError", "tcp_table": False}
 
 
-async def test_a_sandbox_with_network_shares_the_hosts_loopback_so_unauthenticated_serving_is_refused(
-    local_state_dir: Path,
-) -> None:
-    sandbox = await LocalProvider(local_state_dir).create(network=True)
+async def test_a_sandbox_with_egress_reaches_no_host_loopback_service_either(local_state_dir: Path) -> None:
+    provider = LocalProvider(local_state_dir, egress=operator_policy(["*"]))
+    sandbox = await provider.create(network=True)
     try:
         answers = await reach_host(sandbox)
     finally:
         await sandbox.terminate()
-    assert answers == {"AF_INET": "connected", "AF_UNIX": "connected", "tcp_table": True}, "the exposure changed"
-    with pytest.raises(ValueError, match="--allow-unauthenticated together with --allow-network") as refused:
-        ServerConfig(transport="http", allow_unauthenticated=True, allow_network=True)
+        await provider.aclose()
+    assert answers == {"AF_INET": "ConnectionRefusedError", "AF_UNIX": "ConnectionRefusedError", "tcp_table": False}
+
+
+def test_unauthenticated_serving_is_refused_only_with_names_allowed_to_resolve_to_private_addresses() -> None:
+    with pytest.raises(ValueError, match="--allow-unauthenticated together with egress_private") as refused:
+        ServerConfig(
+            transport="http",
+            allow_unauthenticated=True,
+            allow_network=True,
+            egress_allow=("pkgs.test",),
+            egress_private=("pkgs.test",),
+        )
     assert "--token-file" in str(refused.value)
-    ServerConfig(transport="http", allow_unauthenticated=True)
-    ServerConfig(transport="http", tokens="a-token-of-sixteen-chars alice", allow_network=True)
+    ServerConfig(transport="http", allow_unauthenticated=True, allow_network=True, egress_allow=("*",))
+    ServerConfig(
+        transport="http",
+        tokens="a-token-of-sixteen-chars alice",
+        allow_network=True,
+        egress_allow=("pkgs.test",),
+        egress_private=("pkgs.test",),
+    )

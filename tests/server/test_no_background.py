@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +18,8 @@ from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
 from langchain_kubernetes_agent_sandbox.server.runtime import running
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
-from langchain_kubernetes_agent_sandbox.testing.pods import DEFAULT_RUNTIME_COMMAND
 from tests.server.mcp_calls import call, data, fail, text_of
 from tests.server.providers import Open, on_cluster
-
-
-@pytest.fixture(scope="module")
-def cluster_without_background() -> Iterator[FakeCluster]:
-    with FakeCluster({"python-pool": 1}, runtime_command=(*DEFAULT_RUNTIME_COMMAND, "--no-background")) as cluster:
-        yield cluster
 
 
 @pytest.fixture(params=["local", "kubernetes"])
@@ -37,7 +30,7 @@ def client_without_background(request: pytest.FixtureRequest, local_state_dir: P
             config = ServerConfig(state_dir=local_state_dir, principal="alice", **settings)
             provider = LocalProvider(local_state_dir, keep_background=False)
         else:
-            cluster: FakeCluster = request.getfixturevalue("cluster_without_background")
+            cluster: FakeCluster = request.getfixturevalue("fake_cluster_without_background")
             config = on_cluster(cluster, principal=f"alice-{secrets.token_hex(4)}", **settings)
             provider = None
         async with running(config, provider) as server, create_connected_server_and_client_session(server) as client:

@@ -57,7 +57,7 @@ def test_missing_bubblewrap_stops_the_server_at_start_with_the_remedy(tmp_path: 
         (["--transport", "http", "--host", "0.0.0.0"], {}, "refusing to serve HTTP on 0.0.0.0 without authentication"),
         (["--transport", "http"], {}, "--allow-unauthenticated"),
         (["--host", "0.0.0.0", "--allow-unauthenticated"], {}, "only allowed on loopback"),
-        (["--allow-unauthenticated", "--allow-network"], {}, "--allow-unauthenticated together with --allow-network"),
+        (["--allow-unauthenticated", "--allow-network"], {}, "allow_network needs an allow-list: give egress_allow"),
         ([], {"KUBERNETES_AGENT_SANDBOX_PORT": "eighty"}, "setting port ($KUBERNETES_AGENT_SANDBOX_PORT)"),
         ([], {"KUBERNETES_AGENT_SANDBOX_ALLOW_NETWORK": "maybe"}, "setting allow_network"),
         (["--idle-timeout", "-5"], {}, "setting idle_timeout (--idle-timeout)"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from tests.server.mcp_calls import Connect, call, data, text_of
+from tests.server.providers import Open
 
 LONG_COMMAND = "echo first; echo warn >&2; sleep 2; echo second"
 
@@ -23,8 +24,8 @@ class Notes:
         return next(at for at, _, message in self.messages if text in message)
 
 
-async def test_a_commands_output_reaches_the_client_while_it_runs(connect: Connect) -> None:
-    async with connect() as client:
+async def test_a_commands_output_reaches_the_client_while_it_runs(provider_client: Open) -> None:
+    async with provider_client() as client:
         notes = Notes()
         result = await client.call_tool("execute", {"command": LONG_COMMAND}, progress_callback=notes)
         ended = time.monotonic()
@@ -36,8 +37,8 @@ async def test_a_commands_output_reaches_the_client_while_it_runs(connect: Conne
         assert progress == sorted(progress), "progress only grows"
 
 
-async def test_a_cells_output_reaches_the_client_while_it_runs(connect: Connect) -> None:
-    async with connect() as client:
+async def test_a_cells_output_reaches_the_client_while_it_runs(provider_client: Open) -> None:
+    async with provider_client() as client:
         notes = Notes()
         code = "import time\nprint('first', flush=True)\ntime.sleep(2)\nprint('second')\n40 + 2"
         result = await client.call_tool("execute_python", {"code": code}, progress_callback=notes)

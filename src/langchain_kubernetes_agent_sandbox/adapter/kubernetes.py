@@ -12,9 +12,12 @@ through `/bin/sh -c`, `/app/x` stays `/app/x` and every absolute path works, and
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .backend import ADAPTER_LIMITS, SandboxBackend
+
+if TYPE_CHECKING:
+    from ..providers.kubernetes.sandbox import KubernetesSandbox
 
 SEED_TIMEOUT = 300
 """The 0.2.x default: seconds a command may run."""
@@ -33,3 +36,8 @@ class KubernetesAgentSandbox(SandboxBackend):
     @property
     def id(self) -> str:
         return str(self.sandbox.sandbox_id)
+
+    async def _release(self) -> None:
+        """The handle stays its owner's; only this backend's connection to the pod's agent is closed."""
+        await super()._release()
+        await cast("KubernetesSandbox", self.core).release()

@@ -15,11 +15,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run AI agents' code in isolated sandboxes: Kubernetes agent-sandbox pods or local workspaces.",
     )
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from . import demo, doctor, fake_cluster, serve
+    from . import demo, doctor, egress, fake_cluster, serve
 
     serve.register(subcommands)
     demo.register(subcommands)
     doctor.register(subcommands)
+    egress.register(subcommands)
     fake_cluster.register(subcommands)
     return parser
 

@@ -4,7 +4,10 @@
 socket `DIR/sock`, and runs commands and Python cells for whoever connects (any server process, any replica).
 `python3 agent.py connect DIR` is what a server starts to reach it: it starts the agent if none answers, connects,
 hands the connected socket to the server over its stdin (a Unix socket, SCM_RIGHTS) and exits, so the server talks
-to the agent directly and no process stays in between.
+to the agent directly and no process stays in between. Where the server is outside the sandbox's machine (a pod),
+`python3 agent.py listen DIR PORT` starts an agent serving TCP port PORT instead (see `agent_port.py`) if none
+does, and prints its record (port, token, pid) as JSON. `python3 agent.py dial DIR PORT` hands over a connection to
+loopback port PORT of the network the sandbox's commands run in (the agent's), relayed by the agent.
 
 Each process (a command, or a cell of the Python kernel) has an id and a folder `JOBS/<id>/` holding its whole
 stdout and stderr and, once it ended, `exit.json`: output is spooled there as it is read from the pipes and
@@ -48,7 +51,8 @@ import sys
 import time
 from typing import Any
 
-import wire  # type: ignore[import-not-found,unused-ignore]  # beside this file in the sandbox
+import agent_port  # type: ignore[import-not-found,unused-ignore]  # beside this file in the sandbox
+import wire  # type: ignore[import-not-found,unused-ignore]
 
 JOBS = "/tmp/.kas/jobs"
 CHUNK = 256 * 1024
@@ -130,9 +134,9 @@ def program_digest(program: dict[str, bytes]) -> str:
     return hashlib.sha256(b"".join(program[name] for name in wire.PROGRAM_FILES)).hexdigest()
 
 
-def _write_json(path: str, value: dict[str, Any]) -> None:
+def _write_json(path: str, value: dict[str, Any], mode: int = 0o666) -> None:
     with contextlib.suppress(OSError):
-        with open(f"{path}.part", "w", encoding="utf-8") as file:
+        with open(os.open(f"{path}.part", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "w", encoding="utf-8") as file:
             json.dump(value, file)
         os.replace(f"{path}.part", path)
 
@@ -565,21 +569,41 @@ class Agent:
             return os.stat(f"{folder}/process.json").st_mtime + (limit if isinstance(limit, int | float) else 0)
         return math.inf
 
-    async def serve(self) -> None:
+    async def serve(self, port: int | None) -> None:
+        """Serve the Unix socket `DIR/sock`, or with `port` that TCP port (and not the socket: one listener each)."""
         spawn(self.prune_forever())
-        path = f"{self.directory}/sock"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        server = await asyncio.start_unix_server(self.connection, path)
-        os.chmod(path, 0o600)
+        if port is None:
+            path = f"{self.directory}/sock"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            server = await asyncio.start_unix_server(self.connection, path)
+            os.chmod(path, 0o600)
+        else:
+            token = secrets.token_urlsafe(32)
+            server = await asyncio.start_server(
+                lambda r, w: self.websocket(r, w, token), port=port, limit=agent_port.MAX_HANDSHAKE_BYTES
+            )
+            _write_json(f"{self.directory}/port.json", {"port": port, "token": token, "pid": os.getpid()}, mode=0o600)
         async with server:
             await server.serve_forever()
 
-    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def websocket(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, token: str) -> None:
+        if await agent_port.accept(reader, writer, token):
+            await self.connection(agent_port.MessageReader(reader, writer), agent_port.MessageWriter(writer))
+        else:
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            writer.close()
+
+    async def connection(self, reader: Any, writer: Any) -> None:
+        """Serve one server's connection: a Unix socket's streams, or a WebSocket's (see `agent_port`)."""
         link = Link(writer)
         try:
             while True:
                 header, payload = await wire.read_frame(reader)
+                if header["op"] == "dial" and isinstance(writer, asyncio.StreamWriter):
+                    await relay(reader, writer, wire.field(header, "port", int))
+                    return
                 await self.handle(link, header, payload)
         except (asyncio.IncompleteReadError, ConnectionError, wire.FrameError):
             pass
@@ -771,10 +795,35 @@ class Agent:
         link.send({"op": "data", "r": header.get("r"), "p": process_id, "s": stream, "o": offset}, data)
 
 
+async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int) -> None:
+    """Make this connection a pipe to loopback port `port` (see `dial`), once it says whether one could be made."""
+    try:
+        tcp_reader, tcp_writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError as error:
+        message = f"nothing listens on port {port} in the sandbox ({error.strerror or error})"
+        writer.write(wire.encode({"op": "error", "code": "refused", "message": message}))
+        await writer.drain()
+        return
+    writer.write(wire.encode({"op": "dialed"}))
+
+    async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await source.read(CHUNK):
+                sink.write(data)
+                await sink.drain()
+        with contextlib.suppress(OSError):
+            sink.write_eof()
+
+    try:
+        await asyncio.gather(pump(reader, tcp_writer), pump(tcp_reader, writer))
+    finally:
+        tcp_writer.close()
+
+
 class Link:
     """One connection: frames out, and the attachments streaming processes' output to it."""
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, writer: Any) -> None:
         self.writer = writer
         self.streams: dict[str, asyncio.Future[Any]] = {}
         self.closed = False
@@ -862,67 +911,165 @@ def connect(directory: str, replace: bool = False) -> int:
     """Hand a connection to the agent (started if none answers) to the server over fd 0, then exit. With
     `replace`, whatever listens on the agent's socket now (an agent the server could not accept) is left behind
     and a new agent started."""
-    server = socket.socket(fileno=0)
     path = f"{directory}/sock"
-    try:
+    with _locked(directory):
         if replace:
-            with open(f"{directory}/lock", "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-        connection = _connect(path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        connection = _connect(socket.AF_UNIX, path)
         if connection is None:
-            with open(f"{directory}/lock", "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                connection = _connect(path)
-                if connection is None:
-                    log = open(f"{directory}/log", "ab")  # noqa: SIM115 - the agent keeps it
-                    subprocess.Popen(
-                        [sys.executable, "-u", "-E", "-s", "-S", f"{directory}/agent.py", "serve", directory],
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=log,
-                        start_new_session=True,
-                        cwd="/",
-                        close_fds=True,
-                    )
-                    deadline = time.monotonic() + 10
-                    while connection is None and time.monotonic() < deadline:
-                        time.sleep(0.005)
-                        connection = _connect(path)
-        if connection is None:
-            sys.stderr.write("the agent did not start; its log:\n")
-            with contextlib.suppress(OSError), open(f"{directory}/log", "rb") as file:
-                file.seek(max(0, os.fstat(file.fileno()).st_size - 2000))
-                sys.stderr.write(file.read().decode("utf-8", "replace"))
-            return 1
+            _start_agent(directory, [])
+            connection = _wait_for(lambda: _connect(socket.AF_UNIX, path))
+    if connection is None:
+        return _report_failure(directory)
+    return _hand_over(connection)
+
+
+def listen(directory: str, port: int, replace: bool = False) -> int:
+    """Print the record of the agent serving `port` (started if none does). With `replace`, the agent recorded
+    there (one the server could not accept) is killed first, since it holds the port."""
+    with _locked(directory):
+        record = _read_json(f"{directory}/port.json")
+        if record is not None and replace:
+            with contextlib.suppress(OSError, TypeError, ValueError):
+                os.kill(int(record["pid"]), signal.SIGKILL)
+            os.unlink(f"{directory}/port.json")
+            record = None
+        if record is None or not _serves(record, port):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{directory}/port.json")
+            _start_agent(directory, [str(port)])
+            record = _wait_for(lambda: _serving(directory, port))
+    if record is None:
+        return _report_failure(directory)
+    sys.stdout.write(json.dumps(record) + "\n")
+    return 0
+
+
+def dial(directory: str, port: int) -> int:
+    """Hand the server a connection to loopback port `port` of the sandbox's network over fd 0: a connection to
+    the agent, which runs where the sandbox's commands run and relays it to the port."""
+    connection = _connect(socket.AF_UNIX, f"{directory}/sock")
+    if connection is None:
+        sys.stderr.write("the sandbox's agent does not run\n")
+        return 1
+    connection.sendall(wire.encode({"op": "dial", "port": port}))
+    answer = _read_answer(connection)
+    if answer.get("op") != "dialed":
+        sys.stderr.write(str(answer.get("message", "the agent did not relay the connection"))[:1000] + "\n")
+        return 1
+    return _hand_over(connection)
+
+
+def _read_answer(connection: socket.socket) -> dict[str, Any]:
+    """One frame without payload, read without buffering past it (what follows belongs to the server)."""
+
+    def exactly(size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = connection.recv(size - len(data))
+            if not chunk:
+                raise ConnectionError("the agent ended the connection")
+            data += chunk
+        return data
+
+    try:
+        header_size, payload_size = wire.PREFIX.unpack(exactly(wire.PREFIX.size))
+        if header_size > 4096 or payload_size:
+            return {}
+        header: dict[str, Any] = wire.decode_header(exactly(header_size))
+        return header
+    except (OSError, wire.FrameError):
+        return {}
+
+
+@contextlib.contextmanager
+def _locked(directory: str) -> Any:
+    with open(f"{directory}/lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _start_agent(directory: str, arguments: list[str]) -> None:
+    log = open(f"{directory}/log", "ab")  # noqa: SIM115 - the agent keeps it
+    subprocess.Popen(
+        [sys.executable, "-u", "-E", "-s", "-S", f"{directory}/agent.py", "serve", directory, *arguments],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+        cwd="/",
+        close_fds=True,
+    )
+
+
+def _wait_for(found: Any) -> Any:
+    deadline = time.monotonic() + 10
+    value = found()
+    while value is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+        value = found()
+    return value
+
+
+def _serves(record: dict[str, Any], port: int) -> bool:
+    if record.get("port") != port:
+        return False
+    connection = _connect(socket.AF_INET, ("127.0.0.1", port))
+    if connection is None:
+        return False
+    connection.close()
+    return True
+
+
+def _serving(directory: str, port: int) -> dict[str, Any] | None:
+    record = _read_json(f"{directory}/port.json")
+    return record if record is not None and _serves(record, port) else None
+
+
+def _report_failure(directory: str) -> int:
+    sys.stderr.write("the agent did not start; its log:\n")
+    with contextlib.suppress(OSError), open(f"{directory}/log", "rb") as file:
+        file.seek(max(0, os.fstat(file.fileno()).st_size - 2000))
+        sys.stderr.write(file.read().decode("utf-8", "replace"))
+    return 1
+
+
+def _hand_over(connection: socket.socket) -> int:
+    server = socket.socket(fileno=0)
+    try:
         socket.send_fds(server, [b"k"], [connection.fileno()])
         return 0
     finally:
         server.close()
+        connection.close()
 
 
-def _connect(path: str) -> socket.socket | None:
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+def _connect(family: int, address: Any) -> socket.socket | None:
+    connection = socket.socket(family, socket.SOCK_STREAM)
     try:
-        connection.connect(path)
+        connection.connect(address)
     except OSError:
         connection.close()
         return None
     return connection
 
 
-async def serve(directory: str) -> None:
-    await Agent(directory).serve()
+async def serve(directory: str, port: int | None) -> None:
+    await Agent(directory).serve(port)
 
 
 def main() -> None:
-    mode, directory = sys.argv[1], sys.argv[2]
+    mode, arguments = sys.argv[1], sys.argv[2:]
     if mode == "connect":
-        sys.exit(connect(directory, replace=sys.argv[3:] == ["replace"]))
+        sys.exit(connect(arguments[0], replace=arguments[1:] == ["replace"]))
+    if mode == "listen":
+        sys.exit(listen(arguments[0], int(arguments[1]), replace=arguments[2:] == ["replace"]))
+    if mode == "dial":
+        sys.exit(dial(arguments[0], int(arguments[1])))
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     os.makedirs(JOBS, exist_ok=True)
-    asyncio.run(serve(directory))
+    asyncio.run(serve(arguments[0], int(arguments[1]) if len(arguments) > 1 else None))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import SandboxError
 from . import wire
@@ -22,6 +22,21 @@ logger = logging.getLogger(__name__)
 MAX_QUEUED_FRAMES = 4096
 """Frames one subscription may hold unread; an agent that sends more than it was asked for is cut off."""
 EVENTS = ("out", "tick", "figure", "exit")
+
+
+class FrameWriter(Protocol):
+    """Where frames go: a socket's `asyncio.StreamWriter`, or a WebSocket's messages."""
+
+    def write(self, data: bytes, /) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
+Connection = tuple[wire.ByteStream, FrameWriter]
 
 
 class AgentLost(SandboxError):
@@ -41,7 +56,7 @@ class AgentRefused(SandboxError):
 class AgentChannel:
     """One framed connection; any number of requests and followed processes at once."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, name: str) -> None:
+    def __init__(self, reader: wire.ByteStream, writer: FrameWriter, *, name: str) -> None:
         self.name = name
         self._reader = reader
         self._writer = writer
@@ -59,7 +74,7 @@ class AgentChannel:
 
     @classmethod
     async def open(
-        cls, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, name: str, program: str, timeout: float
+        cls, reader: wire.ByteStream, writer: FrameWriter, *, name: str, program: str, timeout: float
     ) -> AgentChannel:
         """A channel to an agent that says it runs `program` (the digest of the files this package ships);
         `AgentMismatch` when it runs something else."""
@@ -136,6 +151,7 @@ class AgentChannel:
             await self._reading
         with contextlib.suppress(Exception):
             self._writer.close()
+            await self._writer.wait_closed()
 
     def _raise_if_closed(self) -> None:
         if self._failure is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,10 @@ OutputCallback = Callable[[int, bytes], None]
 """Called with (stream, bytes) as output arrives: stream 0 is stdout, 1 is stderr."""
 STATES = ("exited", "timed_out", "cancelled", "lost")
 MAX_FIGURES = 8
+NO_BACKGROUND = (
+    "This sandbox's runtime ends every process a request started when it returns, so no process can run on its "
+    "own here: use run(), which waits for the command's end."
+)
 NO_INPUT = (
     "This sandbox's runtime runs one-shot commands only, so a process takes no input once started: pass the input "
     "with the command (a here-document, or a file written first)."
@@ -136,6 +141,24 @@ async def _request_started(channel_of: ChannelSource, header: wire.Header) -> No
         await _started(await channel_of(), header)
     except AgentGone:
         await _started(await channel_of(), header)
+
+
+async def run(sandbox: Sandbox, command: str, *, timeout: float, cwd: str, env: Mapping[str, str]) -> CommandResult:
+    """`Sandbox.run` through the sandbox's agent: start the command, wait for its end (the agent ends it at its
+    limit), and give its bounded output."""
+    try:
+        limit = sandbox.limits.output
+        process = await start(agent_of(sandbox), command, timeout=timeout, cwd=cwd, env=env, limit=limit)
+        report = await process.follow(wait=timeout + budget.END_OF_RUN)
+        if report.running:  # the agent did not end it at its limit
+            await process.signal(signal.SIGKILL)
+            report = await process.follow(wait=budget.END_OF_RUN)
+    except AgentLost as error:
+        raise SandboxError(
+            f"The sandbox's agent ended while the command ran ({error}): something in the sandbox killed it, "
+            "and the command's output is lost. The next call starts a new agent."
+        ) from None
+    return report.result
 
 
 async def start(

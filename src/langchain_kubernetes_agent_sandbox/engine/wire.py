@@ -9,20 +9,31 @@ is read, so a peer cannot make the other side buffer more than one bounded frame
 
 from __future__ import annotations
 
-import asyncio
 import json
 import struct
-from typing import Any
+from typing import Any, Protocol
 
 VERSION = 1
 """Bumped whenever a frame changes meaning; a server replaces an agent that speaks another version."""
-PROGRAM_FILES = ("agent.py", "wire.py", "pykernel.py")
+PROGRAM_FILES = ("agent.py", "agent_port.py", "wire.py", "pykernel.py")
 """The agent program's files, copied together into a sandbox; their digest names the program."""
 MAX_HEADER_BYTES = 256 * 1024
 MAX_PAYLOAD_BYTES = 1024 * 1024
-_PREFIX = struct.Struct(">II")
+PREFIX = struct.Struct(">II")
+PORT_PATH = "/kas/agent"
+"""Where on its TCP port the agent takes WebSocket connections (see `agent_port.py`)."""
+TOKEN_HEADER = "X-Agent-Token"
+"""The handshake header carrying the token the agent wrote when it started listening."""
+MAX_MESSAGE_BYTES = PREFIX.size + MAX_HEADER_BYTES + MAX_PAYLOAD_BYTES
+"""The largest WebSocket message either end sends on the agent's port: one frame."""
 
 Header = dict[str, Any]
+
+
+class ByteStream(Protocol):
+    """What frames are read from: a socket's `asyncio.StreamReader`, or the messages of a WebSocket."""
+
+    async def readexactly(self, n: int, /) -> bytes: ...
 
 
 class FrameError(Exception):
@@ -33,7 +44,7 @@ def encode(header: Header, payload: bytes = b"") -> bytes:
     raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     if len(raw) > MAX_HEADER_BYTES or len(payload) > MAX_PAYLOAD_BYTES:
         raise FrameError(f"frame too large to send ({len(raw)} header, {len(payload)} payload bytes)")
-    return _PREFIX.pack(len(raw), len(payload)) + raw + payload
+    return PREFIX.pack(len(raw), len(payload)) + raw + payload
 
 
 def decode_header(raw: bytes) -> Header:
@@ -46,9 +57,9 @@ def decode_header(raw: bytes) -> Header:
     return header
 
 
-async def read_frame(reader: asyncio.StreamReader) -> tuple[Header, bytes]:
+async def read_frame(reader: ByteStream) -> tuple[Header, bytes]:
     """The next frame; `asyncio.IncompleteReadError` at a clean end of the stream."""
-    header_size, payload_size = _PREFIX.unpack(await reader.readexactly(_PREFIX.size))
+    header_size, payload_size = PREFIX.unpack(await reader.readexactly(PREFIX.size))
     if header_size > MAX_HEADER_BYTES or payload_size > MAX_PAYLOAD_BYTES:
         raise FrameError(f"frame too large ({header_size} header, {payload_size} payload bytes)")
     header = decode_header(await reader.readexactly(header_size))

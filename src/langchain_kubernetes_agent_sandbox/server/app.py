@@ -15,6 +15,7 @@ from mcp.types import ContentBlock
 
 from ..sessions import SessionRegistry
 from .context import ToolContext, current_context
+from .era_probe import serve_stdio
 from .failures import classify
 from .metrics import ServerMetrics
 from .observe import observed
@@ -69,6 +70,10 @@ class SandboxMCP(FastMCP[Any]):
         for module in (commands, files, jobs, sessions):
             for spec in module.TOOLS:
                 spec.add_to(self, self.limits)
+
+    async def run_stdio_async(self) -> None:
+        """Serve stdio, answering the era probe of 2026-07-28 clients without the SDK's warning (`era_probe`)."""
+        await serve_stdio(self._mcp_server)
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Sequence[ContentBlock] | dict[str, Any]:
         try:

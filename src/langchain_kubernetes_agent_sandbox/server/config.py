@@ -19,6 +19,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..network.policy import EgressPolicy
+from ..network.settings import operator_policy
+from ..providers.kubernetes.config import AGENT_PORT
 from ..providers.local.limits import ResourceLimits
 from ..sessions import SessionPolicy
 from .tool_limits import ToolLimits
@@ -70,6 +73,7 @@ class Setting:
         if default is None or isinstance(default, bool) or default == ():
             return self.help
         shown = f"{default:g}" if isinstance(default, float) else str(default)
+        shown = ",".join(str(item) for item in default) if isinstance(default, tuple) else shown
         shown = f'"{shown}"' if isinstance(default, str) else shown
         text = self.help.removesuffix(".")
         return f"{text} (default {shown}){'.' if text != self.help else ''}"
@@ -174,6 +178,12 @@ SETTINGS: tuple[Setting, ...] = (
         default_of=_kubernetes_default("proxy_timeout"),
     ),
     Setting(
+        "agent_port",
+        "Kubernetes provider: pod port of the execution engine's agent; 0 sends every command as a one-shot "
+        "request to the runtime.",
+        "int",
+    ),
+    Setting(
         "ready_timeout",
         "Kubernetes provider: seconds a claim may wait for a ready pod.",
         "float",
@@ -196,7 +206,24 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_lifetime", "Seconds after creation when every session ends.", "float"),
     Setting("max_sessions", "Sessions one principal may hold.", "int"),
     Setting("max_concurrent_runs", "Tool calls one principal may run at once.", "int"),
-    Setting("allow_network", "Let create_session(network=true) give sandboxes network access.", "bool"),
+    Setting("allow_network", "Let create_session(network=...) give sandboxes egress, within egress_allow.", "bool"),
+    # Egress (issue 13): the operator's allow-list, enforced by the host-side proxy (network/).
+    Setting(
+        "egress_allow",
+        "Names sandboxes may connect to, comma-separated: `*.example.test`, `example.test`, `*`, optionally `:port`.",
+        "list",
+    ),
+    Setting("egress_ports", "Ports of egress_allow rules that name none.", "list"),
+    Setting(
+        "egress_pool",
+        "Kubernetes provider: warm pool that serves sessions with network (its template's NetworkPolicy allows "
+        "egress only through the cluster's allow-list proxy).",
+    ),
+    Setting(
+        "egress_private",
+        "Rules from egress_allow whose names may resolve to loopback, link-local, private or metadata addresses.",
+        "list",
+    ),
     Setting("reap_interval", "Seconds between sweeps for expired sessions.", "float"),
     Setting("default_timeout", "Seconds a command may run when the call names no timeout.", "float"),
     Setting("max_timeout", "Largest timeout a call may ask for.", "float"),
@@ -274,6 +301,7 @@ class ServerConfig(BaseModel):
     gateway_namespace: str | None = None
     kubeconfig: str | None = None
     router_timeout: float | None = Field(None, gt=0)
+    agent_port: int = Field(AGENT_PORT, ge=0, le=65535)
     ready_timeout: float | None = Field(None, gt=0)
     api_timeout: float | None = Field(None, gt=0)
     file_timeout: float | None = Field(None, gt=0)
@@ -283,6 +311,10 @@ class ServerConfig(BaseModel):
     max_sessions: int = Field(_POLICY.max_sessions, ge=1)
     max_concurrent_runs: int = Field(_POLICY.max_concurrent_runs, ge=1)
     allow_network: bool = False
+    egress_allow: tuple[str, ...] = ()
+    egress_ports: tuple[int, ...] = (80, 443)
+    egress_private: tuple[str, ...] = ()
+    egress_pool: str | None = None
     reap_interval: float = Field(_POLICY.reap_interval, gt=0)
     default_timeout: float = Field(_TOOLS.default_timeout, gt=0)
     max_timeout: float = Field(_TOOLS.max_timeout, gt=0)
@@ -304,6 +336,33 @@ class ServerConfig(BaseModel):
     @property
     def has_auth(self) -> bool:
         return bool(self.token_file or self.tokens or self.jwks_url)
+
+    @property
+    def egress(self) -> EgressPolicy | None:
+        """The operator's egress policy, or None when sandboxes get no egress."""
+        if not self.allow_network:
+            return None
+        return operator_policy(self.egress_allow, self.egress_ports, self.egress_private)
+
+    def _check_egress(self) -> None:
+        if self.allow_network and self.provider == "local" and not self.egress_allow:
+            raise ValueError(
+                "allow_network needs an allow-list: give egress_allow (for instance `*.pkgs.example.test`, or `*` "
+                "for every public name), or drop allow_network"
+            )
+        if self.allow_network and self.provider == "kubernetes" and not self.egress_pool:
+            raise ValueError(
+                "allow_network on Kubernetes needs egress_pool: the warm pool whose template allows egress through "
+                "the cluster's allow-list proxy (see docs/kubernetes.md), or drop allow_network"
+            )
+        operator_policy(self.egress_allow, self.egress_ports, self.egress_private)
+        if self.allow_unauthenticated and self.allow_network and self.egress_private and self.provider == "local":
+            raise ValueError(
+                "refusing --allow-unauthenticated together with egress_private: names allowed to resolve to "
+                "private addresses may lead to this machine's loopback, so code in a sandbox could call this server "
+                f"without a token and reach every session. Give --token-file, {ENV_PREFIX}TOKENS or --jwks-url "
+                "instead of --allow-unauthenticated, or drop egress_private"
+            )
 
     @model_validator(mode="after")
     def _consistent(self) -> ServerConfig:
@@ -327,13 +386,7 @@ class ServerConfig(BaseModel):
                 )
         if self.allow_unauthenticated and not self.loopback:
             raise ValueError(f"allow_unauthenticated is only allowed on loopback, not on host {self.host}")
-        if self.allow_unauthenticated and self.allow_network and self.provider == "local":
-            raise ValueError(
-                "refusing --allow-unauthenticated together with --allow-network: a local sandbox with network "
-                "shares this machine's network, loopback included, so code in it could call this server without a "
-                "token and reach every session. Give --token-file, "
-                f"{ENV_PREFIX}TOKENS or --jwks-url instead of --allow-unauthenticated, or drop --allow-network"
-            )
+        self._check_egress()
         if (self.jwt_issuer or self.jwt_audience) and not self.jwks_url:
             raise ValueError("jwt_issuer and jwt_audience need jwks_url")
         return self

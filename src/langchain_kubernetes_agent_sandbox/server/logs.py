@@ -9,6 +9,10 @@ import logging
 import sys
 from typing import IO, Any
 
+import anyio
+
+SDK_HTTP_TRANSPORT = "mcp.server.streamable_http"
+
 
 class JsonFormatter(logging.Formatter):
     """`{"time", "level", "logger", "message", ...audit fields, "exception"?}` on one line."""
@@ -40,3 +44,20 @@ def configure_logging(level: str, stream: IO[str] | None = None, *, json_lines: 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+class EndedSessionStreams(logging.Filter):
+    """Drops the mcp 1.x SDK's "Error in standalone SSE writer" traceback for a session that ended while its
+    client's GET stream was open (the client's DELETE, which mcp clients send on close, or an idle timeout):
+    ending the session closes that stream under its writer, with `ClosedResourceError`. Nothing failed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ended = record.exc_info is not None and isinstance(record.exc_info[1], anyio.ClosedResourceError)
+        return not (ended and record.msg == "Error in standalone SSE writer")
+
+
+def quiet_ended_session_streams() -> None:
+    """Install `EndedSessionStreams` on the SDK's HTTP transport logger, once."""
+    transport = logging.getLogger(SDK_HTTP_TRANSPORT)
+    if not any(isinstance(known, EndedSessionStreams) for known in transport.filters):
+        transport.addFilter(EndedSessionStreams())

@@ -17,6 +17,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ..errors import SandboxError
+from ..network.policy import EgressPolicy
+from ..network.proxy import EgressEvent
+from ..network.service import EgressObservable
 from ..sandbox import Sandbox, SandboxProvider
 from ..sessions import labels as session_labels
 
@@ -79,9 +82,19 @@ class ServerMetrics:
             registry=r,
         )
         self._running_jobs: set[tuple[str, str]] = set()
+        self.egress_connections = Counter(
+            f"{PREFIX}_egress_connections",
+            "Connections sandboxes asked the egress proxy for, by decision (allowed, refused) and reason.",
+            ["decision", "reason"],
+            registry=r,
+        )
         self.scrape_errors = Counter(
             f"{PREFIX}_session_count_errors", "Scrapes where the provider could not list sessions.", registry=r
         )
+
+    def saw_egress(self, event: EgressEvent) -> None:
+        """Count one connection the egress proxy decided (called from the proxy's thread; counters are safe)."""
+        self.egress_connections.labels(decision=event.decision, reason=event.reason).inc()
 
     def saw_job(self, session_id: str, job_id: str, running: bool) -> None:
         """Note what a tool result said about a job; the gauge is the number last seen running."""
@@ -117,13 +130,15 @@ class MeasuredProvider(SandboxProvider):
         self.inner = inner
         self.metrics = metrics
         self.name = inner.name
+        if isinstance(inner, EgressObservable):
+            inner.observe_egress(metrics.saw_egress)
 
     async def create(
         self,
         *,
         labels: Mapping[str, str] | None = None,
         lifetime: float | None = None,
-        network: bool = False,
+        network: bool | EgressPolicy = False,
     ) -> Sandbox:
         started = time.perf_counter()
         outcome = "ok"

@@ -270,6 +270,11 @@ class SessionDescription(Rendered):
     ends_at: str | None = Field(description="When the session ends however busy it is (its maximum lifetime, UTC).")
     idle_timeout_seconds: float
     network: bool
+    reachable: list[str] = Field(
+        default_factory=list,
+        description="Where the sandbox may connect through the egress proxy (`name:ports` rules); empty without "
+        "network. Names resolving to private addresses stay refused unless the operator allowed them.",
+    )
     labels: dict[str, str]
     working_directory: str
     python_kernel: str | None = Field(
@@ -294,15 +299,21 @@ class SessionDescription(Rendered):
             ends_at=_iso(session.ends_at),
             idle_timeout_seconds=session.idle_timeout,
             network=session.network,
+            reachable=list(session.sandbox.info.reachable),
             labels=session.labels,
             working_directory=working_directory,
         )
+
+    def _network_text(self) -> str:
+        if not self.network:
+            return "off"
+        return f"through the egress proxy to {', '.join(self.reachable)}" if self.reachable else "on"
 
     def render(self) -> str:
         labels = ", ".join(f"{key}={value}" for key, value in self.labels.items()) or "none"
         return (
             f"session {self.session_id}{' (default)' if self.default else ''} on {self.provider}: "
-            f"working directory {self.working_directory}, network {'on' if self.network else 'off'}, "
+            f"working directory {self.working_directory}, network {self._network_text()}, "
             f"idle timeout {self.idle_timeout_seconds:g} s, expires {self.expires_at} unless used, "
             f"ends by {self.ends_at}, labels {labels}"
             + (f"; Python: {self.python_kernel}" if self.python_kernel else "")

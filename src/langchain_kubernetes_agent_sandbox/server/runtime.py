@@ -28,6 +28,7 @@ from .app import SandboxMCP
 from .auth import build_verifier
 from .config import ConfigError, ServerConfig
 from .connections import ConnectionLimits, connection_limits, guarded_protocol, open_file_limit
+from .logs import quiet_ended_session_streams
 from .metrics import CONTENT_TYPE, MeasuredProvider, ServerMetrics
 from .tool_limits import ToolLimits
 
@@ -57,7 +58,11 @@ def make_provider(config: ServerConfig) -> SandboxProvider:
         from ..providers.local import LocalProvider
 
         return LocalProvider(
-            config.state_dir, limits=limits, resources=local_resources(config), unisolated=config.unisolated
+            config.state_dir,
+            limits=limits,
+            resources=local_resources(config),
+            unisolated=config.unisolated,
+            egress=config.egress,
         )
     from ..providers.kubernetes import KubernetesProvider
 
@@ -106,6 +111,8 @@ def kubernetes_config(config: ServerConfig, **defaults: Any) -> KubernetesConfig
             gateway_namespace=config.gateway_namespace or "default",
             kubeconfig=config.kubeconfig,
             max_lifetime=config.max_lifetime,
+            agent_port=config.agent_port or None,
+            egress_pool=config.egress_pool,
             **chosen,
         )
     except InvalidArgumentError as error:
@@ -120,6 +127,7 @@ def session_policy(config: ServerConfig) -> SessionPolicy:
         max_sessions=config.max_sessions,
         max_concurrent_runs=config.max_concurrent_runs,
         allow_network=config.allow_network,
+        egress=config.egress,
         reap_interval=config.reap_interval,
     )
 
@@ -241,6 +249,7 @@ async def serve(config: ServerConfig, sockets: Sequence[socket.socket] | None = 
 def http_config(mcp: SandboxMCP, config: ServerConfig, limits: ConnectionLimits | None = None) -> uvicorn.Config:
     """uvicorn serving the MCP app with bounded connections (`limits`, else those `config` asks for)."""
     limits = limits or connection_limits(config, open_file_limit())
+    quiet_ended_session_streams()
     return uvicorn.Config(
         mcp.streamable_http_app(),
         host=config.host,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..network.policy import EgressPolicy
+
 
 @dataclass(frozen=True)
 class SessionPolicy:
@@ -21,6 +23,8 @@ class SessionPolicy:
     """Sandbox calls one principal may have in flight at once (on this server process)."""
     allow_network: bool = False
     """Whether callers may create sessions whose sandbox can reach the network."""
+    egress: EgressPolicy | None = None
+    """The operator's allow-list, which a session's own network rules may only narrow."""
     reap_interval: float = 60.0
     """Seconds between sweeps that terminate expired sessions."""
 

@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..errors import (
@@ -30,6 +30,7 @@ from ..errors import (
     SandboxError,
     SandboxGoneError,
 )
+from ..network.policy import EgressPolicy
 from ..sandbox import Sandbox, SandboxProvider
 from . import labels as lb
 from .policy import SessionPolicy
@@ -88,20 +89,31 @@ class SessionRegistry:
         principal: str,
         *,
         idle_timeout: float | None = None,
-        network: bool = False,
+        network: bool | Sequence[str] = False,
         labels: Mapping[str, str] | None = None,
     ) -> Session:
-        """A new session for `principal`, counted against its session quota."""
+        """A new session for `principal`, counted against its session quota; `network` is False, True (the
+        operator's allow-list) or rules that narrow it."""
         idle = self._idle_timeout(idle_timeout)
-        if network and not self.policy.allow_network:
+        if network is not False and not self.policy.allow_network:
             raise PermissionDeniedError(
                 "This server does not give sandboxes network access: create the session without network, "
                 "or ask the operator to start the server with --allow-network."
             )
+        access = self._network_access(network)
         user_labels = lb.validate_user_labels(labels)
         owner = lb.owner_of(principal)
         async with self._locks[owner]:
-            return await self._create_locked(owner, idle, network, user_labels, default=False)
+            return await self._create_locked(owner, idle, access, user_labels, default=False)
+
+    def _network_access(self, network: bool | Sequence[str]) -> bool | EgressPolicy:
+        if isinstance(network, bool):
+            return network
+        if self.policy.egress is None:
+            raise PermissionDeniedError(
+                "This server has no egress allow-list to narrow: create the session with network=true or without."
+            )
+        return self.policy.egress.narrowed(list(network))
 
     async def get(self, principal: str, session_id: str) -> Session:
         """The session `session_id` of `principal`; `NotFoundError` when it is someone else's or gone."""
@@ -244,7 +256,7 @@ class SessionRegistry:
         return session
 
     async def _create_locked(
-        self, owner: str, idle: float, network: bool, user_labels: dict[str, str], *, default: bool
+        self, owner: str, idle: float, network: bool | EgressPolicy, user_labels: dict[str, str], *, default: bool
     ) -> Session:
         live = await self._live(owner)
         if len(live) >= self.policy.max_sessions:

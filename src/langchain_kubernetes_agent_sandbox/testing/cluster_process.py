@@ -103,9 +103,9 @@ async def run_cluster(settings: ClusterSettings, announce: Callable[[dict[str, A
         launcher = PodLauncher(settings.runtime_command, os.path.join(work_dir, "pods"), work_dir)
         controller = Controller(store, faults, launcher, settings.namespace, settings.pools)
 
-        def resolve(namespace: str, name: str) -> str | None:
+        def resolve(namespace: str, name: str, port: int) -> str | None:
             pod = controller.pod_for(namespace, name)
-            return pod.url if pod is not None else None
+            return pod.url_for(port) if pod is not None else None
 
         router = Router(resolve, faults, settings.proxy_timeout)
         api_sock, router_sock = listen(port=settings.api_port), listen(port=settings.router_port)

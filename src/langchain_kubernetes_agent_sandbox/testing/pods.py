@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from ..providers.kubernetes.config import AGENT_PORT
 from ..providers.local.state import discard_state
 
 DEFAULT_RUNTIME_COMMAND = (
@@ -25,8 +26,15 @@ DEFAULT_RUNTIME_COMMAND = (
     "{port}",
     "--state-dir",
     "{state_dir}",
+    "--forward",
+    "{forward}",
 )
-"""`{port}` and `{state_dir}` are filled in per pod; any server of the legacy runtime protocol can be dropped in."""
+"""`{port}`, `{state_dir}` and `{forward}` are filled in per pod; any server of the legacy runtime protocol can be
+dropped in (without `{forward}`, its pod has no port but the runtime's)."""
+RUNTIME_PORT = 8888
+"""The pod port of the runtime, as in the reference template."""
+FORWARDED_PORTS = (AGENT_PORT,)
+"""The other pod ports a pod serves (`{forward}` is `pod port=loopback port,...`): the agent's default port."""
 
 READY_TIMEOUT = 60.0
 _addresses = itertools.count(2)
@@ -61,12 +69,21 @@ class Pod:
     port: int
     state_dir: str
     process: asyncio.subprocess.Process
+    forwards: dict[int, int] = field(default_factory=dict)
+    """Loopback ports on which the runtime relays connections to other ports of the pod, by pod port."""
     ip: str = field(default_factory=_next_pod_ip)
     """The pod IP the Sandbox status reports (the router routes by name, as the imitation has no pod network)."""
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def url_for(self, pod_port: int) -> str | None:
+        """Where the pod's `pod_port` is reached, or None when nothing serves it."""
+        if pod_port == RUNTIME_PORT:
+            return self.url
+        forwarded = self.forwards.get(pod_port)
+        return None if forwarded is None else f"http://127.0.0.1:{forwarded}"
 
     @property
     def alive(self) -> bool:
@@ -98,13 +115,19 @@ class PodLauncher:
         self.log_dir = log_dir
 
     async def start(self, name: str) -> Pod:
-        with reserve_port() as reservation:
-            return await self._start(name, reservation.getsockname()[1])
+        forwarded = any("{forward}" in part for part in self.command)
+        with contextlib.ExitStack() as held:
+            port, *others = (
+                held.enter_context(reserve_port()).getsockname()[1]
+                for _ in range(1 + (len(FORWARDED_PORTS) if forwarded else 0))
+            )
+            return await self._start(name, port, dict(zip(FORWARDED_PORTS, others, strict=False)))
 
-    async def _start(self, name: str, port: int) -> Pod:
+    async def _start(self, name: str, port: int, forwards: dict[int, int]) -> Pod:
         state_dir = os.path.join(self.work_dir, name)
         os.makedirs(state_dir, exist_ok=True)
-        argv = [part.format(port=port, state_dir=state_dir) for part in self.command]
+        forward = ",".join(f"{pod_port}={local}" for pod_port, local in forwards.items())
+        argv = [part.format(port=port, state_dir=state_dir, forward=forward) for part in self.command]
         log = open(os.path.join(self.log_dir, f"{name}.log"), "ab") if self.log_dir else None  # noqa: SIM115, ASYNC230
         try:
             process = await asyncio.create_subprocess_exec(
@@ -117,7 +140,7 @@ class PodLauncher:
         finally:
             if log is not None:
                 log.close()
-        pod = Pod(name, port, state_dir, process)
+        pod = Pod(name, port, state_dir, process, forwards)
         try:
             await self._probe(pod)
         except BaseException:

@@ -6,6 +6,9 @@ confined to `/app` (403 `Access denied` on escape); `download` answers 404 for d
 404. Unlike the pinned reference, it honours `timeout_seconds` (answering `timed_out`, exit code 124) unless
 started with `--ignore-timeout-field`, which imitates runtimes that predate the field.
 
+With `--forward POD_PORT=LOCAL_PORT,...` it also relays connections to loopback port LOCAL_PORT to port POD_PORT
+inside the pod's sandbox, as a pod network reaches any port of a pod: that is how the sandbox's agent is reached.
+
 Run: `python -m langchain_kubernetes_agent_sandbox.testing.runtime --port 8888 --state-dir DIR`.
 """
 
@@ -13,9 +16,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
 import math
 import os
 import shlex
+import signal
 import sys
 import urllib.parse
 from collections.abc import Sequence
@@ -28,9 +34,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .serving import Server
 from .workspace import PodWorkspace
 
 DEFAULT_EXEC_CEILING = 300.0
+RELAY_CHUNK = 256 * 1024
 
 
 def _denied() -> JSONResponse:
@@ -138,12 +146,47 @@ class Runtime:
         )
 
 
+async def relay(
+    workspace: PodWorkspace, pod_port: int, client: asyncio.StreamReader, to_client: asyncio.StreamWriter
+) -> None:
+    """Carry one connection to `pod_port` inside the sandbox, both ways, until either side ends."""
+    try:
+        inside = await workspace.connect_port(pod_port)
+    except Exception:
+        to_client.close()
+        return
+    from_pod, to_pod = await asyncio.open_connection(sock=inside)
+
+    async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await source.read(RELAY_CHUNK):
+                sink.write(data)
+                await sink.drain()
+        with contextlib.suppress(OSError):
+            sink.write_eof()
+
+    try:
+        await asyncio.gather(pump(client, to_pod), pump(from_pod, to_client))
+    finally:
+        to_pod.close()
+        to_client.close()
+
+
+def forwards_of(text: str) -> dict[int, int]:
+    """`POD_PORT=LOCAL_PORT,...` as a mapping; empty text forwards nothing."""
+    pairs = [item.split("=") for item in text.split(",") if item]
+    return {int(pod_port): int(local) for pod_port, local in pairs}
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="An imitation agent-sandbox pod serving the legacy runtime protocol.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8888)
     parser.add_argument("--state-dir", required=True, help="folder for the pod's local-provider sandbox")
     parser.add_argument("--unisolated", action="store_true", help="run commands without bubblewrap (trusted CI)")
+    parser.add_argument(
+        "--forward", type=forwards_of, default={}, help="POD_PORT=LOCAL_PORT,...: other pod ports, relayed inside"
+    )
     parser.add_argument("--ignore-timeout-field", action="store_true", help="behave like runtimes before 1.0.8")
     parser.add_argument(
         "--no-background",
@@ -170,9 +213,20 @@ async def serve(args: argparse.Namespace) -> None:
     config = uvicorn.Config(
         runtime.app(), host=args.host, port=args.port, log_level="warning", backlog=2048, lifespan="off"
     )
+    relays = [
+        await asyncio.start_server(functools.partial(relay, workspace, pod_port), args.host, local)
+        for pod_port, local in args.forward.items()
+    ]
+    # uvicorn's own handlers would raise SIGTERM again once it stopped, killing this process before its sandbox
+    # is terminated (leaving the sandbox's disk mounted): the signals end the server here instead.
+    server = Server(config)
+    for number in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(number, setattr, server, "should_exit", True)
     try:
-        await uvicorn.Server(config).serve()
+        await server.serve()
     finally:
+        for listener in relays:
+            listener.close()
         await workspace.close()
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import posixpath
 import shlex
+import socket
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import IsDirectoryError, NotFoundError, SandboxError
 from ..limits import ExecutionLimits
 from ..output import OutputLimit
-from ..providers.local import LocalProvider
+from ..providers.local import LocalProvider, LocalSandbox
 from ..sandbox import Sandbox
 
 RUNTIME_MAX_OUTPUT_BYTES = 16 * 1024 * 1024
@@ -87,6 +88,12 @@ class PodWorkspace:
             }
             for entry in entries
         ]
+
+    async def connect_port(self, pod_port: int) -> socket.socket:
+        """A connection to `pod_port` inside the pod's sandbox, which has a network of its own."""
+        if not isinstance(self.sandbox, LocalSandbox):
+            raise SandboxError("this pod's sandbox has no network of its own to connect into")
+        return await self.sandbox.connect_port(pod_port)
 
     async def exists(self, rel: str) -> bool:
         return await self.sandbox.exists(self._abs(rel))

@@ -137,7 +137,7 @@ def is_expired(claim: JsonObject, now: float) -> bool:
 def is_ours(claim: JsonObject, config: KubernetesConfig) -> bool:
     labels = (claim.get("metadata") or {}).get("labels") or {}
     pool = ((claim.get("spec") or {}).get("warmPoolRef") or {}).get("name")
-    return labels.get(MANAGED_BY) == MANAGER and pool == config.warm_pool
+    return labels.get(MANAGED_BY) == MANAGER and pool in config.pools
 
 
 class ClaimApi:

@@ -21,6 +21,10 @@ class ConnectionMode(enum.StrEnum):
     """Through `kubectl port-forward` to the router, for laptops (sync client in a worker thread)."""
 
 
+AGENT_PORT = 6988
+"""The pod port the execution engine's agent listens on unless configured otherwise."""
+
+
 @dataclass(frozen=True)
 class KubernetesConfig:
     warm_pool: str
@@ -43,6 +47,11 @@ class KubernetesConfig:
     """The router's own limit on one request (upstream default 180 s); not applied in-cluster."""
     max_lifetime: float = 24 * 3600.0
     """No sandbox outlives this, however often its idle timeout slides."""
+    agent_port: int | None = AGENT_PORT
+    """The pod port on which the sandbox's agent (the execution engine) listens, reached through the router's
+    `X-Sandbox-Port`; None runs every command as a one-shot request to the runtime instead."""
+    egress_pool: str | None = None
+    """The warm pool that serves sessions with network (profile `egress`, see `profiles.py`); None: none does."""
 
     def __post_init__(self) -> None:
         if not self.warm_pool:
@@ -53,9 +62,16 @@ class KubernetesConfig:
             )
         if self.connection is ConnectionMode.GATEWAY and not self.gateway_name:
             raise InvalidArgumentError("--connection gateway needs --gateway-name (and --gateway-namespace).")
+        if self.agent_port is not None and not 0 < self.agent_port < 65536:
+            raise InvalidArgumentError(f"agent_port must be a TCP port (1 to 65535), got {self.agent_port}.")
         for name in ("ready_timeout", "api_timeout", "file_timeout", "max_lifetime"):
             if getattr(self, name) <= 0:
                 raise InvalidArgumentError(f"{name} must be positive, got {getattr(self, name)}.")
+
+    @property
+    def pools(self) -> tuple[str, ...]:
+        """Every warm pool this provider claims from."""
+        return (self.warm_pool,) if self.egress_pool is None else (self.warm_pool, self.egress_pool)
 
     @property
     def router_limit(self) -> float | None:

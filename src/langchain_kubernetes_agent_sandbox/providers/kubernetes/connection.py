@@ -27,6 +27,7 @@ from k8s_agent_sandbox.sandbox_client import SandboxClient
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 
+from .agent import Endpoint, endpoint_of
 from .config import ConnectionMode, KubernetesConfig
 
 WATCH_SLACK = 10.0
@@ -90,6 +91,10 @@ class Runtime(Protocol):
 
     async def status(self) -> str:
         """`SandboxReady`, `SandboxNotReady` or `SandboxNotFound`, from the Sandbox object."""
+        ...
+
+    async def agent_endpoint(self, port: int) -> Endpoint:
+        """Where the pod's agent listening on `port` is reached (see `agent.endpoint_of`)."""
         ...
 
     async def close(self) -> None: ...
@@ -175,6 +180,12 @@ class AsyncRuntime:
     async def status(self) -> str:
         return str((await self.handle.status())[0])
 
+    async def agent_endpoint(self, port: int) -> Endpoint:
+        handle = self.handle
+        base_url = await handle.connector.connect()
+        pod_ip = await handle.get_pod_ip()
+        return endpoint_of(handle.connection_config, base_url, self.sandbox_name, handle.namespace, pod_ip, port)
+
     async def close(self) -> None:
         await self.handle.close_connection()
 
@@ -242,6 +253,12 @@ class ThreadedRuntime:
 
     async def status(self) -> str:
         return str((await asyncio.to_thread(self.handle.status))[0])
+
+    async def agent_endpoint(self, port: int) -> Endpoint:
+        handle = self.handle
+        base_url = await asyncio.to_thread(handle.connector.strategy.connect)
+        pod_ip = await asyncio.to_thread(handle.get_pod_ip)
+        return endpoint_of(handle.connection_config, base_url, self.sandbox_name, handle.namespace, pod_ip, port)
 
     async def close(self) -> None:
         await asyncio.to_thread(self.handle.close_connection)

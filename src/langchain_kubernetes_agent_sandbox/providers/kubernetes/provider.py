@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from ...errors import InvalidArgumentError, NotFoundError
 from ...limits import ExecutionLimits
+from ...network.policy import EgressPolicy
 from ...sandbox import Sandbox, SandboxInfo, SandboxProvider
 from .claims import (
     EXPIRY_LABEL,
@@ -26,6 +27,7 @@ from .claims import (
 from .config import KubernetesConfig
 from .connection import BoundedApiClient, Claims, api_client, claims_for
 from .errors import translated
+from .profiles import pool_for, pool_of
 from .sandbox import Backend, KubernetesSandbox
 
 
@@ -43,6 +45,7 @@ class KubernetesProvider(SandboxProvider):
         self.config = config
         self.limits = self._fitted(config, limits or ExecutionLimits())
         self._backend: Backend | None = None
+        self._egress_claims: Claims | None = None
         self._api: BoundedApiClient | None = None
         self._connecting = asyncio.Lock()
 
@@ -68,16 +71,12 @@ class KubernetesProvider(SandboxProvider):
         *,
         labels: Mapping[str, str] | None = None,
         lifetime: float | None = None,
-        network: bool = False,
+        network: bool | EgressPolicy = False,
     ) -> Sandbox:
-        if network:
-            raise InvalidArgumentError(
-                "Network access is decided by the warm pool's SandboxTemplate (its NetworkPolicy) on Kubernetes, "
-                "not per sandbox: ask the operator for a pool whose template allows egress."
-            )
+        pool = pool_for(self.config, network)
         if lifetime is not None and lifetime <= 0:
             raise InvalidArgumentError(f"lifetime must be positive, got {lifetime}.")
-        backend = await self._connected()
+        backend = await self._on_pool(pool)
         wanted = dict(labels or {})
         mapped, hashed = claim_labels(wanted)
         lifetime = min(lifetime or self.config.max_lifetime, self.config.max_lifetime)
@@ -91,7 +90,12 @@ class KubernetesProvider(SandboxProvider):
                 async with asyncio.timeout(self.config.api_timeout):
                     await backend.claim_api.keep_labels(claim, wanted)
         info = SandboxInfo(
-            id=claim, provider=self.name, labels=wanted, created_at=started, expires_at=started + lifetime
+            id=claim,
+            provider=self.name,
+            labels=wanted,
+            created_at=started,
+            expires_at=started + lifetime,
+            network=pool != self.config.warm_pool,
         )
         return KubernetesSandbox(backend, info, self.limits, runtime)
 
@@ -114,7 +118,7 @@ class KubernetesProvider(SandboxProvider):
             raise NotFoundError(
                 f"Sandbox {sandbox_id!r} in the {self.config.where()} expired and was terminated: create a new one."
             )
-        return KubernetesSandbox(backend, info_of(claim), self.limits)
+        return KubernetesSandbox(backend, self._info(claim), self.limits)
 
     async def list(self, labels: Mapping[str, str] | None = None) -> list[Sandbox]:
         backend = await self._connected()
@@ -124,8 +128,22 @@ class KubernetesProvider(SandboxProvider):
         now = time.time()
         await self._reap(backend, [claim for claim in claims if is_expired(claim, now)])
         return [
-            KubernetesSandbox(backend, info_of(claim), self.limits) for claim in claims if not is_expired(claim, now)
+            KubernetesSandbox(backend, self._info(claim), self.limits) for claim in claims if not is_expired(claim, now)
         ]
+
+    def _info(self, claim: JsonObject) -> SandboxInfo:
+        egress = self.config.egress_pool is not None and pool_of(claim) == self.config.egress_pool
+        return dataclasses.replace(info_of(claim), network=egress)
+
+    async def _on_pool(self, pool: str) -> Backend:
+        """The backend that claims from `pool`: the warm pool's, or the egress pool's (its own client)."""
+        backend = await self._connected()
+        if pool == self.config.warm_pool:
+            return backend
+        if self._egress_claims is None:
+            assert self._api is not None
+            self._egress_claims = claims_for(dataclasses.replace(self.config, warm_pool=pool), self._api)
+        return Backend(self.config, backend.claim_api, self._egress_claims)
 
     def _live(self, claim: JsonObject) -> bool:
         return is_ours(claim, self.config) and not claim["metadata"].get("deletionTimestamp")
@@ -151,7 +169,11 @@ class KubernetesProvider(SandboxProvider):
     async def aclose(self) -> None:
         backend, self._backend = self._backend, None
         if backend is not None:
+            await backend.agents.aclose()
             await backend.claims.close()
+        egress, self._egress_claims = self._egress_claims, None
+        if egress is not None:
+            await egress.close()
         if self._api is not None:
             api, self._api = self._api, None
             await api.close()

@@ -9,22 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import posixpath
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from k8s_agent_sandbox.models import ExecutionResult
 
 from ... import paths, shell_files
+from ...engine import processes
+from ...engine.channel import AgentChannel
+from ...engine.links import AgentLinks
+from ...engine.memo import SandboxMemo
 from ...errors import (
     BackendUnavailableError,
     InvalidArgumentError,
     IsDirectoryError,
     NotFoundError,
     PermissionDeniedError,
+    SandboxError,
     SandboxGoneError,
     TimedOutError,
     TooLargeError,
@@ -33,10 +39,13 @@ from ...limits import ExecutionLimits
 from ...results import CommandResult, FileEntry
 from ...sandbox import Sandbox, SandboxInfo
 from . import commands
+from .agent import AgentUnavailable, Endpoint, pod_connection
 from .claims import ClaimApi
 from .config import KubernetesConfig
 from .connection import Claims, Runtime
 from .errors import translated
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 READ_CHUNK_BYTES = 768 * 1024
@@ -51,6 +60,9 @@ class Backend:
     config: KubernetesConfig
     claim_api: ClaimApi
     claims: Claims
+    agents: AgentLinks = field(default_factory=AgentLinks)
+    hosts_agent: SandboxMemo[bool] = field(default_factory=SandboxMemo)
+    """Whether a sandbox's pod ran an agent for this server process: found out once, on first use."""
 
 
 def _file_api_path(path: str) -> str | None:
@@ -132,7 +144,61 @@ class KubernetesSandbox(Sandbox):
         )
         return answer, time.monotonic() - started
 
+    async def agent(self) -> AgentChannel | None:
+        """The channel to the pod's agent on its own port, or None where the pod cannot host one (a runtime that
+        ends what a command leaves running, a router that does not forward the port): found out on first use, after
+        which a failure to reach it is an error, not a silent change of engine."""
+        port = self._config.agent_port
+        backend = self._backend
+        if port is None or backend.hosts_agent.get(self) is False:
+            return None
+        connect = pod_connection(self.id, port, self._run_script_for_agent, self._agent_endpoint)
+        try:
+            channel = await backend.agents.channel(self.id, connect, generation=lambda: None)
+        except (BackendUnavailableError, NotFoundError) as error:
+            raise await self._gone_or(error) from error
+        except AgentUnavailable as error:
+            if backend.hosts_agent.get(self):
+                raise SandboxError(f"{error}; try again, or close the session if it persists.") from None
+            logger.info("sandbox %s runs one-shot commands only: %s", self.id, error)
+            backend.hosts_agent.put(self, False)
+            return None
+        backend.hosts_agent.put(self, True)
+        return channel
+
+    async def _channel_for_run(self) -> AgentChannel | None:
+        """The agent's channel for a command when it is open, or when the pod is known to host an agent; else None,
+        and the agent is started meanwhile: a pod's first command does not wait for it, later ones find it."""
+        backend = self._backend
+        if self._config.agent_port is None:
+            return None
+        channel = backend.agents.open_channel(self.id)
+        if channel is not None:
+            return channel
+        if backend.hosts_agent.get(self) is None:
+            backend.agents.prepare(self.id, self.agent)
+            return None
+        try:
+            return await self.agent()
+        except (TimedOutError, BackendUnavailableError):
+            return None  # the agent could not be reached now: the one-shot path meets the fault and says what it is
+
+    async def _run_script_for_agent(self, script: str, limit: float) -> tuple[str, str, int]:
+        answer, _ = await self._exec(commands.wrap(script, limit, "/", {}), limit)
+        return answer.stdout, answer.stderr, answer.exit_code
+
+    async def _agent_endpoint(self) -> Endpoint:
+        port = self._config.agent_port
+        assert port is not None
+        return await self._call("find the agent's port", self._config.api_timeout, lambda r: r.agent_endpoint(port))
+
     async def _run(self, command: str, *, timeout: float, cwd: str, env: dict[str, str]) -> CommandResult:
+        channel = await self._channel_for_run()
+        if channel is not None:
+            try:
+                return await processes.run(self, command, timeout=timeout, cwd=cwd, env=env)
+            except SandboxError as error:  # the agent was lost: with its pod, or killed in it
+                raise await self._gone_or(error) from error
         if self.longest_run is not None and timeout > self.longest_run:
             raise InvalidArgumentError(
                 f"timeout {timeout:g} s is longer than the sandbox-router allows: it ends every request after "
@@ -233,9 +299,14 @@ class KubernetesSandbox(Sandbox):
                 await self._backend.claim_api.set_expiry(self.id, moment)
         self._info = replace(self._info, expires_at=moment)
 
+    async def release(self) -> None:
+        """Close this server's connection to the pod's agent (the pod and its agent live on)."""
+        await self._backend.agents.forget(self.id)
+
     async def terminate(self) -> None:
         """Delete the claim; agent-sandbox then deletes the Sandbox and its pod."""
         self._runtime = None
+        await self.release()
         await self._backend.claims.release(self.id)
         with translated(self._config, "terminate the sandbox", self.id):
             async with asyncio.timeout(self._config.api_timeout):

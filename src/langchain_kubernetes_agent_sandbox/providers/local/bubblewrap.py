@@ -48,7 +48,15 @@ KEYCTL_INSTALL_HINT = (
     "(Debian/Ubuntu: `apt-get install keyutils`; Fedora: `dnf install keyutils`; Arch: `pacman -S keyutils`)."
 )
 
-NETWORK_ETC_ENTRIES = ("resolv.conf", "hosts", "host.conf", "gai.conf")
+HOSTNAME = "sandbox"
+NAME_FILES = {
+    "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{HOSTNAME}\n",
+    # No name server is reachable from a sandbox: where it has egress, proxy-aware clients (pip, git, curl, npm,
+    # urllib) hand names to the proxy, which resolves them; a program that looks a name up itself gets its answer
+    # at once (nothing listens on the sandbox's own port 53) instead of after the resolver's default timeouts.
+    "resolv.conf": "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+}
+"""The name files every sandbox sees in /etc, whatever its network: `localhost` and its own host name resolve."""
 KEY_LISTINGS = ("/proc/keys", "/proc/key-users")
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin:/opt/sandbox/bin"
 
@@ -112,7 +120,7 @@ def bwrap_argv(
     mounts: Mounts,
     *,
     cwd: str,
-    network: bool,
+    own_network: bool,
     env: Mapping[str, str],
     command: Sequence[str],
     seccomp_fd: int,
@@ -127,6 +135,9 @@ def bwrap_argv(
     group at the timeout kills everything it started except what it detached on purpose. `holder=True`
     builds the holder itself: detached from its parent, in a session of its own. With neither, the command
     gets user and pid namespaces of its own, which end with it (a sandbox that keeps no background processes).
+
+    No sandbox shares the host's network namespace. A joining command with `own_network` gets a fresh one (only
+    its loopback); without, it stays in the one its launcher entered, the holder's (see `launcher_argv`).
     """
     if join is not None:
         argv = [bwrap, "--userns", str(join.userns), "--userns2", str(join.userns2), "--pidns", str(join.pidns)]
@@ -135,15 +146,13 @@ def bwrap_argv(
         # milliseconds on a busy machine) the command is SIGKILLed at its start (exit 137). The command stays
         # in its launcher's process group, which the timeout kills, and ends with the sandbox at the latest.
         argv += ["--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
-        if not network:
+        if own_network:
             argv.append("--unshare-net")
     else:
         argv = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--new-session"]
         if not holder:
             argv.append("--die-with-parent")
-        if network:
-            argv.append("--share-net")
-    argv += ["--hostname", "sandbox"]
+    argv += ["--hostname", HOSTNAME]
     for folder in SYSTEM_FOLDERS:
         if os.path.islink(folder):
             argv += ["--symlink", os.readlink(folder), folder]
@@ -177,6 +186,7 @@ def launcher_argv(
     user: UserDrop | None,
     keyctl: str | None = None,
     open_files: Mapping[int, Path] | None = None,
+    netns_fd: int | None = None,
 ) -> list[str]:
     """Wrap `inner` in a shell that joins the sandbox's cgroups, sets rlimits, moves to a new session keyring
     with `keyctl`, opens `open_files` on their descriptors, then drops to `user`.
@@ -185,6 +195,8 @@ def launcher_argv(
     runs outside them (attaching from the parent after spawning would race with a fork bomb). `keyctl
     new_session` gives its parent, the launcher, a new empty session keyring, which everything after inherits
     instead of the server's (`keyctl session` would print the keyring's number into the command's stderr).
+    With `netns_fd`, the launcher enters that network namespace (the holder's) while it still may: as root,
+    before dropping to `user`.
     """
     steps = [f"echo $$ > {shlex.quote(str(path))}" for path in procs_files]
     steps += list(ulimits)
@@ -193,6 +205,8 @@ def launcher_argv(
     redirects = "".join(f" {fd}<{shlex.quote(str(path))}" for fd, path in (open_files or {}).items())
     steps.append(f'exec "$@"{redirects}')
     prefix: list[str] = []
+    if netns_fd is not None:
+        prefix = ["nsenter", f"--net=/proc/self/fd/{netns_fd}", "--"]
     if user is not None:
-        prefix = ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "--"]
+        prefix += ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "--"]
     return ["/bin/sh", "-c", " && ".join(steps), "kas-launcher", *prefix, *inner]

@@ -64,15 +64,17 @@ class HolderRecord:
 
 @dataclass(frozen=True)
 class JoinFds:
-    """Open namespace descriptors for bubblewrap's `--userns`, `--userns2` and `--pidns`; closed on exit."""
+    """Open namespace descriptors for bubblewrap's `--userns`, `--userns2` and `--pidns`, and the holder's network
+    namespace for the launcher to enter (`nsenter`); closed on exit."""
 
     userns: int
     userns2: int
     pidns: int
+    netns: int
 
     @property
-    def all(self) -> tuple[int, int, int]:
-        return (self.userns, self.userns2, self.pidns)
+    def all(self) -> tuple[int, int, int, int]:
+        return (self.userns, self.userns2, self.pidns, self.netns)
 
     def __enter__(self) -> JoinFds:
         return self
@@ -125,6 +127,7 @@ class Holder:
             opened.append(inner)
             opened.append(fcntl.ioctl(inner, _NS_GET_PARENT))
             opened.append(os.open(f"/proc/{record.pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC))
+            opened.append(os.open(f"/proc/{record.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC))
             # Checked after opening: had the holder ended and its pid gone to another process meanwhile, these
             # would be that process's namespaces.
             if process_start(record.pid) != record.start:
@@ -133,7 +136,7 @@ class Holder:
             for fd in opened:
                 os.close(fd)
             raise ProcessLookupError(f"the sandbox's holder (pid {record.pid}) has ended") from error
-        return JoinFds(userns=opened[1], userns2=opened[0], pidns=opened[2])
+        return JoinFds(userns=opened[1], userns2=opened[0], pidns=opened[2], netns=opened[3])
 
     def stop(self) -> None:
         """Kill the holder; its pid namespace, and every process of the sandbox in it, goes with it."""

@@ -19,15 +19,27 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ... import paths, shell_files
-from ...engine import budget, processes, program
-from ...engine.channel import AgentChannel, AgentLost
-from ...errors import BackendUnavailableError, NotFoundError, SandboxError, SandboxGoneError, TooLargeError
+from ...engine import processes, program
+from ...engine.channel import AgentChannel
+from ...engine.links import AgentLinks
+from ...errors import (
+    BackendUnavailableError,
+    InvalidArgumentError,
+    NotFoundError,
+    SandboxError,
+    SandboxGoneError,
+    TooLargeError,
+)
 from ...limits import ExecutionLimits
+from ...network.namespace import listen_inside
+from ...network.policy import EgressPolicy
+from ...network.proxy import Observer, Resolver, system_resolver
+from ...network.service import EgressService
 from ...output import OutputLimit
 from ...results import TIMEOUT_EXIT_CODE, CommandResult, FileEntry
 from ...sandbox import Sandbox, SandboxInfo, SandboxProvider
-from . import seccomp
-from .agent_link import AgentLinks
+from . import egress, seccomp
+from .agent_link import agent_connection, handed_over
 from .bubblewrap import (
     SANDBOX_PATH,
     Mounts,
@@ -79,9 +91,15 @@ class LocalProvider(SandboxProvider):
         sandbox_user: UserDrop | None = None,
         use_cgroups: bool = True,
         keep_background: bool = True,
+        egress: EgressPolicy | None = None,
+        egress_resolver: Resolver = system_resolver,
     ) -> None:
         """`keep_background=False` gives each command a pid namespace of its own that ends with it, as runtimes
-        that end a request's whole process tree do: nothing a command detaches outlives it."""
+        that end a request's whole process tree do: nothing a command detaches outlives it.
+
+        `egress` is the operator's allow-list, which `create(network=True)` gives a sandbox; without it no
+        sandbox has egress. `egress_resolver` resolves names for the proxy (tests point test names at loopback).
+        """
         self.keep_background = keep_background
         self.limits = limits or ExecutionLimits()
         self.resources = resources or ResourceLimits()
@@ -97,6 +115,9 @@ class LocalProvider(SandboxProvider):
         self._seccomp = None if unisolated else seccomp.install(self.state.root)
         self._cgroups = CgroupManager.detect() if use_cgroups else None
         self._agents = AgentLinks()
+        self.egress = egress
+        self._as_root = os.geteuid() == 0
+        self._egress = EgressService(resolver=egress_resolver)
         if unisolated:
             logger.warning(UNISOLATED_WARNING, f"uid {os.getuid()}")
 
@@ -113,16 +134,20 @@ class LocalProvider(SandboxProvider):
         *,
         labels: Mapping[str, str] | None = None,
         lifetime: float | None = None,
-        network: bool = False,
+        network: bool | EgressPolicy = False,
     ) -> LocalSandbox:
+        policy = egress.policy_for(network, self.egress)
+        if policy is not None and not self.unisolated:
+            egress.check_supported(as_root=self._as_root, keep_background=self.keep_background)
         await self._reap_expired()
         now = time.time()
         record = SandboxRecord(
             id=self.state.new_id(),
             created_at=now,
             expires_at=now + lifetime if lifetime is not None else None,
-            network=network,
+            network=policy is not None,
             labels=dict(labels or {}),
+            egress=None if policy is None else policy.to_json(),
         )
         await asyncio.to_thread(self.state.create, record)
         return self._sandbox(record)
@@ -150,8 +175,13 @@ class LocalProvider(SandboxProvider):
         if not os.access(self.state.root, os.W_OK):
             raise BackendUnavailableError(f"The state folder {self.state.root} is not writable.")
 
+    def observe_egress(self, observer: Observer) -> None:
+        """Call `observer` with every connection the egress proxies decide (the audit log gets them anyway)."""
+        self._egress.observers.append(observer)
+
     async def aclose(self) -> None:
         await self._agents.aclose()
+        await asyncio.to_thread(self._egress.stop)
 
     async def _reap_expired(self) -> None:
         """Remove sandboxes whose time ran out, also those that expired while no server was running."""
@@ -196,7 +226,7 @@ class LocalProvider(SandboxProvider):
             self._bwrap,
             self.state.mounts(record.id),
             cwd=cwd,
-            network=record.network,
+            own_network=not self._as_root,
             env=env,
             command=inner,
             seccomp_fd=seccomp_fd,
@@ -210,12 +240,32 @@ class LocalProvider(SandboxProvider):
             user=self._owner,
             keyctl=self._keyctl,
             open_files={seccomp_fd: self._seccomp},
+            # As root, every command enters its holder's network namespace: one loopback per sandbox, where the
+            # proxy listens and a server one command starts answers the next.
+            netns_fd=join.netns if join is not None and self._as_root else None,
         )
 
-    def _environment(self, mounts: Mounts, env: Mapping[str, str]) -> dict[str, str]:
+    def _environment(self, record: SandboxRecord, mounts: Mounts, env: Mapping[str, str]) -> dict[str, str]:
         home = str(mounts.tmp) if self.unisolated else "/tmp"
         base = {"PATH": SANDBOX_PATH, "HOME": home, "LANG": "C.UTF-8", "TERM": "dumb"}
+        if record.egress is not None and not self.unisolated:
+            base.update(egress.proxy_environment())
         return {**base, **env}
+
+    async def _open_egress(self, record: SandboxRecord, netns_fd: int) -> None:
+        """Serve the sandbox's proxy in its network namespace, open at `netns_fd`, if it has egress and no proxy
+        listens there yet (a new server, or a new holder)."""
+        if record.egress is None or self.unisolated:
+            return
+        place = os.fstat(netns_fd).st_ino
+        if self._egress.serves(record.id, place):
+            return
+        policy = EgressPolicy.from_json(record.egress)
+        try:
+            await self._egress.open(record.id, place, lambda: listen_inside(netns_fd, egress.PROXY_PORT), policy)
+        except OSError as error:
+            # Code in the sandbox may hold the port (taken while no server ran): it only cuts off its own egress.
+            logger.warning("the egress proxy of sandbox %s cannot listen: %s", record.id, error)
 
 
 class LocalSandbox(Sandbox):
@@ -230,6 +280,7 @@ class LocalSandbox(Sandbox):
                 created_at=record.created_at,
                 expires_at=record.expires_at,
                 network=record.network,
+                reachable=EgressPolicy.from_json(record.egress).reachable if record.egress else (),
             ),
             provider.limits,
         )
@@ -250,7 +301,7 @@ class LocalSandbox(Sandbox):
         result = None
         if await self.agent() is not None:
             with contextlib.suppress(processes.NoSpoolSpace):  # a full disk: run it without keeping its output
-                result = await self._run_by_agent(command, timeout=timeout, cwd=cwd, env=env)
+                result = await processes.run(self, command, timeout=timeout, cwd=cwd, env=env)
         if result is None:
             completed = await self._launch(["/bin/sh", "-c", command], timeout=timeout, cwd=cwd, env=env)
             result = CommandResult(
@@ -274,37 +325,31 @@ class LocalSandbox(Sandbox):
             result = dataclasses.replace(result, stderr=result.stderr + f"\n[{usage_line(disk)}]\n")
         return result
 
-    async def _run_by_agent(self, command: str, *, timeout: float, cwd: str, env: dict[str, str]) -> CommandResult:
-        try:
-            process = await processes.start(
-                processes.agent_of(self), command, timeout=timeout, cwd=cwd, env=env, limit=self.limits.output
-            )
-            report = await process.follow(wait=timeout + budget.END_OF_RUN)
-            if report.running:  # the agent did not end it at its limit
-                await process.signal(signal.SIGKILL)
-                report = await process.follow(wait=budget.END_OF_RUN)
-        except AgentLost as error:
-            raise SandboxError(
-                f"The sandbox's agent ended while the command ran ({error}): something in the sandbox killed it, "
-                "and the command's output is lost. The next call starts a new agent."
-            ) from None
-        return report.result
-
     async def agent(self) -> AgentChannel | None:
         """The channel to this sandbox's agent, or None where commands run one process each (no holder)."""
         if self._provider.unisolated or not self._provider.keep_background:
             return None
         self._require_alive()
-        return await self._provider._agents.channel(
-            self.id, self._install_agent, self._launch_with_socket, generation=self._holder.current
-        )
+        connect = agent_connection(self.id, self._install_agent, self._launch_with_socket)
+        return await self._provider._agents.channel(self.id, connect, generation=self._holder.current)
+
+    async def connect_port(self, port: int) -> socket.socket:
+        """A connection to loopback port `port` of the network the sandbox's commands run in, which the host cannot
+        reach otherwise (`SandboxError` when nothing listens there); the sandbox's agent relays it."""
+        if not 0 < port < 65536:
+            raise InvalidArgumentError(f"Port {port} is not a TCP port: give one from 1 to 65535.")
+        if await self.agent() is None:
+            raise SandboxError("This sandbox runs one process per command, so nothing in it can listen on a port.")
+        helper = ["python3", "-u", "-E", "-s", "-S", f"{program.AGENT_DIR}/agent.py", "dial", program.AGENT_DIR]
+        helper.append(str(port))
+        return await handed_over(self.id, self._launch_with_socket, helper, what=f"Port {port}")
 
     async def _install_agent(self) -> None:
         for name, content in program.FILES.items():
             await self._write_file(f"{program.AGENT_DIR}/{name}", content)
 
     async def _launch_with_socket(self, inner: Sequence[str], stdin: socket.socket) -> asyncio.subprocess.Process:
-        environment = self._provider._environment(self._mounts, {})
+        environment = self._provider._environment(self._record, self._mounts, {})
         with await self._join_holder() as fds:
             argv = self._provider._argv(self._record, inner, cwd=paths.WORKDIR, env=environment, join=fds)
             return await asyncio.create_subprocess_exec(
@@ -329,7 +374,7 @@ class LocalSandbox(Sandbox):
         stdin: bytes | None = None,
     ) -> Completed:
         self._require_alive()
-        environment = self._provider._environment(self._mounts, env or {})
+        environment = self._provider._environment(self._record, self._mounts, env or {})
         if self._provider.unisolated:
             argv = self._provider._argv(self._record, inner, cwd=cwd, env=environment)
             host_cwd = str(self._mounts.workspace / posixpath.relpath(cwd, paths.WORKDIR))
@@ -360,16 +405,22 @@ class LocalSandbox(Sandbox):
     async def _join_holder(self) -> JoinFds:
         """Descriptors of the holder's namespaces; a holder that ended a moment ago is started afresh."""
         try:
-            return self._holder.join(await self._ensure_holder())
+            fds = self._holder.join(await self._ensure_holder())
         except ProcessLookupError:
-            return self._holder.join(await self._ensure_holder())
+            fds = self._holder.join(await self._ensure_holder())
+        try:
+            await self._provider._open_egress(self._record, fds.netns)
+        except BaseException:
+            fds.__exit__(None, None, None)
+            raise
+        return fds
 
     async def _ensure_holder(self) -> HolderRecord:
         """The sandbox's holder, (re)started when missing; a restart means its background processes are gone."""
         record = self._holder.current()
         if record is not None:
             return record
-        environment = self._provider._environment(self._mounts, {})
+        environment = self._provider._environment(self._record, self._mounts, {})
         launch = self._provider._argv(self._record, HOLDER_COMMAND, cwd=paths.WORKDIR, env=environment, holder=True)
         started, restarted = await asyncio.to_thread(self._holder.ensure, launch)
         if restarted:
@@ -455,6 +506,7 @@ class LocalSandbox(Sandbox):
 
     async def terminate(self) -> None:
         await self._provider._agents.forget(self.id)
+        await self._provider._egress.close(self.id)
         await asyncio.to_thread(self._holder.stop)
         cgroups = self._provider._cgroups
         if cgroups is not None:

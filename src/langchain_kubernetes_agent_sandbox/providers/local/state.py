@@ -21,10 +21,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ...errors import BackendUnavailableError, NotFoundError, SandboxError
 from . import disk
-from .bubblewrap import ETC_ENTRIES, Mounts, UserDrop
+from .bubblewrap import ETC_ENTRIES, NAME_FILES, Mounts, UserDrop
 from .files import SEARCH, user_may
 from .removal import remove_tree
 
@@ -39,6 +40,8 @@ class SandboxRecord:
     expires_at: float | None
     network: bool
     labels: dict[str, str] = field(default_factory=dict)
+    egress: dict[str, Any] | None = None
+    """The sandbox's `EgressPolicy` (its JSON form), or None for no egress; `network` says whether there is one."""
 
 
 def default_state_dir() -> Path:
@@ -178,6 +181,7 @@ class StateFolder:
         identity = {
             "passwd": f"root:x:0:0:root:/root:/bin/sh\nsandbox:x:{uid}:{gid}:sandbox:/tmp:/bin/sh\n",
             "group": f"root:x:0:\nsandbox:x:{gid}:\n",
+            **NAME_FILES,
         }
         sources = [Path("/etc", name) for name in ETC_ENTRIES if os.path.lexists(f"/etc/{name}")]
         fingerprint = hashlib.sha256(repr(sorted(identity.items())).encode())

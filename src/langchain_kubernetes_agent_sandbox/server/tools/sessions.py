@@ -38,7 +38,12 @@ def idle_type(limits: ToolLimits) -> Any:
 async def create_session(
     ttl_seconds: int | None = None,
     network: Annotated[
-        bool, Field(description="Whether the sandbox may reach the network; the server may refuse it.")
+        bool | Annotated[list[Annotated[str, Field(min_length=1, max_length=260)]], Field(max_length=64)],
+        Field(
+            description="Egress: false for none; true for everything the server's allow-list permits; or a "
+            "list of rules that narrow it (`pypi.example.test`, `*.example.test`, `host:port`). Connections go "
+            "through the server's proxy (HTTP_PROXY and friends are set); session_info shows what is reachable.",
+        ),
     ] = False,
     labels: Annotated[
         dict[str, str] | None,
