@@ -12,10 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "langchain_kubernetes_agent_sandbox"
-EXEMPT = {
-    "engine/agent.py": "runs inside the sandbox on the standard library, beside its own copy of wire.py",
-    "testing/pytest_plugin.py": "only pytest loads it (-p), so pytest is there whenever it is imported",
-}
+EXEMPT = {"testing/pytest_plugin.py": "only pytest loads it (-p), so pytest is there whenever it is imported"}
 
 
 def _name(requirement: str) -> str:
@@ -62,7 +59,9 @@ def imported_modules() -> dict[str, list[str]]:
                 names = [node.module]
             for name in names:
                 top = name.split(".")[0]
-                if top not in sys.stdlib_module_names and top not in ("__future__", PACKAGE.name):
+                # the agent's files run inside the sandbox beside their copies of each other (`import wire`)
+                sibling = (path.parent / f"{top}.py").exists()
+                if top not in sys.stdlib_module_names and top not in ("__future__", PACKAGE.name) and not sibling:
                     found.setdefault(top, []).append(relative)
     return found
 
