@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializerFunctionWrapHandler, model_serializer
 
 from ..engine.jobs import JOBS_DIR
 from ..engine.results import CellResult, Figure, JobResult
@@ -40,8 +40,9 @@ def _lean(schema: dict[str, Any]) -> None:
 
 
 class Rendered(BaseModel):
-    """An output model that can also say itself as text. Fields that are None are left out of the structured
-    content (and declared without null), so rarely set fields cost nothing when unset."""
+    """An output model that can also say itself as text. A field whose default is None is left out of the
+    structured content while it is None (and declared without null), so rarely set fields cost nothing when
+    unset; a required field that may be None stays, as null."""
 
     model_config = ConfigDict(json_schema_extra=_lean)
 
@@ -50,9 +51,19 @@ class Rendered(BaseModel):
 
     _moved: int = PrivateAttr(0)
 
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        fields = type(self).model_fields
+        return {
+            name: value
+            for name, value in data.items()
+            if value is not None or name not in fields or fields[name].is_required() or fields[name].default is not None
+        }
+
     def structured(self) -> dict[str, Any]:
         """The structured content: the fields that are set."""
-        return self.model_dump(mode="json", exclude_none=True)
+        return self.model_dump(mode="json")
 
     @property
     def moved_bytes(self) -> int:
