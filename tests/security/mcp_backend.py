@@ -43,7 +43,7 @@ class McpBackend:
         async with create_connected_server_and_client_session(self.server) as client:
             result = await client.call_tool(name, arguments)
         if result.isError:
-            failure = result.structuredContent or {}
+            failure = (result.meta or {}).get(errors.TOOL_ERROR_META) or {}
             assert failure.get("code") in TYPED_CODES, f"untyped tool error from {name}: {text_of(result)}"
             raise TYPED[failure["code"]](text_of(result))
         assert result.structuredContent is not None

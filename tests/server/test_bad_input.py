@@ -13,6 +13,7 @@ import pytest
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from langchain_kubernetes_agent_sandbox import BackendUnavailableError, Sandbox, SandboxProvider
+from langchain_kubernetes_agent_sandbox.errors import TOOL_ERROR_META
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider, disk
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
 from langchain_kubernetes_agent_sandbox.server.runtime import build_server, session_policy
@@ -270,13 +271,12 @@ async def test_a_failed_call_carries_its_code_message_and_remedy(connect: Connec
         missing = await client.call_tool("download_file", {"path": "no/such/file"})
         invalid = await client.call_tool("execute", {"command": "true", "timeout": -1})
     assert (missing.isError, invalid.isError) == (True, True)
-    failure = missing.structuredContent
-    assert failure is not None
+    assert (missing.structuredContent, invalid.structuredContent) == (None, None)  # it describes success only
+    failure = (missing.meta or {})[TOOL_ERROR_META]
     assert failure["code"] == "not_found"
     assert "no/such/file" in failure["message"]
     assert "list_files" in failure["remedy"]
     assert text_of(missing) == f"not_found: {failure['message']}"
-    assert invalid.structuredContent is not None
-    assert invalid.structuredContent["code"] == "invalid_argument"
-    assert invalid.structuredContent["message"].startswith("timeout:")
+    assert (invalid.meta or {})[TOOL_ERROR_META]["code"] == "invalid_argument"
+    assert (invalid.meta or {})[TOOL_ERROR_META]["message"].startswith("timeout:")
     assert text_of(invalid).endswith("Fix the argument and call execute again.")

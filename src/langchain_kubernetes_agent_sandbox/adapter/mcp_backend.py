@@ -42,9 +42,9 @@ class ToolFailed(SandboxError):
 
 
 def _server_error(result: CallToolResult, text: str) -> SandboxError:
-    """Rebuild the taxonomy error from the tool error's structured `code` and `message` (its text when a server
-    sends none)."""
-    failure = result.structuredContent or {}
+    """Rebuild the taxonomy error from the tool error's `code` and `message` (in its `_meta`; its text when a
+    server sends none)."""
+    failure = (result.meta or {}).get(errors.TOOL_ERROR_META) or {}
     code, message = failure.get("code"), failure.get("message")
     if not isinstance(code, str) or not isinstance(message, str):
         return ToolFailed(text)

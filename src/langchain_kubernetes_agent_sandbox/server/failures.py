@@ -1,6 +1,6 @@
 """What a failed tool call says, decided once: its code (the taxonomy's), a message, and a remedy.
 
-The same `Failure` becomes the tool error the client gets (structured content and readable text), the outcome
+The same `Failure` becomes the tool error the client gets (readable text, and the fields in `_meta`), the outcome
 label of the metrics and the audit line's outcome, so the three cannot disagree.
 """
 
@@ -47,10 +47,14 @@ class Failure:
     """The readable form: the code and the message, with the remedy where the message does not say it."""
 
     def as_result(self) -> CallToolResult:
-        """The MCP tool error: readable text for a model, `code`, `message` and `remedy` for programs."""
-        structured = {name: value for name, value in asdict(self).items() if name != "text"}
-        return CallToolResult(
-            content=[TextContent(type="text", text=self.text)], structuredContent=structured, isError=True
+        """The MCP tool error: readable text for a model, and `code`, `message` and `remedy` for programs in
+        the result's `_meta` under `errors.TOOL_ERROR_META`. Not in its structured content: clients (the
+        TypeScript SDK among them) check a tool error's structured content against the tool's output schema
+        too, which describes the tool's success."""
+        failure = {name: value for name, value in asdict(self).items() if name != "text"}
+        text = [TextContent(type="text", text=self.text)]
+        return CallToolResult.model_validate(
+            {"content": text, "isError": True, "_meta": {errors.TOOL_ERROR_META: failure}}
         )
 
 
