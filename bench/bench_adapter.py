@@ -27,7 +27,7 @@ from langchain_kubernetes_agent_sandbox.adapter import (
 )
 from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesConfig, KubernetesProvider
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
-from langchain_kubernetes_agent_sandbox.testing.server_process import DEEPAGENTS_SETTINGS, serve_http
+from langchain_kubernetes_agent_sandbox.testing.server_process import serve_http
 
 ROOT = "/tmp/bench_adapter"
 TEXT = "".join(f"line {n}: the quick brown fox {n % 7}\n" for n in range(200))
@@ -62,7 +62,7 @@ def measure(backend: BaseSandbox, rounds: int) -> dict[str, float]:
 
 def backends(stack: ExitStack) -> Iterator[tuple[str, BaseSandbox]]:
     yield "local", stack.enter_context(SandboxBackend.local(tempfile.mkdtemp(prefix="kas-bench-", dir="/tmp")))
-    served = stack.enter_context(serve_http("--allow-unauthenticated", "--principal=bench", *DEEPAGENTS_SETTINGS))
+    served = stack.enter_context(serve_http("--allow-unauthenticated", "--principal=bench"))
     url = served.mcp_url
     yield "mcp (http)", stack.enter_context(McpSandboxBackend(mcp_connect.http(url)))
     cluster = stack.enter_context(FakeCluster({"bench-pool": 1}))

@@ -28,6 +28,7 @@ import bench_kubernetes  # noqa: E402
 import bench_local  # noqa: E402
 import bench_mcp  # noqa: E402
 import bench_python  # noqa: E402
+import bench_validation  # noqa: E402
 from langchain_kubernetes_agent_sandbox.providers.local.state import temporary_state  # noqa: E402
 
 Row = dict[str, Any]
@@ -85,6 +86,14 @@ def mcp_rows(calls: int, clients: int, per_client: int) -> list[Row]:
     return [
         row("mcp (local)", f["figure"], f["value"], f["unit"], f["baseline"], "direct Sandbox.run / idle RSS")
         for f in figures
+    ]
+
+
+def validation_rows(rounds: int) -> list[Row]:
+    """The mcp client's validation of each tool's result against a 3-field schema's (issue 15: execute <= 2 ms)."""
+    return [
+        row("mcp client validation", f"{tool} result", value, "ms", base, "3-field schema")
+        for tool, value, base, _ in asyncio.run(bench_validation.measure(rounds))
     ]
 
 
@@ -176,6 +185,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=60, help="MCP: sequential calls per transport")
     parser.add_argument("--clients", type=int, default=32, help="MCP: concurrent HTTP clients")
     parser.add_argument("--per-client", type=int, default=10, help="MCP: calls per client")
+    parser.add_argument("--validation-rounds", type=int, default=300, help="MCP client validation: rounds")
     parser.add_argument("--python-rounds", type=int, default=30, help="Python kernel: calls per figure")
     parser.add_argument("--rounds", type=int, default=5, help="adapter and Kubernetes: rounds")
     parser.add_argument("--commands", type=int, default=100, help="Kubernetes: commands per side")
@@ -184,6 +194,7 @@ def main() -> None:
     rows = local_rows(args.runs)
     rows += engine_rows(args.calls)
     rows += mcp_rows(args.calls, args.clients, args.per_client)
+    rows += validation_rows(args.validation_rounds)
     rows += python_rows(args.python_rounds)
     rows += kubernetes_rows(args.rounds, args.commands)
     rows += adapter_rows(args.rounds)

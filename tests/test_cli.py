@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from langchain_kubernetes_agent_sandbox.server.cli import build_parser
+from langchain_kubernetes_agent_sandbox.cli.main import build_parser
 
 
 def subcommand_names() -> list[str]:

@@ -6,6 +6,10 @@ deepagents adapters map these to their own vocabularies. Every message says what
 
 from __future__ import annotations
 
+TOOL_ERROR_META = "kubernetes-agent-sandbox/error"
+"""The key of an MCP tool error's `_meta` under which the server sends the error's `code` (one of these classes'),
+`message` and `remedy`, and the MCP-backed clients read them: the format's one definition."""
+
 
 class SandboxError(Exception):
     """Base of every error this package raises on purpose."""

@@ -1,14 +1,14 @@
-"""The server the adapter tests talk to: `serve` over HTTP with the limits deepagents needs."""
+"""The server the adapter tests talk to: `serve` over HTTP with its default limits."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
 
-from langchain_kubernetes_agent_sandbox.testing.server_process import DEEPAGENTS_SETTINGS
 from langchain_kubernetes_agent_sandbox.testing.server_process import serve_http as serve
 
-ADAPTER_SETTINGS = ("--allow-unauthenticated", "--principal=adapter-tests", "--log-level=WARNING", *DEEPAGENTS_SETTINGS)
+ADAPTER_SETTINGS = ("--allow-unauthenticated", "--principal=adapter-tests", "--log-level=WARNING")
+"""Only what a test server needs; every limit is the default, which deep agents work with."""
 
 
 @contextlib.contextmanager

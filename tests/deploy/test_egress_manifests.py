@@ -11,8 +11,8 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from langchain_kubernetes_agent_sandbox.cli.main import build_parser
 from langchain_kubernetes_agent_sandbox.network.settings import operator_policy
-from langchain_kubernetes_agent_sandbox.server.cli import build_parser
 from langchain_kubernetes_agent_sandbox.server.config import load
 from tests.deploy.crd_fields import K8S_VERSION, pool_problems, template_problems
 from tests.deploy.tools import find, render

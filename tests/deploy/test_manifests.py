@@ -8,10 +8,10 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from langchain_kubernetes_agent_sandbox.cli.doctor import kubernetes_config
 from langchain_kubernetes_agent_sandbox.providers.kubernetes import rbac
 from langchain_kubernetes_agent_sandbox.providers.kubernetes.config import ConnectionMode, KubernetesConfig
 from langchain_kubernetes_agent_sandbox.server.config import load
-from langchain_kubernetes_agent_sandbox.server.doctor_command import kubernetes_config
 from tests.deploy.crd_fields import K8S_VERSION, pool_problems, template_problems
 from tests.deploy.tools import find, render
 

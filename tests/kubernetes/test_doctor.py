@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from langchain_kubernetes_agent_sandbox.server.cli import main
+from langchain_kubernetes_agent_sandbox.cli.main import main
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
 
 
@@ -28,7 +28,7 @@ def closed_port_url() -> str:
 
 
 def test_doctor_passes_on_a_healthy_cluster_and_leaves_no_claim(fake_cluster: FakeCluster) -> None:
-    argv = [sys.executable, "-m", "langchain_kubernetes_agent_sandbox.server.cli", "doctor", *settings(fake_cluster)]
+    argv = [sys.executable, "-m", "langchain_kubernetes_agent_sandbox.cli.main", "doctor", *settings(fake_cluster)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()

@@ -10,7 +10,7 @@ import httpx
 
 
 def test_fake_cluster_command_prints_urls_and_a_working_kubeconfig() -> None:
-    argv = [sys.executable, "-m", "langchain_kubernetes_agent_sandbox.server.cli", "fake-cluster", "--json"]
+    argv = [sys.executable, "-m", "langchain_kubernetes_agent_sandbox.cli.main", "fake-cluster", "--json"]
     argv += ["--pool", "tiny=1", "--exit-on-stdin-eof"]
     with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as process:
         assert process.stdout is not None

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from langchain_kubernetes_agent_sandbox.cli import doctor as doctor_command
 from langchain_kubernetes_agent_sandbox.providers.kubernetes import ConnectionMode, KubernetesProvider
-from langchain_kubernetes_agent_sandbox.server import doctor_command
 from langchain_kubernetes_agent_sandbox.server.config import load
 from langchain_kubernetes_agent_sandbox.server.runtime import make_provider
 

@@ -79,7 +79,7 @@ async def tool(client: ClientSession, name: str, **arguments: Any) -> dict[str, 
 
 def expect(actual: dict[str, Any], **wanted: Any) -> None:
     """The result is what the call asked for; a command cut at its limit counts as a typed `timed_out` failure."""
-    if actual.get("timed_out"):
+    if actual.get("state") == "timed_out":
         raise ToolFailed(f"timed_out: {actual.get('stderr', '')}")
     differing = {key: (actual.get(key), value) for key, value in wanted.items() if actual.get(key) != value}
     if differing:

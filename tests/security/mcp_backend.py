@@ -10,12 +10,19 @@ from typing import Any
 import pytest
 from mcp.shared.memory import create_connected_server_and_client_session
 
-from langchain_kubernetes_agent_sandbox import SandboxError, SandboxProvider
+from langchain_kubernetes_agent_sandbox import SandboxError, SandboxProvider, errors
 from langchain_kubernetes_agent_sandbox.server.app import SandboxMCP
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
 from langchain_kubernetes_agent_sandbox.server.runtime import build_server, session_policy
 from langchain_kubernetes_agent_sandbox.sessions import SessionRegistry
 from tests.reliability.workload import TYPED_CODES, text_of
+
+TYPED: dict[str, type[SandboxError]] = {
+    error.code: error
+    for error in (getattr(errors, name) for name in errors.__all__)
+    if error.__module__ == errors.__name__ and error.code != SandboxError.code
+}
+"""The taxonomy's error class for each code a tool error may carry (the first class of each code)."""
 
 
 @dataclass
@@ -36,9 +43,9 @@ class McpBackend:
         async with create_connected_server_and_client_session(self.server) as client:
             result = await client.call_tool(name, arguments)
         if result.isError:
-            text = text_of(result)
-            assert text.split(":", 1)[0] in TYPED_CODES, f"untyped tool error from {name}: {text}"
-            raise SandboxError(text)
+            failure = (result.meta or {}).get(errors.TOOL_ERROR_META) or {}
+            assert failure.get("code") in TYPED_CODES, f"untyped tool error from {name}: {text_of(result)}"
+            raise TYPED[failure["code"]](text_of(result))
         assert result.structuredContent is not None
         return result.structuredContent
 

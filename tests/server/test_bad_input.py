@@ -13,11 +13,12 @@ import pytest
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from langchain_kubernetes_agent_sandbox import BackendUnavailableError, Sandbox, SandboxProvider
+from langchain_kubernetes_agent_sandbox.errors import TOOL_ERROR_META
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider, disk
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
 from langchain_kubernetes_agent_sandbox.server.runtime import build_server, session_policy
 from langchain_kubernetes_agent_sandbox.sessions import SessionRegistry
-from tests.server.mcp_calls import Connect, call, data, fail
+from tests.server.mcp_calls import Connect, call, data, fail, text_of
 
 
 async def test_unknown_session_is_not_found_and_says_what_to_do(connect: Connect) -> None:
@@ -60,22 +61,24 @@ async def test_each_principal_gets_its_own_default_session(connect: Connect) -> 
         assert result.structuredContent["stdout"] == ""  # type: ignore[index]
 
 
-async def test_oversized_upload_and_download_are_refused_with_the_limit(connect: Connect) -> None:
+async def test_a_piece_larger_than_one_call_carries_is_refused_with_the_limit(connect: Connect) -> None:
     async with connect(max_transfer_bytes=1024) as client:
         message = await fail(client, "upload_file", path="big.txt", content="x" * 2000)
+        assert message.startswith("invalid_argument: content:")  # the schema's bound: base64 of 1024 bytes
+        message = await fail(client, "upload_file", path="big.txt", content="é" * 1000)  # 2000 bytes
         assert message.startswith("too_large:")
+        assert "1024 bytes per call" in message
+        assert "offset" in message
+        message = await fail(client, "download_file", path="big.txt", length=2000)
+        assert message.startswith("invalid_argument:")
         assert "1024" in message
-        await call(client, "execute", command="head -c 5000 /dev/zero > big.bin")
-        message = await fail(client, "download_file", path="big.bin")
-        assert message.startswith("too_large:")
-        assert "head -c" in message
 
 
 @pytest.mark.skipif(disk.unavailable_reason() is not None, reason=f"no disk quota here: {disk.unavailable_reason()}")
 async def test_a_full_disk_quota_is_reported_with_the_quota_and_what_to_do(connect: Connect) -> None:
     async with connect(disk_quota_mib=16, max_transfer_bytes=32 * 1024 * 1024) as client:
         filled = data(await call(client, "execute", command="head -c 64M /dev/zero > /app/fill"))
-        if filled["running"]:  # detached on a slow disk: the quota is only full once it ended
+        if filled["state"] == "running":  # detached on a slow disk: the quota is only full once it ended
             filled = data(await call(client, "job_wait", job_id=filled["job_id"], timeout=120))
         assert "No space left on device" in filled["stderr"]
         # Larger than the slack ext4 can give back once delayed allocation settles after the fill.
@@ -133,7 +136,7 @@ async def test_reading_a_missing_file_says_not_found(connect: Connect) -> None:
 
 @pytest.mark.parametrize(
     ("timeout", "expected"),
-    [(-1, "greater than 0"), (0, "greater than 0"), (5000, "exceeds the maximum"), (10**7, "less than or equal")],
+    [(-1, "greater than 0"), (0, "greater than 0"), (5000, "less than or equal to 3600"), (10**7, "less than")],
 )
 async def test_negative_or_excessive_timeouts_are_refused(connect: Connect, timeout: float, expected: str) -> None:
     async with connect() as client:
@@ -261,3 +264,19 @@ async def test_invalid_labels_and_ttls_are_refused(connect: Connect) -> None:
     async with connect(max_idle_timeout=100, idle_timeout=50) as client:
         assert "Label key" in await fail(client, "create_session", labels={"bad key!": "x"})
         assert "ttl_seconds" in await fail(client, "create_session", ttl_seconds=200)
+
+
+async def test_a_failed_call_carries_its_code_message_and_remedy(connect: Connect) -> None:
+    async with connect() as client:
+        missing = await client.call_tool("download_file", {"path": "no/such/file"})
+        invalid = await client.call_tool("execute", {"command": "true", "timeout": -1})
+    assert (missing.isError, invalid.isError) == (True, True)
+    assert (missing.structuredContent, invalid.structuredContent) == (None, None)  # it describes success only
+    failure = (missing.meta or {})[TOOL_ERROR_META]
+    assert failure["code"] == "not_found"
+    assert "no/such/file" in failure["message"]
+    assert "list_files" in failure["remedy"]
+    assert text_of(missing) == f"not_found: {failure['message']}"
+    assert (invalid.meta or {})[TOOL_ERROR_META]["code"] == "invalid_argument"
+    assert (invalid.meta or {})[TOOL_ERROR_META]["message"].startswith("timeout:")
+    assert text_of(invalid).endswith("Fix the argument and call execute again.")

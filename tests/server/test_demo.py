@@ -25,7 +25,7 @@ def test_demo_runs_every_step_of_the_main_job_a_figure_and_a_detached_job(local_
         assert f": {step}(" in out, step
     assert "4 cities, mean 17.5 C, warmest Perth" in out
     assert '"warmest": "Perth"' in out
-    assert "exited 124 (timed_out=True)" in out
+    assert "exited 124 (timed_out)" in out
     if HAS_MATPLOTLIB:
         assert "plotted 4 cities" in out
         assert re.search(r"\n   -> image content: \d+ bytes, image/png\n", out)

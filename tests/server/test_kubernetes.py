@@ -51,7 +51,7 @@ async def test_sessions_on_the_cluster_survive_a_server_restart_and_stay_private
 async def test_timeouts_on_the_cluster_kill_and_keep_output(fake_cluster: FakeCluster) -> None:
     async with kubernetes_client(fake_cluster, "carol") as client:
         result = await call(client, "execute", command="echo started; sleep 30", timeout=2)
-        assert result.structuredContent["timed_out"] is True  # type: ignore[index]
+        assert result.structuredContent["state"] == "timed_out"  # type: ignore[index]
         assert result.structuredContent["exit_code"] == 124  # type: ignore[index]
         assert result.structuredContent["stdout"] == "started\n"  # type: ignore[index]
         session_id = result.structuredContent["session_id"]  # type: ignore[index]

@@ -57,9 +57,9 @@ async def test_python_runs_one_process_per_call_and_session_info_says_so(client_
 async def test_long_commands_run_to_their_end_and_background_is_refused(client_without_background: Open) -> None:
     async with client_without_background(detach_after=1) as client:
         command = data(await call(client, "execute", command="sleep 2; echo done"))
-        assert (command["running"], command["stdout"], command["exit_code"]) == (False, "done\n", 0)
+        assert (command["state"] == "running", command["stdout"], command["exit_code"]) == (False, "done\n", 0)
         cell = data(await call(client, "execute_python", code="import time\ntime.sleep(2)\nprint('slept')"))
-        assert (cell["running"], cell["stdout"]) == (False, "slept\n")
+        assert (cell["state"] == "running", cell["stdout"]) == (False, "slept\n")
         message = await fail(client, "execute", command="sleep 1", background=True)
         assert message.startswith("invalid_argument:")
         assert "without it" in message

@@ -135,9 +135,9 @@ async def test_jobs_running_counts_the_jobs_this_server_last_saw_running(
             assert await jobs_running() == 3
             await call(client, "job_status", job_id=endless)
             assert await jobs_running() == 3
-            assert not data(await call(client, "job_wait", job_id=slow, timeout=30))["running"]
+            assert data(await call(client, "job_wait", job_id=slow, timeout=30))["state"] != "running"
             assert await jobs_running() == 2
-            assert not data(await call(client, "job_wait", job_id=cell, timeout=30))["running"]
+            assert data(await call(client, "job_wait", job_id=cell, timeout=30))["state"] != "running"
             assert await jobs_running() == 1
             await call(client, "job_cancel", job_id=endless)
             assert await jobs_running() == 0

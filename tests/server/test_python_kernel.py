@@ -21,14 +21,14 @@ needs_matplotlib = pytest.mark.skipif(not HAS_MATPLOTLIB, reason="the host's pyt
 async def warm_matplotlib(client: ClientSession) -> None:
     """The first import in a new sandbox builds matplotlib's font cache, which can take long on a busy machine."""
     first = data(await call(client, "execute_python", code="import matplotlib.pyplot", timeout=300))
-    if first["running"]:
-        assert not data(await call(client, "job_wait", job_id=first["job_id"], timeout=120))["running"]
+    if first["state"] == "running":
+        assert data(await call(client, "job_wait", job_id=first["job_id"], timeout=120))["state"] != "running"
 
 
 async def test_variables_and_imports_persist_and_a_trailing_expression_is_the_value(provider_client: Open) -> None:
     async with provider_client() as client:
         first = data(await call(client, "execute_python", code="import math\nx = 20\nprint('set')"))
-        assert (first["stdout"], first["value"], first["exit_code"]) == ("set\n", None, 0)
+        assert (first["stdout"], first.get("value"), first["exit_code"]) == ("set\n", None, 0)
         assert first["kernel"] in ("started", "kept")
         second = data(await call(client, "execute_python", code="x += 1\nmath.floor(x * 2.5)"))
         assert (second["value"], second["kernel"]) == ("52", "kept")
@@ -50,9 +50,9 @@ async def test_a_traceback_points_at_the_agents_own_lines(provider_client: Open)
 async def test_a_timeout_interrupts_the_cell_and_keeps_the_state(provider_client: Open) -> None:
     async with provider_client() as client:
         await call(client, "execute_python", code="kept = 'still here'")
-        stuck = data(await call(client, "execute_python", code="while True:\n    pass", timeout=1))
-        assert (stuck["state"], stuck["timed_out"], stuck["exit_code"]) == ("timed_out", True, 124)
-        assert stuck["state_survived"] is True
+        stuck = await call(client, "execute_python", code="while True:\n    pass", timeout=1)
+        assert (data(stuck)["state"], data(stuck)["exit_code"]) == ("timed_out", 124)
+        assert "the kernel and its variables survived" in text_of(stuck)
         assert "variables survived" in text_of(
             await call(client, "execute_python", code="import time; time.sleep(5)", timeout=0.5)
         )
@@ -117,13 +117,14 @@ async def test_reset_starts_a_fresh_kernel(provider_client: Open) -> None:
 async def test_a_long_cell_detaches_and_its_value_arrives_through_job_wait(provider_client: Open) -> None:
     async with provider_client(detach_after=1) as client:
         started = data(await call(client, "execute_python", code="import time\nprint('begun')\ntime.sleep(2.5)\n6 * 7"))
-        assert started["running"]
+        assert started["state"] == "running"
         assert started["stdout"] == "begun\n"
         done = data(await call(client, "job_wait", job_id=started["job_id"], timeout=20))
         assert (done["state"], done["value"]) == ("exited", "42")
         cancelled = data(await call(client, "execute_python", code="import time\ntime.sleep(60)", background=True))
-        stopped = data(await call(client, "job_cancel", job_id=cancelled["job_id"]))
-        assert (stopped["state"], stopped["state_survived"]) == ("cancelled", True)
+        stopped = await call(client, "job_cancel", job_id=cancelled["job_id"])
+        assert data(stopped)["state"] == "cancelled"
+        assert "the kernel and its variables survived" in text_of(stopped)
         assert data(await call(client, "execute_python", code="'ok'"))["value"] == "'ok'"
 
 
@@ -144,8 +145,10 @@ async def test_every_figure_comes_back_as_an_image_and_a_file(provider_client: O
             assert image.mimeType == "image/png"
             assert base64.b64decode(image.data).startswith(b"\x89PNG")
         figures = data(result)["figures"]
-        assert [(figure["width"], figure["height"]) for figure in figures] == [(640, 480), (1024, 768)]
-        saved = data(await call(client, "download_file", path=figures[1]["path"]))
+        assert len(figures) == 2
+        assert "(640x480)" in text_of(result)
+        assert "(1024x768)" in text_of(result)
+        saved = data(await call(client, "download_file", path=figures[1]))
         assert saved["mime_type"] == "image/png"
         none = await call(client, "execute_python", code="1")
         assert not [block for block in none.content if isinstance(block, ImageContent)]
@@ -157,7 +160,7 @@ async def test_a_detached_cells_figures_come_back_when_the_job_is_reported_ended
     async with provider_client(detach_after=0.5) as client:
         await warm_matplotlib(client)
         started = await call(client, "execute_python", code=code)
-        assert data(started)["running"]
+        assert data(started)["state"] == "running"
         assert not [block for block in started.content if isinstance(block, ImageContent)]
         job_id = data(started)["job_id"]
         ended = await call(client, "job_wait", job_id=job_id, timeout=60)
@@ -166,7 +169,7 @@ async def test_a_detached_cells_figures_come_back_when_the_job_is_reported_ended
         assert [(image.mimeType, base64.b64decode(image.data)[:4]) for image in images] == [
             ("image/png", b"\x89PNG")
         ] * 2
-        assert (data(ended)["value"], data(ended)["figures_inline"], len(data(ended)["figures"])) == ("'drawn'", 2, 2)
+        assert (data(ended)["value"], len(data(ended)["figures"])) == ("'drawn'", 2)
         assert "2 shown below" in text_of(ended)
         again = await call(client, "job_status", job_id=job_id)
         assert len([block for block in again.content if isinstance(block, ImageContent)]) == 2
@@ -175,7 +178,7 @@ async def test_a_detached_cells_figures_come_back_when_the_job_is_reported_ended
 async def test_without_matplotlib_nothing_is_said_about_figures(provider_client: Open) -> None:
     async with provider_client() as client:
         result = await call(client, "execute_python", code="print('plain')")
-        assert data(result)["figures"] == []
+        assert "figures" not in data(result)
         assert "figure" not in text_of(result)
 
 
@@ -193,9 +196,8 @@ async def test_a_50_megabyte_figure_is_downscaled_to_the_budget(connect: Connect
         assert len(images) == 1
         assert len(base64.b64decode(images[0].data)) <= 256 * 1024
         figure = data(result)["figures"][0]
-        assert (figure["width"], figure["height"]) == (4000, 4000)
-        assert figure["inline_path"] != figure["path"]
-        full = await call(client, "execute", command=f"wc -c < {figure['path']}")
+        assert "(4000x4000)" in text_of(result)
+        full = await call(client, "execute", command=f"wc -c < {figure}")
         assert int(data(full)["stdout"]) > 40 * 1024 * 1024
 
 
@@ -208,7 +210,6 @@ async def test_hundreds_of_figures_end_bounded(connect: Connect) -> None:
         images = [block for block in result.content if isinstance(block, ImageContent)]
         assert len(images) == 8
         assert len(data(result)["figures"]) == 50
-        assert data(result)["figures_made"] == 300
         assert "250 more figures were closed without being saved" in text_of(result)
         assert data(await call(client, "execute_python", code="len(plt.get_fignums())"))["value"] == "0"
 
@@ -217,11 +218,10 @@ async def test_a_cells_large_output_keeps_head_and_tail_and_points_to_the_whole(
     async with provider_client(max_output_bytes=2048) as client:
         result = data(await call(client, "execute_python", code="for i in range(20000):\n    print(i)\n'end'"))
         assert result["value"] == "'end'"
-        assert result["truncated"]
+        assert result["dropped_bytes"] == len("".join(f"{i}\n" for i in range(20000))) - 2048
         assert result["stdout"].startswith("0\n1\n")
         assert result["stdout"].endswith("19998\n19999\n")
-        assert result["stdout_bytes"] == len("".join(f"{i}\n" for i in range(20000)))
-        whole = data(await call(client, "download_file", path=result["stdout_path"]))
+        whole = data(await call(client, "download_file", path=f"/tmp/.kas/jobs/{result['job_id']}/stdout"))
         assert whole["content"] == "".join(f"{i}\n" for i in range(20000))
 
 

@@ -9,18 +9,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 from deepagents.backends.protocol import ExecuteResponse, FileDownloadResponse, FileUploadResponse
 from mcp import ClientSession
-from mcp.types import TextContent
+from mcp.types import CallToolResult, TextContent, Tool
 
 from .. import errors
 from ..errors import BackendUnavailableError, SandboxError
 from ..results import CommandResult
 from .base import AsyncFirstSandbox
 from .mcp_connect import Connect
-from .translate import execute_error, execute_response, file_error_of, is_relative
+from .translate import execute_error, execute_response, file_error, file_error_of, is_relative
 
 _ERRORS: dict[str, type[SandboxError]] = {
     cls.code: cls for cls in (getattr(errors, name) for name in errors.__all__) if issubclass(cls, SandboxError)
@@ -29,6 +31,8 @@ _PARALLEL_TRANSFERS = 4
 """Files moved at once in a batch; the server bounds each principal's concurrent calls (8 by default)."""
 
 
+_READ_ATTEMPTS = 3
+"""Times a file read in pieces is read again when its digest shows it changed in between."""
 _JOB_WAIT = 60.0
 """Seconds of each job_wait call while following a command the server detached."""
 
@@ -37,13 +41,40 @@ class ToolFailed(SandboxError):
     """The server answered with an error whose code this client does not know."""
 
 
-def _server_error(result_text: str) -> SandboxError:
-    """Rebuild the taxonomy error from the server's `<code>: <message>` error text."""
-    code, _, message = result_text.partition(": ")
-    error = _ERRORS.get(code, ToolFailed)(message or result_text)
+def _server_error(result: CallToolResult, text: str) -> SandboxError:
+    """Rebuild the taxonomy error from the tool error's `code` and `message` (in its `_meta`; its text when a
+    server sends none)."""
+    failure = (result.meta or {}).get(errors.TOOL_ERROR_META) or {}
+    code, message = failure.get("code"), failure.get("message")
+    if not isinstance(code, str) or not isinstance(message, str):
+        return ToolFailed(text)
+    error = _ERRORS.get(code, ToolFailed)(message)
     if error.__class__ is ToolFailed:
         error.code = code if code.isidentifier() else ToolFailed.code
     return error
+
+
+@dataclass(frozen=True)
+class _Caps:
+    """What the server lets one call carry, read from its tools' input schemas (None: the server's default)."""
+
+    output_bytes: int | None
+    """The largest `max_output_bytes` execute and job_wait take."""
+    piece_bytes: int | None
+    """The largest piece of a file one upload_file or download_file call moves."""
+
+    @classmethod
+    def of(cls, tools: list[Tool]) -> _Caps:
+        def maximum(tool: str, argument: str) -> int | None:
+            for listed in tools:
+                if listed.name == tool:
+                    schema = listed.inputSchema.get("properties", {}).get(argument, {})
+                    for choice in [schema, *schema.get("anyOf", [])]:  # an optional argument: its number's bound
+                        if isinstance(choice.get("maximum"), int):
+                            return int(choice["maximum"])
+            return None
+
+        return cls(maximum("execute", "max_output_bytes"), maximum("download_file", "length"))
 
 
 class McpSandboxBackend(AsyncFirstSandbox):
@@ -64,6 +95,7 @@ class McpSandboxBackend(AsyncFirstSandbox):
         self._holder: asyncio.Task[None] | None = None
         self._opening: asyncio.Lock | None = None
         self._transfers: asyncio.Semaphore | None = None
+        self._caps = _Caps(None, None)
 
     @property
     def id(self) -> str:
@@ -82,7 +114,12 @@ class McpSandboxBackend(AsyncFirstSandbox):
                 ready: asyncio.Future[ClientSession] = asyncio.get_running_loop().create_future()
                 self._closing = asyncio.Event()
                 self._holder = asyncio.create_task(self._hold(ready, self._closing))
-                self._client = await ready
+                client = await ready
+                try:
+                    self._caps = _Caps.of((await client.list_tools()).tools)
+                except Exception as error:
+                    raise BackendUnavailableError(f"The MCP server did not list its tools: {error!r}") from error
+                self._client = client
             if self._session_id is None:
                 created = await self._call_on_loop("create_session", {})
                 self._session_id = str(created["session_id"])
@@ -107,7 +144,7 @@ class McpSandboxBackend(AsyncFirstSandbox):
             raise BackendUnavailableError(f"The MCP server did not answer {tool}: {error!r}") from error
         text = "".join(block.text for block in result.content if isinstance(block, TextContent))
         if result.isError:
-            raise _server_error(text)
+            raise _server_error(result, text)
         if result.structuredContent is None:
             raise ToolFailed(f"{tool} returned no structured content: {text[:200]}")
         return result.structuredContent
@@ -132,17 +169,19 @@ class McpSandboxBackend(AsyncFirstSandbox):
 
     async def aexecute(self, command: str, *, timeout: int | None = None) -> ExecuteResponse:
         limit = self._default_timeout if timeout in (None, 0) else timeout  # 0: the server's default
+        # deepagents reads files in pages of up to 500 KiB through execute: ask for the largest output cap
+        cap = {"max_output_bytes": self._caps.output_bytes} if self._caps.output_bytes else {}
         try:
-            output = await self._call("execute", command=command, timeout=limit)
-            stdout, stderr, dropped = output["stdout"], output["stderr"], output["dropped_bytes"]
-            while output.get("running"):
+            output = await self._call("execute", command=command, timeout=limit, **cap)
+            stdout, stderr, dropped = output["stdout"], output["stderr"], output.get("dropped_bytes", 0)
+            while output.get("state") == "running":
                 # The server detached a long command into a job; deepagents expects the call to block until the
                 # command ends (within its own timeout, which the server enforces), so follow the job.
                 output = await self._call(
-                    "job_wait", job_id=output["job_id"], timeout=_JOB_WAIT, cursor=output["cursor"]
+                    "job_wait", job_id=output["job_id"], timeout=_JOB_WAIT, cursor=output["cursor"], **cap
                 )
                 stdout, stderr = stdout + output["stdout"], stderr + output["stderr"]
-                dropped += output["dropped_bytes"]
+                dropped += output.get("dropped_bytes", 0)
         except errors.InvalidArgumentError as error:
             raise ValueError(str(error)) from None  # deepagents tells the model "Invalid parameter"
         except SandboxError as error:
@@ -153,7 +192,7 @@ class McpSandboxBackend(AsyncFirstSandbox):
                 stderr=stderr,
                 exit_code=output["exit_code"],
                 duration=output["duration_seconds"],
-                timed_out=output["timed_out"],
+                timed_out=output.get("state") == "timed_out",
                 dropped_bytes=dropped,
             )
         )
@@ -164,9 +203,15 @@ class McpSandboxBackend(AsyncFirstSandbox):
     async def _upload(self, path: str, data: bytes) -> FileUploadResponse:
         if is_relative(path):
             return FileUploadResponse(path=path, error="invalid_path")
-        content = base64.b64encode(data).decode("ascii")
+        piece = self._caps.piece_bytes or max(len(data), 1)
+        whole = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         try:
-            await self._transfer("upload_file", path=path, content=content, encoding="base64")
+            # in pieces the server can take, the one that ends the file last: it writes the file
+            for offset in range(0, max(len(data), 1), piece):
+                content = base64.b64encode(data[offset : offset + piece]).decode("ascii")
+                await self._transfer(
+                    "upload_file", path=path, content=content, encoding="base64", offset=offset, **whole
+                )
         except SandboxError as error:
             return FileUploadResponse(path=path, error=file_error_of(error))
         return FileUploadResponse(path=path)
@@ -178,10 +223,25 @@ class McpSandboxBackend(AsyncFirstSandbox):
         if is_relative(path):
             return FileDownloadResponse(path=path, error="invalid_path")
         try:
-            downloaded = await self._transfer("download_file", path=path, encoding="base64")
+            for _ in range(_READ_ATTEMPTS):
+                content, digest = await self._pieces(path)
+                if hashlib.sha256(content).hexdigest() == digest:
+                    return FileDownloadResponse(path=path, content=content)
         except SandboxError as error:
             return FileDownloadResponse(path=path, error=file_error_of(error))
-        return FileDownloadResponse(path=path, content=base64.b64decode(downloaded["content"]))
+        # it kept changing while its pieces were read: no consistent content to give
+        return FileDownloadResponse(path=path, error=file_error(errors.TimedOutError.code))
+
+    async def _pieces(self, path: str) -> tuple[bytes, str]:
+        """The file's content, piece by piece as the server gives it, and the whole file's sha256 it gave last."""
+        content = bytearray()
+        offset: int | None = 0
+        digest = ""
+        while offset is not None:
+            piece = await self._transfer("download_file", path=path, encoding="base64", offset=offset)
+            content += base64.b64decode(piece["content"])
+            offset, digest = piece.get("next_offset"), piece["sha256"]
+        return bytes(content), digest
 
     async def aclose(self) -> None:
         """Close the session if this backend created it, then the connection and the private loop."""

@@ -1,41 +1,7 @@
-"""The `kubernetes-agent-sandbox` command: one subcommand per job, each documented by `--help`."""
+"""Where the console script pointed before the command line moved to `cli/`: an install made before then keeps
+a `kubernetes-agent-sandbox` script that imports `main` from here, so it still starts after an upgrade in place
+(an editable install, which regenerates no script)."""
 
-from __future__ import annotations
+from ..cli.main import main
 
-import argparse
-import sys
-from collections.abc import Callable, Sequence
-
-Command = Callable[[argparse.Namespace], int]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kubernetes-agent-sandbox",
-        description="Run AI agents' code in isolated sandboxes: Kubernetes agent-sandbox pods or local workspaces.",
-    )
-    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from . import demo_command, doctor_command, egress_command, serve_command
-
-    serve_command.register(subcommands)
-    demo_command.register(subcommands)
-    doctor_command.register(subcommands)
-    egress_command.register(subcommands)
-    from ..testing import cli as fake_cluster_command
-
-    fake_cluster_command.register(subcommands)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler: Command | None = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help()
-        return 2
-    return handler(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["main"]

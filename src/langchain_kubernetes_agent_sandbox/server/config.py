@@ -2,7 +2,9 @@
 
 Precedence: flag, then environment variable, then file, then default. Every setting is declared once in
 `SETTINGS`, which drives `serve --help`, the environment variable names and the file keys alike, so the three
-cannot drift apart. A bad value stops the server with a message naming the setting and where it came from.
+cannot drift apart; its default is `ServerConfig`'s, which takes it from the dataclass that owns the number
+(`ToolLimits`, `SessionPolicy`, the providers' limits), so help texts and descriptions say the same.
+A bad value stops the server with a message naming the setting and where it came from.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import getpass
 import ipaddress
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -21,9 +23,13 @@ from ..network.policy import EgressPolicy
 from ..network.settings import operator_policy
 from ..providers.kubernetes.config import AGENT_PORT
 from ..providers.local.limits import ResourceLimits
+from ..sessions import SessionPolicy
+from .tool_limits import ToolLimits
 
 ENV_PREFIX = "KUBERNETES_AGENT_SANDBOX_"
 _LOCAL = ResourceLimits()
+_POLICY = SessionPolicy()
+_TOOLS = ToolLimits()
 _MIB = 1024 * 1024
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
@@ -40,6 +46,9 @@ class Setting:
     choices: tuple[str, ...] = ()
     flag: bool = True
     """Secrets (tokens) get no flag: a command line is visible to every user of the machine."""
+    default_of: Callable[[], object] | None = None
+    """Where the default of a setting that `ServerConfig` leaves unset (None) comes from: the provider's own,
+    looked up only when the default is shown (the Kubernetes provider is slow to import)."""
 
     @property
     def option(self) -> str:
@@ -49,11 +58,46 @@ class Setting:
     def env(self) -> str:
         return ENV_PREFIX + self.name.upper()
 
+    @property
+    def default(self) -> object:
+        """The value the server uses when nothing sets this one (None: none)."""
+        if self.default_of is not None:
+            return self.default_of()
+        field = ServerConfig.model_fields[self.name]
+        return None if field.default_factory is not None else field.default
+
+    @property
+    def described(self) -> str:
+        """The help text with the default, as `serve --help` and the README show it."""
+        default = self.default
+        if default is None or isinstance(default, bool) or default == ():
+            return self.help
+        shown = f"{default:g}" if isinstance(default, float) else str(default)
+        shown = ",".join(str(item) for item in default) if isinstance(default, tuple) else shown
+        shown = f'"{shown}"' if isinstance(default, str) else shown
+        text = self.help.removesuffix(".")
+        return f"{text} (default {shown}){'.' if text != self.help else ''}"
+
+
+def _kubernetes_default(name: str) -> Callable[[], object]:
+    def default() -> object:
+        from ..providers.kubernetes import KubernetesConfig
+
+        return KubernetesConfig.__dataclass_fields__[name].default
+
+    return default
+
+
+def _max_connections() -> object:
+    from .connections import DEFAULT_MAX_CONNECTIONS
+
+    return DEFAULT_MAX_CONNECTIONS
+
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("transport", "stdio for desktop clients, http for streamable HTTP at /mcp.", choices=("stdio", "http")),
-    Setting("host", "Address the HTTP server binds (default 127.0.0.1)."),
-    Setting("port", "Port the HTTP server binds (default 8000).", "int"),
+    Setting("host", "Address the HTTP server binds."),
+    Setting("port", "Port the HTTP server binds.", "int"),
     Setting("stateless", "Serve HTTP in stateless mode: no MCP session ids, so replicas need no affinity.", "bool"),
     Setting("json_response", "Answer HTTP requests with JSON instead of SSE streams (drops progress/logs).", "bool"),
     Setting("public_url", "The URL clients reach /mcp at, advertised in the OAuth resource metadata."),
@@ -63,17 +107,16 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "max_connections",
-        "Most HTTP connections open at once (default 1024, at most a quarter of the open-file limit); at the "
-        "ceiling the connection that has waited on its client longest is closed.",
+        "Most HTTP connections open at once (at most a quarter of the open-file limit); at the ceiling the "
+        "connection that has waited on its client longest is closed.",
         "int",
+        default_of=_max_connections,
     ),
-    Setting(
-        "header_timeout", "Seconds a client has to send a request's head, from its first byte (default 10).", "float"
-    ),
+    Setting("header_timeout", "Seconds a client has to send a request's head, from its first byte.", "float"),
     Setting(
         "keep_alive_timeout",
-        "Seconds an HTTP connection may sit without a request before it is closed (default 30); behind a load "
-        "balancer, more than its idle timeout.",
+        "Seconds an HTTP connection may sit without a request before it is closed; behind a load balancer, more "
+        "than its idle timeout.",
         "float",
     ),
     Setting("token_file", "File of bearer tokens, one 'TOKEN PRINCIPAL' pair per line ('#' starts a comment)."),
@@ -81,62 +124,88 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("jwks_url", "Also accept JWTs signed by a key from this JWKS URL."),
     Setting("jwt_issuer", "Required 'iss' of accepted JWTs."),
     Setting("jwt_audience", "Required 'aud' of accepted JWTs."),
-    Setting("jwt_principal_claim", "JWT claim that names the principal (default sub)."),
+    Setting("jwt_principal_claim", "JWT claim that names the principal."),
     Setting(
         "allow_unauthenticated",
         "Serve HTTP without authentication; refused unless bound to loopback, and with --allow-network locally.",
         "bool",
     ),
     Setting("principal", "The principal owning sessions over stdio and unauthenticated HTTP (default: OS user)."),
-    Setting("provider", "Where sandboxes run (default local).", choices=("local", "kubernetes")),
+    Setting("provider", "Where sandboxes run.", choices=("local", "kubernetes")),
     Setting("state_dir", "Local provider: folder holding the sandboxes (default: a per-user state folder)."),
     Setting("unisolated", "Local provider: run without bubblewrap, for trusted machines only.", "bool"),
     Setting(
         "cpu_limit",
-        f"Local provider: CPUs one sandbox may use at most, all its processes together (default {_LOCAL.cpus:g}).",
+        "Local provider: CPUs one sandbox may use at most, all its processes together.",
         "float",
+        default_of=lambda: _LOCAL.cpus,
     ),
     Setting(
         "disk_quota_mib",
-        f"Local provider: MiB one sandbox's /app and /tmp may hold together (default {_LOCAL.disk_bytes // _MIB}); "
-        "needs a root server with loop devices, applies to sandboxes created afterwards.",
+        "Local provider: MiB one sandbox's /app and /tmp may hold together; needs a root server with loop "
+        "devices, applies to sandboxes created afterwards.",
         "int",
+        default_of=lambda: _LOCAL.disk_bytes // _MIB,
     ),
     Setting(
         "disk_quota_files",
-        f"Local provider: files and folders one sandbox may hold (default {_LOCAL.disk_files}).",
+        "Local provider: files and folders one sandbox may hold.",
         "int",
+        default_of=lambda: _LOCAL.disk_files,
     ),
-    Setting("namespace", "Kubernetes provider: namespace of the SandboxClaims."),
+    Setting(
+        "namespace", "Kubernetes provider: namespace of the SandboxClaims.", default_of=_kubernetes_default("namespace")
+    ),
     Setting("warm_pool", "Kubernetes provider: SandboxWarmPool (or template) to claim sandboxes from."),
     Setting(
         "connection",
-        "Kubernetes provider: how to reach the sandbox pods (default direct).",
+        "Kubernetes provider: how to reach the sandbox pods.",
         choices=("direct", "gateway", "in-cluster", "tunnel"),
+        default_of=_kubernetes_default("connection"),
     ),
     Setting("api_url", "Kubernetes provider: URL of the sandbox router, for the direct connection."),
     Setting("gateway_name", "Kubernetes provider: Gateway to reach sandboxes through."),
-    Setting("gateway_namespace", "Kubernetes provider: namespace of that Gateway."),
+    Setting(
+        "gateway_namespace",
+        "Kubernetes provider: namespace of that Gateway.",
+        default_of=_kubernetes_default("gateway_namespace"),
+    ),
     Setting("kubeconfig", "Kubernetes provider: kubeconfig file (default: in-cluster account, then $KUBECONFIG)."),
     Setting(
         "router_timeout",
-        "Kubernetes provider: the sandbox-router's proxy timeout in seconds (default 180); longer runs are refused.",
+        "Kubernetes provider: the sandbox-router's proxy timeout in seconds; longer runs are refused.",
         "float",
+        default_of=_kubernetes_default("proxy_timeout"),
     ),
     Setting(
         "agent_port",
-        f"Kubernetes provider: pod port of the execution engine's agent (default {AGENT_PORT}); 0 sends every "
-        "command as a one-shot request to the runtime.",
+        "Kubernetes provider: pod port of the execution engine's agent; 0 sends every command as a one-shot "
+        "request to the runtime.",
         "int",
     ),
-    Setting("ready_timeout", "Kubernetes provider: seconds a claim may wait for a ready pod (default 180).", "float"),
-    Setting("api_timeout", "Kubernetes provider: seconds one Kubernetes API request may take (default 30).", "float"),
-    Setting("file_timeout", "Kubernetes provider: seconds one file transfer may take (default 120).", "float"),
-    Setting("idle_timeout", "Seconds an unused session lives (default 1800).", "float"),
-    Setting("max_idle_timeout", "Largest idle timeout create_session may ask for (default 86400).", "float"),
-    Setting("max_lifetime", "Seconds after creation when every session ends (default 86400).", "float"),
-    Setting("max_sessions", "Sessions one principal may hold (default 8).", "int"),
-    Setting("max_concurrent_runs", "Tool calls one principal may run at once (default 8).", "int"),
+    Setting(
+        "ready_timeout",
+        "Kubernetes provider: seconds a claim may wait for a ready pod.",
+        "float",
+        default_of=_kubernetes_default("ready_timeout"),
+    ),
+    Setting(
+        "api_timeout",
+        "Kubernetes provider: seconds one Kubernetes API request may take.",
+        "float",
+        default_of=_kubernetes_default("api_timeout"),
+    ),
+    Setting(
+        "file_timeout",
+        "Kubernetes provider: seconds one file transfer may take.",
+        "float",
+        default_of=_kubernetes_default("file_timeout"),
+    ),
+    Setting("idle_timeout", "Seconds an unused session lives.", "float"),
+    Setting("max_idle_timeout", "Largest idle timeout create_session may ask for.", "float"),
+    Setting("max_lifetime", "Seconds after creation when every session ends.", "float"),
+    Setting("max_sessions", "Sessions one principal may hold.", "int"),
+    Setting("max_concurrent_runs", "Tool calls one principal may run at once.", "int"),
     Setting("allow_network", "Let create_session(network=...) give sandboxes egress, within egress_allow.", "bool"),
     # Egress (issue 13): the operator's allow-list, enforced by the host-side proxy (network/).
     Setting(
@@ -144,7 +213,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Names sandboxes may connect to, comma-separated: `*.example.test`, `example.test`, `*`, optionally `:port`.",
         "list",
     ),
-    Setting("egress_ports", "Ports of egress_allow rules that name none (default 80,443).", "list"),
+    Setting("egress_ports", "Ports of egress_allow rules that name none.", "list"),
     Setting(
         "egress_pool",
         "Kubernetes provider: warm pool that serves sessions with network (its template's NetworkPolicy allows "
@@ -155,19 +224,43 @@ SETTINGS: tuple[Setting, ...] = (
         "Rules from egress_allow whose names may resolve to loopback, link-local, private or metadata addresses.",
         "list",
     ),
-    Setting("reap_interval", "Seconds between sweeps for expired sessions (default 60).", "float"),
-    Setting("default_timeout", "Seconds a command may run when the call names no timeout (default 300).", "float"),
-    Setting("max_timeout", "Largest timeout a call may ask for (default 3600).", "float"),
+    Setting("reap_interval", "Seconds between sweeps for expired sessions.", "float"),
+    Setting("default_timeout", "Seconds a command may run when the call names no timeout.", "float"),
+    Setting("max_timeout", "Largest timeout a call may ask for.", "float"),
     Setting(
         "detach_after",
-        "Seconds execute and execute_python wait before a still-running command becomes a job (default 20).",
+        "Seconds execute and execute_python wait before a still-running command becomes a job.",
         "float",
     ),
-    Setting("max_output_bytes", "Bytes of stdout and of stderr kept per command (default 262144).", "int"),
-    Setting("max_transfer_bytes", "Largest file upload_file and download_file move (default 10485760).", "int"),
-    Setting("log_level", "Logging level (default WARNING).", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+    Setting(
+        "max_output_bytes",
+        "Bytes of stdout and of stderr a call keeps unless it asks for more.",
+        "int",
+    ),
+    Setting(
+        "max_call_output_bytes",
+        "Most bytes of stdout and of stderr one call may ask to keep.",
+        "int",
+    ),
+    Setting(
+        "max_transfer_bytes",
+        "Largest piece of a file one upload_file or download_file call moves; larger files move in pieces.",
+        "int",
+    ),
+    Setting("log_level", "Logging level.", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+def settings_table() -> str:
+    """Every setting as a Markdown table (flag, environment variable, what it does with its default): the
+    README's configuration section is this text."""
+    rows = ["| flag | environment variable | setting |", "|---|---|---|"]
+    for setting in SETTINGS:
+        flag = f"`{setting.option}`" if setting.flag else "(none: a secret)"
+        described = setting.described.replace("|", "\\|")
+        rows.append(f"| {flag} | `{setting.env}` | {described} |")
+    return "\n".join(rows) + "\n"
 
 
 class ServerConfig(BaseModel):
@@ -212,22 +305,23 @@ class ServerConfig(BaseModel):
     ready_timeout: float | None = Field(None, gt=0)
     api_timeout: float | None = Field(None, gt=0)
     file_timeout: float | None = Field(None, gt=0)
-    idle_timeout: float = Field(1800.0, gt=0)
-    max_idle_timeout: float = Field(86400.0, gt=0)
-    max_lifetime: float = Field(86400.0, gt=0)
-    max_sessions: int = Field(8, ge=1)
-    max_concurrent_runs: int = Field(8, ge=1)
+    idle_timeout: float = Field(_TOOLS.idle_timeout, gt=0)
+    max_idle_timeout: float = Field(_TOOLS.max_idle_timeout, gt=0)
+    max_lifetime: float = Field(_POLICY.max_lifetime, gt=0)
+    max_sessions: int = Field(_POLICY.max_sessions, ge=1)
+    max_concurrent_runs: int = Field(_POLICY.max_concurrent_runs, ge=1)
     allow_network: bool = False
     egress_allow: tuple[str, ...] = ()
     egress_ports: tuple[int, ...] = (80, 443)
     egress_private: tuple[str, ...] = ()
     egress_pool: str | None = None
-    reap_interval: float = Field(60.0, gt=0)
-    default_timeout: float = Field(300.0, gt=0)
-    max_timeout: float = Field(3600.0, gt=0)
-    detach_after: float = Field(20.0, ge=0, le=170)
-    max_output_bytes: int = Field(256 * 1024, ge=64)
-    max_transfer_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
+    reap_interval: float = Field(_POLICY.reap_interval, gt=0)
+    default_timeout: float = Field(_TOOLS.default_timeout, gt=0)
+    max_timeout: float = Field(_TOOLS.max_timeout, gt=0)
+    detach_after: float = Field(_TOOLS.detach_after, ge=0, le=170)
+    max_output_bytes: int = Field(_TOOLS.output_bytes, ge=64)
+    max_call_output_bytes: int = Field(_TOOLS.max_call_output_bytes, ge=64, le=64 * 1024 * 1024)
+    max_transfer_bytes: int = Field(_TOOLS.max_transfer_bytes, ge=1024, le=64 * 1024 * 1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
     @property
@@ -276,6 +370,8 @@ class ServerConfig(BaseModel):
             raise ValueError("idle_timeout must not exceed max_idle_timeout")
         if self.default_timeout > self.max_timeout:
             raise ValueError("default_timeout must not exceed max_timeout")
+        if self.max_output_bytes > self.max_call_output_bytes:
+            raise ValueError("max_output_bytes must not exceed max_call_output_bytes")
         if self.transport == "http" and not self.has_auth:
             if not self.loopback:
                 raise ValueError(

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import datetime
 import time
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializerFunctionWrapHandler, model_serializer
 
-from ..engine.results import CellResult, JobResult
-from ..results import CommandResult
+from ..engine.jobs import JOBS_DIR
+from ..engine.results import CellResult, Figure, JobResult
+from ..output import OutputLimit
 from ..sessions import Session
+from .output_caps import recapped
 from .printable import printable_name, printable_output
 
 
@@ -21,70 +24,126 @@ def _iso(timestamp: float | None) -> str | None:
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds")
 
 
+def _lean(schema: dict[str, Any]) -> None:
+    """The smallest schema that says the same: no titles, and a field that is omitted when empty (None) is
+    declared as its own type, not as "that type or null". Clients validate every result against it (the `mcp`
+    client checks the schema itself on each call too), so each property costs time on every call."""
+    schema.pop("title", None)
+    for field_schema in schema.get("properties", {}).values():
+        field_schema.pop("title", None)
+        choices = field_schema.get("anyOf")
+        if field_schema.get("default", ...) is None and isinstance(choices, list):
+            kept = [choice for choice in choices if choice != {"type": "null"}]
+            if len(kept) == 1:
+                del field_schema["anyOf"], field_schema["default"]
+                field_schema.update(kept[0])
+
+
 class Rendered(BaseModel):
-    """An output model that can also say itself as text."""
+    """An output model that can also say itself as text. A field whose default is None is left out of the
+    structured content while it is None (and declared without null), so rarely set fields cost nothing when
+    unset; a required field that may be None stays, as null."""
+
+    model_config = ConfigDict(json_schema_extra=_lean)
 
     def render(self) -> str:
         raise NotImplementedError
 
+    _moved: int = PrivateAttr(0)
+
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        fields = type(self).model_fields
+        return {
+            name: value
+            for name, value in data.items()
+            if value is not None or name not in fields or fields[name].is_required() or fields[name].default is not None
+        }
+
+    def structured(self) -> dict[str, Any]:
+        """The structured content: the fields that are set."""
+        return self.model_dump(mode="json")
+
+    @property
+    def moved_bytes(self) -> int:
+        """Bytes of file content or output the call moved, for the metrics and the audit log."""
+        return self._moved
+
+    def moving(self, size: int) -> Self:
+        """This result, noting that its call moved `size` bytes."""
+        self._moved = size
+        return self
+
+
+JobState = Literal["running", "exited", "timed_out", "cancelled", "lost"]
+
 
 class CommandOutput(Rendered):
-    """The outcome of one command: stdout and stderr apart, the exit code, and whether limits cut it short."""
+    """The outcome of one command: stdout and stderr apart, the exit code, and how it ended."""
 
     session_id: str
     stdout: str
     stderr: str
     exit_code: int = Field(description="124 when the command was killed at its timeout.")
-    timed_out: bool
-    truncated: bool = Field(description="Whether the middle of the output was dropped to respect the output cap.")
-    stdout_bytes: int
-    stderr_bytes: int
-    dropped_bytes: int
-    duration_seconds: float = Field(description="How long the call took; for a running job, how long it has run.")
-    timeout_seconds: float = Field(description="The command's time limit.")
-    job_id: str | None = Field(
-        default=None, description="The job running this command, to follow with job_status, job_wait, job_cancel."
+    state: JobState = Field(
+        description="running (the output is what it wrote so far), exited, timed_out, cancelled, or lost."
     )
-    running: bool = Field(default=False, description="Still running: the output is what it wrote so far.")
-    state: str = Field(default="exited", description="running, exited, timed_out, cancelled, or lost.")
-    cursor: str | None = Field(default=None, description="Pass to job_status to get only later output.")
-    stdout_path: str | None = Field(default=None, description="File in the sandbox with the whole stdout.")
-    stderr_path: str | None = Field(default=None, description="File in the sandbox with the whole stderr.")
+    duration_seconds: float = Field(description="How long the call took; for a running job, how long it has run.")
+    job_id: str = Field(
+        description=f"The job running this command: follow it with job_status, job_wait, job_cancel. Its whole "
+        f"stdout and stderr are the files {JOBS_DIR}/<job_id>/stdout and stderr."
+    )
+    cursor: str | None = Field(default=None, description="While running: pass to job_status for later output only.")
+    dropped_bytes: int | None = Field(
+        default=None, description="Set when the output cap cut it: bytes dropped from the middle."
+    )
+    _details: OutputDetails = PrivateAttr()
+    """What the text rendering says beyond the structured fields."""
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def moved_bytes(self) -> int:
+        return self._details.stdout_bytes + self._details.stderr_bytes
+
+    @property
+    def timed_out(self) -> bool:
+        return self.state == "timed_out"
 
     @classmethod
-    def of_job(cls, session: Session, job: JobResult, timeout: float) -> CommandOutput:
-        """`timeout` is the limit to report when the job's folder does not record its own."""
-        output = cls.of(session, job.result, job.limit or timeout)
+    def of_job(
+        cls, session: Session, job: JobResult, timeout: float, limit: OutputLimit | None = None, **more: Any
+    ) -> Self:
+        """`timeout` is the limit to report when the job's folder does not record its own; `limit` a tighter
+        output cap than the sandbox's, for this call; `more` the fields a subclass adds."""
+        result = job.result if limit is None else recapped(job.result, limit)
         running_for = time.time() - job.started_at if job.running and job.started_at else None
-        return output.model_copy(
-            update={
-                "duration_seconds": round(running_for, 3) if running_for is not None else output.duration_seconds,
-                "job_id": job.job_id,
-                "running": job.running,
-                "state": job.state,
-                "cursor": job.cursor,
-                "stdout_path": job.stdout_path,
-                "stderr_path": job.stderr_path,
-            }
-        )
-
-    @classmethod
-    def of(cls, session: Session, result: CommandResult, timeout: float) -> CommandOutput:
-        return cls(
+        output = cls(
             session_id=session.id,
             stdout=result.stdout,
             stderr=result.stderr,
             exit_code=result.exit_code,
-            timed_out=result.timed_out,
-            truncated=result.truncated,
+            state="timed_out" if result.timed_out and job.state == "exited" else job.state,
+            duration_seconds=round(running_for if running_for is not None else result.duration, 3),
+            job_id=job.job_id,
+            cursor=job.cursor if job.running else None,
+            dropped_bytes=result.dropped_bytes or None,
+            **more,
+        )
+        output._details = OutputDetails(
             stdout_bytes=result.stdout_bytes,
             stderr_bytes=result.stderr_bytes,
-            dropped_bytes=result.dropped_bytes,
-            duration_seconds=round(result.duration, 3),
-            timeout_seconds=timeout,
+            timeout_seconds=job.limit or timeout,
+            stdout_path=job.stdout_path,
+            stderr_path=job.stderr_path,
         )
+        return output
 
     def render(self) -> str:
+        details = self._details
         parts = []
         if self.stdout:
             parts.append(printable_output(self.stdout.rstrip("\n")))
@@ -97,7 +156,7 @@ class CommandOutput(Rendered):
                 f"[still running as job {self.job_id} after {self.duration_seconds:g} s; the output above is what "
                 f"it wrote so far. Follow it with job_status(job_id='{self.job_id}', cursor='{self.cursor}') for "
                 f"later output, job_wait to wait for it, job_cancel to stop it; it is killed after "
-                f"{self.timeout_seconds:g} s]"
+                f"{details.timeout_seconds:g} s]"
             )
         elif self.state == "cancelled":
             parts.append(f"[cancelled; exit code {self.exit_code}]")
@@ -110,44 +169,73 @@ class CommandOutput(Rendered):
             parts.append(f"[exit code {self.exit_code}]")
         if self.timed_out:
             parts.append(
-                f"[timed out: killed after {self.timeout_seconds:g} s; the output above is what it wrote until then]"
+                f"[timed out: killed after {details.timeout_seconds:g} s; the output above is what it wrote until then]"
             )
-        if self.truncated:
+        if self.dropped_bytes:
             parts.append(
-                f"[output truncated: {self.dropped_bytes} of {self.stdout_bytes + self.stderr_bytes} bytes dropped "
+                f"[output truncated: {self.dropped_bytes} of {details.stdout_bytes + details.stderr_bytes} bytes "
+                "dropped "
                 + (
-                    f"from the middle; the whole output is in {self.stdout_path} and {self.stderr_path}: read them "
-                    "with download_file, or in parts with execute('tail -c +N FILE | head -c M')]"
-                    if self.stdout_path
+                    f"from the middle; the whole output is in {details.stdout_path} and {details.stderr_path}: read "
+                    "them with download_file, or in parts with execute('tail -c +N FILE | head -c M')]"
+                    if details.stdout_path
                     else "from the middle; redirect to a file and read it in parts to see everything]"
                 )
             )
         return "\n".join(parts)
 
 
+@dataclass(frozen=True)
+class OutputDetails:
+    """What a command's text says that its structured content leaves to the files and the text."""
+
+    stdout_bytes: int
+    stderr_bytes: int
+    timeout_seconds: float
+    stdout_path: str | None
+    stderr_path: str | None
+
+
 class UploadedFile(Rendered):
     session_id: str
     path: str = Field(description="The absolute path written.")
-    size: int
-    sha256: str
+    size: int = Field(description="The file's size in bytes.")
+    sha256: str | None = Field(default=None, description="The sha256 of what was written, once it is written.")
+    next_offset: int | None = Field(
+        default=None, description="Set while a file sent in pieces is incomplete: where the next piece starts."
+    )
 
     def render(self) -> str:
+        if self.next_offset is not None:
+            return (
+                f"Received bytes up to {self.next_offset} of {self.size} for {printable_name(self.path)}; send the "
+                f"piece at offset={self.next_offset} next (the file is written when the piece ending it arrives)."
+            )
         return f"Wrote {self.size} bytes to {printable_name(self.path)} (sha256 {self.sha256})."
 
 
 class DownloadedFile(Rendered):
     session_id: str
     path: str
-    size: int
-    sha256: str
+    size: int = Field(description="The whole file's size in bytes.")
+    sha256: str = Field(description="The whole file's sha256.")
     encoding: Literal["utf-8", "base64"]
     mime_type: str
     content: str
+    offset: int | None = Field(default=None, description="Where content starts in the file, when not at 0.")
+    next_offset: int | None = Field(
+        default=None, description="Set when the file goes on past content: the offset to ask for next."
+    )
 
     def render(self) -> str:
         header = f"{printable_name(self.path)}: {self.size} bytes, {self.mime_type}, sha256 {self.sha256}"
-        if self.mime_type.startswith("image/"):
+        if self.mime_type.startswith("image/") and self.next_offset is None and not self.offset:
             return header + " (the image follows)"
+        if self.next_offset is not None or self.offset:
+            end = self.next_offset if self.next_offset is not None else self.size
+            header += f"; bytes {self.offset or 0} to {end}"
+            if self.next_offset is not None:
+                header += f" (call download_file again with offset={self.next_offset} for the rest)"
         return f"{header}, {self.encoding}:\n{printable_output(self.content)}"
 
 
@@ -260,12 +348,15 @@ class ClosedSession(Rendered):
         return f"Closed session {self.session_id}; its sandbox and files are gone."
 
 
-class FigureItem(BaseModel):
-    path: str = Field(description="The figure at full resolution, saved in the sandbox.")
-    inline_path: str | None = Field(description="The copy sent as an image (within the byte budget), if any.")
-    width: int
-    height: int
-    error: str | None = None
+@dataclass(frozen=True)
+class CellDetails:
+    """What a cell's text says beyond its structured fields."""
+
+    figures: list[Figure]
+    figures_made: int
+    figures_inline: int
+    kernel_note: str | None
+    state_survived: bool | None
 
 
 class PythonOutput(CommandOutput):
@@ -273,65 +364,61 @@ class PythonOutput(CommandOutput):
 
     value: str | None = Field(default=None, description="repr of the cell's trailing expression (bounded).")
     error: str | None = Field(default=None, description="The exception the cell raised, if any.")
-    figures: list[FigureItem] = Field(default_factory=list)
-    figures_made: int = 0
-    figures_inline: int = Field(default=0, description="How many figures follow as image content.")
+    figures: list[str] | None = Field(
+        default=None, description="Paths of the figures the cell left open, saved as PNG at full resolution."
+    )
     kernel: str = Field(
-        default="kept",
         description="kept (variables from earlier calls are there), started, restarted (the previous kernel "
-        "ended: see kernel_note), reset, or once (a fresh process, nothing kept).",
+        "ended), reset, or once (a fresh process, nothing kept)."
     )
-    kernel_note: str | None = None
-    state_survived: bool | None = Field(
-        default=None, description="After a timeout or cancel: whether the interrupted kernel kept its variables."
-    )
+    _cell: CellDetails = PrivateAttr()
 
     @classmethod
-    def of_cell(cls, session: Session, cell: CellResult, timeout: float, inline: int = 0) -> PythonOutput:
-        base = CommandOutput.of_job(session, cell.job, timeout)
-        return cls(
-            **base.model_dump(),
+    def of_cell(
+        cls, session: Session, cell: CellResult, timeout: float, inline: int = 0, limit: OutputLimit | None = None
+    ) -> PythonOutput:
+        output = cls.of_job(
+            session,
+            cell.job,
+            timeout,
+            limit,
             value=cell.value,
             error=cell.error,
-            figures=[
-                FigureItem(
-                    path=figure.path,
-                    inline_path=figure.inline,
-                    width=figure.width,
-                    height=figure.height,
-                    error=figure.error,
-                )
-                for figure in cell.figures
-            ],
+            figures=[figure.path for figure in cell.figures] or None,
+            kernel=cell.kernel,
+        )
+        output._cell = CellDetails(
+            figures=list(cell.figures),
             figures_made=cell.figures_made,
             figures_inline=inline,
-            kernel=cell.kernel,
             kernel_note=cell.kernel_note,
             state_survived=cell.state_survived,
         )
+        return output
 
     def render(self) -> str:
         text = super().render()
+        cell = self._cell
         extra = []
         if self.value is not None:
             extra.append(f"[value] {printable_output(self.value)}")
-        if self.figures:
+        if cell.figures:
             listed = ", ".join(
-                f"{printable_name(figure.path)} ({figure.width}x{figure.height})" for figure in self.figures
+                f"{printable_name(figure.path)} ({figure.width}x{figure.height})" for figure in cell.figures
             )
-            shown = f"; {self.figures_inline} shown below" if self.figures_inline else ""
+            shown = f"; {cell.figures_inline} shown below" if cell.figures_inline else ""
             extra.append(f"[figures: {listed}{shown}]")
-        if self.figures_made > len(self.figures):
-            extra.append(f"[{self.figures_made - len(self.figures)} more figures were closed without being saved]")
+        if cell.figures_made > len(cell.figures):
+            extra.append(f"[{cell.figures_made - len(cell.figures)} more figures were closed without being saved]")
         if self.kernel == "restarted":
             extra.append(
-                f"[the Python kernel was restarted: {self.kernel_note or 'the previous one ended'}; variables from "
+                f"[the Python kernel was restarted: {cell.kernel_note or 'the previous one ended'}; variables from "
                 "earlier calls are gone]"
             )
         elif self.kernel == "reset":
             extra.append("[a fresh Python kernel: earlier variables were discarded as asked]")
-        if self.state_survived is True:
+        if cell.state_survived is True:
             extra.append("[the cell was interrupted; the kernel and its variables survived]")
-        elif self.state_survived is False:
+        elif cell.state_survived is False:
             extra.append("[the cell did not stop when interrupted, so the kernel was killed; its variables are gone]")
         return "\n".join([text, *extra])

@@ -7,20 +7,18 @@ no file contents, no paths, no tokens.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcp.server.fastmcp.exceptions import ToolError
-from mcp.types import CallToolResult
-from pydantic import ValidationError
-
-from ..errors import QuotaExceededError, SandboxError
+from ..errors import QuotaExceededError
+from .failures import classify
 from .metrics import ServerMetrics
+from .models import ClosedSession, CommandOutput, Rendered
 
 audit_logger = logging.getLogger("langchain_kubernetes_agent_sandbox.audit")
 audit_logger.setLevel(logging.INFO)
@@ -34,7 +32,7 @@ except ImportError:  # pragma: no cover - opentelemetry-api comes with the depen
     _tracer = None
 
 UPLOADING_TOOLS = frozenset({"upload_file"})
-CLOSING_TOOLS = frozenset({"close_session"})
+_current: contextvars.ContextVar[ToolCall | None] = contextvars.ContextVar("tool_call", default=None)
 
 
 @dataclass
@@ -52,42 +50,26 @@ class ToolCall:
     """The job the result reported (every command runs as one) and whether it still runs."""
     closed: bool = False
 
-    def succeeded(self, result: object) -> None:
-        structured = result.structuredContent if isinstance(result, CallToolResult) else None
-        if not isinstance(structured, Mapping):
-            return
-        self.session_id = str(structured.get("session_id") or self.session_id or "") or None
-        if isinstance(job_id := structured.get("job_id"), str):
-            self.job = (job_id, structured.get("running") is True)
-        self.closed = self.tool in CLOSING_TOOLS and structured.get("closed") is True
-        moved = (
-            _int(structured.get("size")) + _int(structured.get("stdout_bytes")) + _int(structured.get("stderr_bytes"))
-        )
+    def succeeded(self, result: Rendered) -> None:
+        """Note what the tool's result says: its session, its job, the bytes it moved."""
+        self.session_id = getattr(result, "session_id", None) or self.session_id
+        if isinstance(result, CommandOutput):
+            self.job = (result.job_id, result.running)
+        self.closed = isinstance(result, ClosedSession)
         if self.tool in UPLOADING_TOOLS:
-            self.bytes_in += moved
+            self.bytes_in += result.moved_bytes
         else:
-            self.bytes_out += moved
+            self.bytes_out += result.moved_bytes
 
     def failed(self, error: BaseException) -> None:
-        self.outcome = outcome_of(error)
+        self.outcome = classify(error).code
 
 
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def outcome_of(error: BaseException) -> str:
-    """The error code a failed call is counted under: the sandbox error's code, or a generic one."""
-    if isinstance(error, asyncio.CancelledError):
-        return "cancelled"
-    cause = error.__cause__ if isinstance(error, ToolError) else error
-    if isinstance(cause, SandboxError):
-        return cause.code
-    if isinstance(cause, ValidationError):
-        return "invalid_argument"
-    if isinstance(error, ToolError) and cause is None:
-        return "invalid_request"
-    return "internal_error"
+def record_result(result: Rendered) -> None:
+    """Tell the call in progress (if any) what its tool returned; `reply` does this for every result."""
+    call = _current.get()
+    if call is not None:
+        call.succeeded(result)
 
 
 @contextlib.contextmanager
@@ -101,6 +83,7 @@ def observed(metrics: ServerMetrics, tool: str, principal: str, arguments: Mappi
         else contextlib.nullcontext()
     )
     with span_context as span:
+        token = _current.set(call)
         try:
             yield call
         except BaseException as error:
@@ -108,6 +91,7 @@ def observed(metrics: ServerMetrics, tool: str, principal: str, arguments: Mappi
                 call.failed(error)
             raise
         finally:
+            _current.reset(token)
             duration = time.perf_counter() - call.started
             _record(metrics, call, duration)
             if span is not None and call.outcome != "ok":

@@ -24,12 +24,13 @@ from ..output import OutputLimit
 from ..providers.local.limits import ResourceLimits
 from ..sandbox import SandboxProvider
 from ..sessions import SessionPolicy, SessionRegistry
-from .app import SandboxMCP, ToolLimits
+from .app import SandboxMCP
 from .auth import build_verifier
 from .config import ConfigError, ServerConfig
 from .connections import ConnectionLimits, connection_limits, guarded_protocol, open_file_limit
 from .logs import quiet_ended_session_streams
 from .metrics import CONTENT_TYPE, MeasuredProvider, ServerMetrics
+from .tool_limits import ToolLimits
 
 if TYPE_CHECKING:
     from ..providers.kubernetes import KubernetesConfig
@@ -51,7 +52,7 @@ def make_provider(config: ServerConfig) -> SandboxProvider:
     limits = ExecutionLimits(
         default_timeout=config.default_timeout,
         max_timeout=config.max_timeout,
-        output=OutputLimit(max_bytes=config.max_output_bytes),
+        output=OutputLimit(max_bytes=config.max_call_output_bytes),
     )
     if config.provider == "local":
         from ..providers.local import LocalProvider
@@ -141,6 +142,25 @@ def transport_security(config: ServerConfig) -> TransportSecuritySettings:
     return TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=[*LOOPBACK_ORIGINS, *config.allowed_origins])
 
 
+def tool_limits(config: ServerConfig, registry: SessionRegistry) -> ToolLimits:
+    """What the tools bound and say: the server's settings, and the timeouts the provider really applies (on
+    Kubernetes the default may be shortened to what the router lets through)."""
+    provider = registry.provider.inner if isinstance(registry.provider, MeasuredProvider) else registry.provider
+    execution = getattr(provider, "limits", None)
+    applied: dict[str, Any] = {"default_timeout": config.default_timeout, "max_timeout": config.max_timeout}
+    if isinstance(execution, ExecutionLimits):
+        applied = {name: getattr(execution, name) for name in ("default_timeout", "max_timeout", "max_list_entries")}
+    return ToolLimits(
+        max_transfer_bytes=config.max_transfer_bytes,
+        output_bytes=config.max_output_bytes,
+        max_call_output_bytes=config.max_call_output_bytes,
+        detach_after=config.detach_after,
+        idle_timeout=registry.policy.idle_timeout,
+        max_idle_timeout=registry.policy.max_idle_timeout,
+        **applied,
+    )
+
+
 def build_server(config: ServerConfig, registry: SessionRegistry) -> SandboxMCP:
     """The MCP server for `registry`, with authentication and health routes as configured."""
     metrics = ServerMetrics()
@@ -160,7 +180,7 @@ def build_server(config: ServerConfig, registry: SessionRegistry) -> SandboxMCP:
     mcp = SandboxMCP(
         registry,
         local_principal=config.principal,
-        limits=ToolLimits(max_transfer_bytes=config.max_transfer_bytes, detach_after=config.detach_after),
+        limits=tool_limits(config, registry),
         token_verifier=verifier,
         auth=auth,
         transport_security=transport_security(config),

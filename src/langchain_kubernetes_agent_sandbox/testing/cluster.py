@@ -39,7 +39,7 @@ class FakeCluster:
     ) -> None:
         self.namespace = namespace
         self.pools = dict(pools or {"python-pool": 2})
-        argv = [sys.executable, "-m", "langchain_kubernetes_agent_sandbox.testing.cli", "--json"]
+        argv = [sys.executable, "-m", "langchain_kubernetes_agent_sandbox.cli.fake_cluster", "--json"]
         argv += ["--exit-on-stdin-eof", "--namespace", namespace]
         for name, size in self.pools.items():
             argv += ["--pool", f"{name}={size}"]

@@ -19,10 +19,6 @@ import httpx
 
 from ..providers.local.state import discard_state
 
-DEEPAGENTS_SETTINGS = ("--max-output-bytes=2097152", "--max-transfer-bytes=33554432")
-"""Limits a deepagents backend needs: a 500 KiB file page comes back base64-encoded in one command's output,
-and the standard suite writes a 10.5 MB file in one call."""
-
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import math
-from typing import TYPE_CHECKING, Annotated, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 from mcp.server.fastmcp import Context
 from mcp.types import CallToolResult, ImageContent, ToolAnnotations
@@ -14,19 +14,24 @@ from ...engine import budget, jobs, kernel
 from ...engine.background import keeps_background
 from ...engine.results import CellResult
 from ...errors import InvalidArgumentError, NotFoundError, SandboxError, TooLargeError
+from ...output import OutputLimit
 from ...paths import WORKDIR
 from ...sandbox import Sandbox
+from ..context import context
 from ..models import CommandOutput, PythonOutput
+from ..output_caps import call_limit
 from ..principal import current_principal
-from . import reply
+from . import Live, ToolSpec, reply
 from .progress import streamed
 
 if TYPE_CHECKING:
     from ...sessions import Session
-    from ..app import SandboxMCP
+    from ..tool_limits import ToolLimits
 
 MAX_CODE_BYTES = 64 * 1024
 """Larger programs belong in a file (upload_file), not in one tool argument."""
+MIN_OUTPUT_BYTES = 64
+"""The smallest output cap (`OutputLimit`'s own floor)."""
 
 SessionId = Annotated[
     str | None,
@@ -36,25 +41,32 @@ SessionId = Annotated[
         description="A session from create_session; omit it to use your default session.",
     ),
 ]
-Timeout = Annotated[
-    float | None,
-    Field(
-        default=None,
-        gt=0,
-        le=24 * 3600,
-        description="Seconds before the run is killed; its output so far is kept. Omit for the server default "
-        "(300 s unless configured); the server's maximum applies.",
-    ),
-]
 
-Background = Annotated[
-    bool,
-    Field(
-        description="Start it as a job and return at once with its job id; follow it with job_status, job_wait, "
-        "job_cancel. Without it the call waits up to the server's detach bound (20 s unless configured) and a "
-        "command still running then becomes a job the same way."
-    ),
-]
+
+def timeout_type(limits: ToolLimits) -> Any:
+    """The `timeout` argument of the tools that run code, bounded by the server's longest."""
+    return Annotated[
+        float | None,
+        Field(
+            default=None,
+            gt=0,
+            le=limits.max_timeout,
+            description=f"Seconds before the run is killed; its output so far is kept. Omit for "
+            f"{limits.wording['default_timeout']}.",
+        ),
+    ]
+
+
+def background_type(limits: ToolLimits) -> Any:
+    return Annotated[
+        bool,
+        Field(
+            description="Start it as a job and return at once with its job id; follow it with job_status, "
+            f"job_wait, job_cancel. Without it the call waits up to {limits.wording['detach_after']} and a "
+            "command still running then becomes a job the same way."
+        ),
+    ]
+
 
 FIGURE_BUDGET = 256 * 1024
 """Bytes of PNG per figure sent inline; larger figures are re-rendered at a lower resolution until they fit."""
@@ -84,11 +96,39 @@ async def figure_images(sandbox: Sandbox, cell: CellResult) -> list[ImageContent
     ]
 
 
-async def cell_reply(session: Session, cell: CellResult, timeout: float) -> CallToolResult:
+async def cell_reply(session: Session, cell: CellResult, timeout: float, limit: OutputLimit) -> CallToolResult:
     """A cell's result with its figures as images, whether the cell ended within its call or a later job_status or
     job_wait found it ended (a detached cell's figures come back then). Call it while the session is in use."""
     images = await figure_images(session.sandbox, cell)
-    return reply(PythonOutput.of_cell(session, cell, timeout, inline=len(images)), *images)
+    return reply(PythonOutput.of_cell(session, cell, timeout, inline=len(images), limit=limit), *images)
+
+
+def output_bytes_type(limits: ToolLimits) -> Any:
+    """The `max_output_bytes` argument of the tools that return a command's output, bounded by the server."""
+    return Annotated[
+        int | None,
+        Field(
+            default=None,
+            ge=MIN_OUTPUT_BYTES,
+            le=limits.max_call_output_bytes,
+            description=f"Bytes of stdout and of stderr to keep (the first and last half of each); omit for "
+            f"{limits.output_bytes}. Ask for more only when you need the whole output inline: every byte fills "
+            "your context.",
+        ),
+    ]
+
+
+def output_limit(session: Session, requested: int | None) -> OutputLimit:
+    """The output cap of one call in `session`."""
+    return call_limit(session.sandbox.limits.output, requested or context().limits.output_bytes)
+
+
+RUN_ARGUMENTS: Live = {
+    "timeout": timeout_type,
+    "background": background_type,
+    "max_output_bytes": output_bytes_type,
+}
+"""The arguments of the tools that run code whose bounds and defaults come from the settings."""
 
 
 class _Plan(NamedTuple):
@@ -100,7 +140,7 @@ class _Plan(NamedTuple):
     """Whether the sandbox keeps what a call leaves running (a job, the Python kernel)."""
 
 
-async def _plan(mcp: SandboxMCP, sandbox: Sandbox, timeout: float | None, background: bool) -> _Plan:
+async def _plan(sandbox: Sandbox, timeout: float | None, background: bool) -> _Plan:
     """How a run goes in `sandbox`.
 
     A sandbox that ends whatever a call leaves running cannot keep a job, so there the call waits for the whole
@@ -108,7 +148,7 @@ async def _plan(mcp: SandboxMCP, sandbox: Sandbox, timeout: float | None, backgr
     """
     limit = sandbox.limits.timeout_for(timeout)
     if await keeps_background(sandbox):
-        return _Plan(limit, 0.0 if background else mcp.limits.detach_after, kept=True)
+        return _Plan(limit, 0.0 if background else context().limits.detach_after, kept=True)
     if background:
         raise InvalidArgumentError(
             "This session's sandbox ends every process a call leaves running (its runtime allows no background "
@@ -126,86 +166,92 @@ async def _plan(mcp: SandboxMCP, sandbox: Sandbox, timeout: float | None, backgr
     return _Plan(limit, math.inf, kept=False)
 
 
-def register(mcp: SandboxMCP) -> None:
-    @mcp.tool(annotations=RUNS)
-    async def execute_python(
-        ctx: Context,  # type: ignore[type-arg]
-        code: Annotated[str, Field(min_length=1, max_length=MAX_CODE_BYTES, description="Python 3 source.")],
-        session_id: SessionId = None,
-        timeout: Timeout = None,
-        background: Background = False,
-        reset: Annotated[
-            bool, Field(description="Start a fresh Python process for this session, discarding all variables.")
-        ] = False,
-    ) -> Annotated[CallToolResult, PythonOutput]:
-        """Run Python 3 source in the session's Python kernel, in the working directory /app, like a notebook cell.
+async def execute_python(
+    ctx: Context,  # type: ignore[type-arg]
+    code: Annotated[str, Field(min_length=1, max_length=MAX_CODE_BYTES, description="Python 3 source.")],
+    session_id: SessionId = None,
+    timeout: float | None = None,
+    background: bool = False,
+    reset: Annotated[
+        bool, Field(description="Start a fresh Python process for this session, discarding all variables.")
+    ] = False,
+    max_output_bytes: int | None = None,
+) -> Annotated[CallToolResult, PythonOutput]:
+    """Run Python 3 source in the session's Python kernel, in the working directory /app, like a notebook cell.
 
-        Variables, imports and open files persist between calls (reset=true starts afresh). Returns stdout and
-        stderr separately, the repr of a trailing expression as `value`, and on error a traceback whose line
-        numbers are those of your code (exit code 1). Matplotlib figures left open are saved as PNG files in the
-        sandbox and come back as images (downscaled to fit), every one of them. A timeout interrupts the cell
-        (KeyboardInterrupt) and says whether the variables survived; a crashed kernel is reported and a new one
-        starts on the next call. A cell still running after the server's detach bound (20 s unless configured)
-        becomes a job: follow it with job_status, job_wait, job_cancel. stdin is empty. No network unless the
-        session was created with network=true. At most 64 KiB of code; for larger programs upload a file.
-        """
-        size = len(code.encode("utf-8"))
-        if size > MAX_CODE_BYTES:
-            raise TooLargeError(
-                f"The code is {size} bytes, over the {MAX_CODE_BYTES}-byte limit: upload it with upload_file "
-                "and run it with execute('python3 <file>')."
+    Variables, imports and open files persist between calls (reset=true starts afresh). Returns stdout and
+    stderr separately, the repr of a trailing expression as `value`, and on error a traceback whose line
+    numbers are those of your code (exit code 1). Matplotlib figures left open are saved as PNG files in the
+    sandbox and come back as images (downscaled to fit), every one of them. A timeout interrupts the cell
+    (KeyboardInterrupt) and says whether the variables survived; a crashed kernel is reported and a new one
+    starts on the next call. A cell still running after {detach_after} becomes a job: follow it with
+    job_status, job_wait, job_cancel. stdin is empty. No network unless the
+    session was created with network=true. At most 64 KiB of code; for larger programs upload a file.
+    """
+    size = len(code.encode("utf-8"))
+    if size > MAX_CODE_BYTES:
+        raise TooLargeError(
+            f"The code is {size} bytes, over the {MAX_CODE_BYTES}-byte limit: upload it with upload_file "
+            "and run it with execute('python3 <file>')."
+        )
+    async with context().registry.use(current_principal.get(), session_id) as session:
+        plan = await _plan(session.sandbox, timeout, background)
+        async with streamed(ctx) as progress:
+            cell = await kernel.run_cell(
+                session.sandbox,
+                code,
+                timeout=plan.limit,
+                wait=plan.wait,
+                reset=reset,
+                keep=plan.kept,
+                env={"PYTHONDONTWRITEBYTECODE": "1"},
+                figure_budget=FIGURE_BUDGET,
+                on_output=progress.feed if progress else None,
             )
-        async with mcp.registry.use(current_principal.get(), session_id) as session:
-            plan = await _plan(mcp, session.sandbox, timeout, background)
-            async with streamed(ctx) as progress:
-                cell = await kernel.run_cell(
-                    session.sandbox,
-                    code,
-                    timeout=plan.limit,
-                    wait=plan.wait,
-                    reset=reset,
-                    keep=plan.kept,
-                    env={"PYTHONDONTWRITEBYTECODE": "1"},
-                    figure_budget=FIGURE_BUDGET,
-                    on_output=progress.feed if progress else None,
-                )
-            return await cell_reply(session, cell, plan.limit)
+        return await cell_reply(session, cell, plan.limit, output_limit(session, max_output_bytes))
 
-    @mcp.tool(annotations=RUNS)
-    async def execute(
-        ctx: Context,  # type: ignore[type-arg]
-        command: Annotated[
-            str, Field(min_length=1, max_length=MAX_CODE_BYTES, description="A shell command for /bin/sh -c.")
-        ],
-        session_id: SessionId = None,
-        timeout: Timeout = None,
-        cwd: Annotated[
-            str, Field(max_length=4096, description="Directory to run in; relative paths resolve against /app.")
-        ] = WORKDIR,
-        background: Background = False,
-    ) -> Annotated[CallToolResult, CommandOutput]:
-        """Run a shell command (`/bin/sh -c`) in the sandbox, by default in the working directory /app.
 
-        Returns stdout and stderr separately with the exit code; a command that runs past its timeout is
-        killed and reported with exit code 124 and the output it had written. Files persist within the
-        session, so later calls (and download_file) see what this one wrote. Each call starts a new shell:
-        `cd` and exported variables do not carry over. Output beyond the server's cap keeps its beginning and
-        end, and the whole output stays in files whose paths the result gives. No network unless the session
-        was created with network=true. A command still running after the server's detach bound (20 s unless
-        configured) becomes a job: the result gives its id and the output so far; follow it with job_status,
-        job_wait and job_cancel. Start servers and other long commands with background=true.
-        """
-        async with mcp.registry.use(current_principal.get(), session_id) as session:
-            plan = await _plan(mcp, session.sandbox, timeout, background)
-            if cwd != WORKDIR and not await session.sandbox.exists(cwd):
-                raise NotFoundError(f"The working directory {cwd} does not exist: create it first, or use /app.")
-            async with streamed(ctx) as progress:
-                job = await jobs.start(
-                    session.sandbox,
-                    command,
-                    timeout=plan.limit,
-                    wait=plan.wait,
-                    cwd=cwd,
-                    on_output=progress.feed if progress else None,
-                )
-        return reply(CommandOutput.of_job(session, job, plan.limit))
+async def execute(
+    ctx: Context,  # type: ignore[type-arg]
+    command: Annotated[
+        str, Field(min_length=1, max_length=MAX_CODE_BYTES, description="A shell command for /bin/sh -c.")
+    ],
+    session_id: SessionId = None,
+    timeout: float | None = None,
+    cwd: Annotated[
+        str, Field(max_length=4096, description="Directory to run in; relative paths resolve against /app.")
+    ] = WORKDIR,
+    background: bool = False,
+    max_output_bytes: int | None = None,
+) -> Annotated[CallToolResult, CommandOutput]:
+    """Run a shell command (`/bin/sh -c`) in the sandbox, by default in the working directory /app.
+
+    Returns stdout and stderr separately with the exit code; a command that runs past its timeout is
+    killed and reported with exit code 124 and the output it had written. Files persist within the
+    session, so later calls (and download_file) see what this one wrote. Each call starts a new shell:
+    `cd` and exported variables do not carry over. Output beyond {output_bytes} per stream (or the
+    max_output_bytes asked for) keeps its beginning and end, and the whole output stays in files whose
+    paths the result gives. No network unless the session was created with network=true. A command still
+    running after {detach_after} becomes a job: the result gives its id and the output so far; follow it
+    with job_status, job_wait and job_cancel. Start servers and other long commands with background=true.
+    """
+    async with context().registry.use(current_principal.get(), session_id) as session:
+        plan = await _plan(session.sandbox, timeout, background)
+        if cwd != WORKDIR and not await session.sandbox.exists(cwd):
+            raise NotFoundError(f"The working directory {cwd} does not exist: create it first, or use /app.")
+        async with streamed(ctx) as progress:
+            job = await jobs.start(
+                session.sandbox,
+                command,
+                timeout=plan.limit,
+                wait=plan.wait,
+                cwd=cwd,
+                on_output=progress.feed if progress else None,
+            )
+    return reply(CommandOutput.of_job(session, job, plan.limit, output_limit(session, max_output_bytes)))
+
+
+TOOLS = (
+    ToolSpec(execute_python, RUNS, RUN_ARGUMENTS),
+    ToolSpec(execute, RUNS, RUN_ARGUMENTS),
+)

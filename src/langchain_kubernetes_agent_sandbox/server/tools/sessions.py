@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
@@ -10,86 +10,99 @@ from pydantic import Field
 from ...engine import kernel
 from ...engine.background import keeps_background
 from ...paths import WORKDIR
+from ..context import context
 from ..models import ClosedSession, SessionDescription, SessionList
 from ..principal import current_principal
-from . import reply
+from . import ToolSpec, reply
 from .commands import SessionId
 
 if TYPE_CHECKING:
-    from ..app import SandboxMCP
+    from ..tool_limits import ToolLimits
 
 READS = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
 
 
-def register(mcp: SandboxMCP) -> None:
-    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False))
-    async def create_session(
-        ttl_seconds: Annotated[
-            int | None,
-            Field(
-                default=None,
-                ge=1,
-                le=7 * 24 * 3600,
-                description="Idle timeout: the session ends this many seconds after its last use. "
-                "Omit for the server default (30 minutes unless configured); the server's maximum applies.",
-            ),
-        ] = None,
-        network: Annotated[
-            bool | Annotated[list[Annotated[str, Field(min_length=1, max_length=260)]], Field(max_length=64)],
-            Field(
-                description="Egress: false for none; true for everything the server's allow-list permits; or a "
-                "list of rules that narrow it (`pypi.example.test`, `*.example.test`, `host:port`). Connections go "
-                "through the server's proxy (HTTP_PROXY and friends are set); session_info shows what is reachable.",
-            ),
-        ] = False,
-        labels: Annotated[
-            dict[str, str] | None,
-            Field(default=None, description="Up to 16 key=value tags (letters, digits, '-', '_', '.') to find it by."),
-        ] = None,
-    ) -> Annotated[CallToolResult, SessionDescription]:
-        """Create a new, empty sandbox session and return its session_id; pass that id to the other tools.
+def idle_type(limits: ToolLimits) -> Any:
+    return Annotated[
+        int | None,
+        Field(
+            default=None,
+            ge=1,
+            le=int(limits.max_idle_timeout),
+            description="Idle timeout: the session ends this many seconds after its last use. Omit for "
+            f"{limits.wording['idle_timeout']}.",
+        ),
+    ]
 
-        Each session is a separate sandbox whose files persist between calls until close_session, until it
-        goes unused for its idle timeout (every call resets the clock), or until the server's maximum
-        lifetime. Calls without session_id use your default session instead, so create one only for a
-        clean or separate workspace. Your number of open sessions is limited.
-        """
-        session = await mcp.registry.create(
-            current_principal.get(), idle_timeout=ttl_seconds, network=network, labels=labels
+
+async def create_session(
+    ttl_seconds: int | None = None,
+    network: Annotated[
+        bool | Annotated[list[Annotated[str, Field(min_length=1, max_length=260)]], Field(max_length=64)],
+        Field(
+            description="Egress: false for none; true for everything the server's allow-list permits; or a "
+            "list of rules that narrow it (`pypi.example.test`, `*.example.test`, `host:port`). Connections go "
+            "through the server's proxy (HTTP_PROXY and friends are set); session_info shows what is reachable.",
+        ),
+    ] = False,
+    labels: Annotated[
+        dict[str, str] | None,
+        Field(default=None, description="Up to 16 key=value tags (letters, digits, '-', '_', '.') to find it by."),
+    ] = None,
+) -> Annotated[CallToolResult, SessionDescription]:
+    """Create a new, empty sandbox session and return its session_id; pass that id to the other tools.
+
+    Each session is a separate sandbox whose files persist between calls until close_session, until it
+    goes unused for its idle timeout (every call resets the clock), or until the server's maximum
+    lifetime. Calls without session_id use your default session instead, so create one only for a
+    clean or separate workspace. Your number of open sessions is limited.
+    """
+    session = await context().registry.create(
+        current_principal.get(), idle_timeout=ttl_seconds, network=network, labels=labels
+    )
+    return reply(SessionDescription.of(session, WORKDIR))
+
+
+async def list_sessions() -> Annotated[CallToolResult, SessionList]:
+    """List your open sessions (oldest first) with their ids, labels and when each expires."""
+    sessions = await context().registry.list_for(current_principal.get())
+    return reply(SessionList(sessions=[SessionDescription.of(session, WORKDIR) for session in sessions]))
+
+
+async def close_session(
+    session_id: Annotated[str, Field(min_length=1, max_length=64, description="The session to close.")],
+) -> Annotated[CallToolResult, ClosedSession]:
+    """Close a session: its sandbox and every file in it are destroyed, and its id stops working.
+    Closing your default session is allowed; the next call without session_id starts a fresh one."""
+    await context().registry.close(current_principal.get(), session_id)
+    return reply(ClosedSession(session_id=session_id, closed=True))
+
+
+async def session_info(session_id: SessionId = None) -> Annotated[CallToolResult, SessionDescription]:
+    """Describe a session (default: your default session, created if needed): its provider, working
+    directory, network access, labels, idle timeout, when it expires, and whether its Python kernel runs."""
+    session = await context().registry.resolve(current_principal.get(), session_id)
+    described = SessionDescription.of(session, WORKDIR)
+    described.background_processes = await keeps_background(session.sandbox)
+    if not described.background_processes:
+        described.python_kernel = (
+            "one python3 process per call: this sandbox ends every process a call leaves running, so variables "
+            "do not persist between calls and commands cannot continue as jobs"
         )
-        return reply(SessionDescription.of(session, WORKDIR))
+    elif await kernel.running(session.sandbox):
+        described.python_kernel = (
+            "stateful kernel kept for the session, running (variables from earlier calls are there)"
+        )
+    else:
+        described.python_kernel = "stateful kernel kept for the session, started by the next execute_python call"
+    return reply(described)
 
-    @mcp.tool(annotations=READS)
-    async def list_sessions() -> Annotated[CallToolResult, SessionList]:
-        """List your open sessions (oldest first) with their ids, labels and when each expires."""
-        sessions = await mcp.registry.list_for(current_principal.get())
-        return reply(SessionList(sessions=[SessionDescription.of(session, WORKDIR) for session in sessions]))
 
-    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False))
-    async def close_session(
-        session_id: Annotated[str, Field(min_length=1, max_length=64, description="The session to close.")],
-    ) -> Annotated[CallToolResult, ClosedSession]:
-        """Close a session: its sandbox and every file in it are destroyed, and its id stops working.
-        Closing your default session is allowed; the next call without session_id starts a fresh one."""
-        await mcp.registry.close(current_principal.get(), session_id)
-        return reply(ClosedSession(session_id=session_id, closed=True))
-
-    @mcp.tool(annotations=READS)
-    async def session_info(session_id: SessionId = None) -> Annotated[CallToolResult, SessionDescription]:
-        """Describe a session (default: your default session, created if needed): its provider, working
-        directory, network access, labels, idle timeout, when it expires, and whether its Python kernel runs."""
-        session = await mcp.registry.resolve(current_principal.get(), session_id)
-        described = SessionDescription.of(session, WORKDIR)
-        described.background_processes = await keeps_background(session.sandbox)
-        if not described.background_processes:
-            described.python_kernel = (
-                "one python3 process per call: this sandbox ends every process a call leaves running, so variables "
-                "do not persist between calls and commands cannot continue as jobs"
-            )
-        elif await kernel.running(session.sandbox):
-            described.python_kernel = (
-                "stateful kernel kept for the session, running (variables from earlier calls are there)"
-            )
-        else:
-            described.python_kernel = "stateful kernel kept for the session, started by the next execute_python call"
-        return reply(described)
+CREATES = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False)
+CLOSES = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False)
+TOOLS = (
+    ToolSpec(create_session, CREATES, {"ttl_seconds": idle_type}),
+    ToolSpec(list_sessions, READS),
+    ToolSpec(close_session, CLOSES),
+    ToolSpec(session_info, READS),
+)

@@ -10,9 +10,9 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from ..errors import SandboxError
-from .config import CONFIG_ENV, SETTINGS, ConfigError, load
-from .logs import configure_logging
-from .runtime import serve
+from ..server.config import CONFIG_ENV, SETTINGS, ConfigError, load
+from ..server.logs import configure_logging
+from ..server.runtime import serve
 
 EPILOG = f"""\
 Every setting can also come from an environment variable (shown after each option) or from a TOML file given
@@ -49,7 +49,7 @@ def add_setting_arguments(parser: argparse.ArgumentParser, names: Collection[str
     for setting in SETTINGS:
         if not setting.flag or (names is not None and setting.name not in names):
             continue
-        text = f"{setting.help} [${setting.env}]"
+        text = f"{setting.described} [${setting.env}]"
         if setting.kind == "bool":
             parser.add_argument(setting.option, dest=setting.name, action="store_true", default=None, help=text)
             continue

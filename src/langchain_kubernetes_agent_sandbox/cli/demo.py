@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from mcp import ClientSession, StdioServerParameters
-from mcp.client.stdio import stdio_client
+from mcp.client.stdio import get_default_environment, stdio_client
 from mcp.types import CallToolResult, ImageContent, TextContent
 
 from ..providers.local.state import temporary_state
@@ -95,7 +96,7 @@ def _data(result: CallToolResult) -> dict[str, Any]:
 async def _until_ended(client: ClientSession, title: str, started: CallToolResult, session_id: str) -> CallToolResult:
     """Follow a call that detached into a job with job_wait, from where its output stopped, until it ends."""
     result = started
-    while _data(result)["running"]:
+    while _data(result)["state"] == "running":
         job = _data(result)
         result = await _step(
             client, title, "job_wait", job_id=job["job_id"], timeout=30, cursor=job["cursor"], session_id=session_id
@@ -104,9 +105,12 @@ async def _until_ended(client: ClientSession, title: str, started: CallToolResul
 
 
 async def _drive(state_dir: str, log: Path) -> int:
+    # the SDK's minimal environment, as a desktop client gives, plus PYTHONPATH: the server is this package
+    path = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
     server = StdioServerParameters(
         command=sys.executable,
         args=["-m", "langchain_kubernetes_agent_sandbox", "serve", "--state-dir", state_dir],
+        env={**get_default_environment(), **path},
     )
     print(f"starting: {' '.join([server.command, *server.args])}  (its log goes to a file)")
     with log.open("w") as errlog:
@@ -165,13 +169,13 @@ async def _drive(state_dir: str, log: Path) -> int:
     images = _images(plotted)
     figure = (
         f"the chart came back as a {len(base64.b64decode(images[0].data))}-byte image ({images[0].mimeType}), "
-        f"saved in the sandbox as {_data(plotted)['figures'][0]['path']}"
+        f"saved in the sandbox as {_data(plotted)['figures'][0]}"
         if images
         else "no figure came back (the sandbox's python3 has no matplotlib: run scripts/setup.sh)"
     )
     print(
         f"\ndone: summary.json had {summary['size']} bytes; {figure}; the runaway command exited "
-        f"{slow['exit_code']} (timed_out={slow['timed_out']}); the detached job {job['job_id']} ended "
+        f"{slow['exit_code']} ({slow['state']}); the detached job {job['job_id']} ended "
         f"({ended['state']}) with exit code {ended['exit_code']}; {len(listed['sessions'])} session(s) were open "
         "before closing."
     )

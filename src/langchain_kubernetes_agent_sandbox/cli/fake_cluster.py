@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .cluster_process import ClusterSettings, run_cluster
-from .controller import PoolSpec
-from .pods import DEFAULT_RUNTIME_COMMAND
-from .router import DEFAULT_PROXY_TIMEOUT
+from ..testing.cluster_process import ClusterSettings, run_cluster
+from ..testing.controller import PoolSpec
+from ..testing.pods import DEFAULT_RUNTIME_COMMAND
+from ..testing.router import DEFAULT_PROXY_TIMEOUT
 
 DESCRIPTION = """\
 Run an imitation of an agent-sandbox cluster on this machine, for tests, benchmarks and demos without

@@ -13,9 +13,9 @@ from typing import Any
 
 from ..network.service import EgressService
 from ..network.settings import operator_policy
-from .config import ConfigError, load
-from .logs import configure_logging
-from .serve_command import add_setting_arguments
+from ..server.config import ConfigError, load
+from ..server.logs import configure_logging
+from .serve import add_setting_arguments
 
 SETTINGS = ("egress_allow", "egress_ports", "egress_private", "log_level")
 DESCRIPTION = """\

@@ -18,11 +18,11 @@ from typing import Any, Literal
 import httpx
 from kubernetes_asyncio import client as k8s
 
-from ..errors import NotFoundError, SandboxError
-from ..providers.kubernetes import KubernetesProvider
-from ..providers.kubernetes.config import ConnectionMode, KubernetesConfig
-from ..providers.kubernetes.connection import api_client
-from ..providers.kubernetes.rbac import CLAIMS_GROUP, GATEWAY_GROUP, SANDBOX_GROUP, required_access
+from ...errors import NotFoundError, SandboxError
+from .config import ConnectionMode, KubernetesConfig
+from .connection import api_client
+from .provider import KubernetesProvider
+from .rbac import CLAIMS_GROUP, GATEWAY_GROUP, SANDBOX_GROUP, required_access
 
 CRDS = {
     (CLAIMS_GROUP, "v1beta1"): ("sandboxclaims", "sandboxwarmpools", "sandboxtemplates"),

@@ -9,9 +9,9 @@ import sys
 from typing import Any
 
 from ..providers.kubernetes.config import KubernetesConfig
-from . import runtime
-from .config import ConfigError, ServerConfig, load
-from .serve_command import add_setting_arguments
+from ..server import runtime
+from ..server.config import ConfigError, ServerConfig, load
+from .serve import add_setting_arguments
 
 KUBERNETES_SETTINGS = (
     "namespace",
@@ -52,7 +52,7 @@ def kubernetes_config(config: ServerConfig) -> KubernetesConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .doctor import Doctor
+    from ..providers.kubernetes.doctor import Doctor
 
     flags: dict[str, Any] = {name: getattr(args, name) for name in KUBERNETES_SETTINGS}
     # Only the Kubernetes settings matter here; the serving ones (transport, tokens) are not checked.
