@@ -16,7 +16,7 @@ from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider
 from langchain_kubernetes_agent_sandbox.providers.local.state import temporary_state
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
 
-pytest_plugins = ["langchain_kubernetes_agent_sandbox.testing.pytest_plugin"]
+pytest_plugins = ["langchain_kubernetes_agent_sandbox.testing.pytest_plugin", "tests.control_plane"]
 
 ProviderFactory = Callable[..., Awaitable[SandboxProvider]]
 """Makes a provider on the test's backing state; calling it again models a restart of the server."""
