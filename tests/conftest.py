@@ -15,6 +15,11 @@ from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesCo
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider
 from langchain_kubernetes_agent_sandbox.providers.local.state import temporary_state
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
+from langchain_kubernetes_agent_sandbox.testing.control_plane import ControlPlane
+
+pytest.register_assert_rewrite("tests.control_plane")  # a plugin (below) that this file also imports from
+from tests.control_plane import NAMESPACE as REAL_NAMESPACE  # noqa: E402
+from tests.control_plane import POOL as REAL_POOL  # noqa: E402
 
 pytest_plugins = ["langchain_kubernetes_agent_sandbox.testing.pytest_plugin", "tests.control_plane"]
 
@@ -94,7 +99,28 @@ async def impatient_provider(cluster: FakeCluster, *, patience: float) -> AsyncI
         await made.aclose()
 
 
-PROVIDER_FACTORY_FIXTURES = {"local": "local_provider_factory", "kubernetes": "kubernetes_provider_factory"}
+@pytest.fixture
+async def real_kubernetes_provider_factory(control_plane: ControlPlane) -> AsyncIterator[ProviderFactory]:
+    """The Kubernetes provider on the real control plane (`tests/control_plane.py`)."""
+
+    def build(limits: ExecutionLimits | None = None) -> SandboxProvider:
+        config = KubernetesConfig(
+            warm_pool=REAL_POOL,
+            namespace=REAL_NAMESPACE,
+            api_url=control_plane.router_url,
+            kubeconfig=control_plane.kubeconfig,
+        )
+        return KubernetesProvider(config, limits=limits)
+
+    async with tracked(build) as make:
+        yield make
+
+
+PROVIDER_FACTORY_FIXTURES = {
+    "local": "local_provider_factory",
+    "kubernetes": "kubernetes_provider_factory",
+    "kubernetes-real": "real_kubernetes_provider_factory",
+}
 """Provider name -> the fixture that makes it; each contract test runs once per entry."""
 
 
