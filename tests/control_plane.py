@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,25 @@ def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
         yield plane
     finally:
         plane.stop()
+
+
+@dataclass(frozen=True)
+class RealPool:
+    """The control plane's warm pool, named as tests name the imitation's (`pool`, `router_url`, `kubeconfig`)."""
+
+    plane: ControlPlane
+    pool: str = POOL
+    namespace: str = NAMESPACE
+
+    @property
+    def router_url(self) -> str:
+        return self.plane.router_url
+
+    @property
+    def kubeconfig(self) -> str:
+        return self.plane.kubeconfig
+
+
+@pytest.fixture
+def real_pool(control_plane: ControlPlane) -> RealPool:
+    return RealPool(control_plane)

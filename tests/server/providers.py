@@ -1,11 +1,11 @@
-"""A fixture that runs a test once on the local provider and once on the imitation cluster, through MCP."""
+"""A fixture that runs a test on the local provider, the imitation cluster and the real control plane, through MCP."""
 
 from __future__ import annotations
 
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from mcp import ClientSession
@@ -13,14 +13,24 @@ from mcp.shared.memory import create_connected_server_and_client_session
 
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
 from langchain_kubernetes_agent_sandbox.server.runtime import running
-from langchain_kubernetes_agent_sandbox.testing import FakeCluster
 from tests.server.mcp_calls import Connect
 
 Open = Callable[..., contextlib.AbstractAsyncContextManager[ClientSession]]
 
 
-def on_cluster(cluster: FakeCluster, **settings: Any) -> ServerConfig:
-    """The server's settings for the Kubernetes provider on the imitation cluster `cluster`."""
+class Cluster(Protocol):
+    """A cluster with a warm pool: the imitation (`FakeCluster`) or the real control plane (`RealPool`)."""
+
+    @property
+    def pool(self) -> str: ...
+    @property
+    def router_url(self) -> str: ...
+    @property
+    def kubeconfig(self) -> str: ...
+
+
+def on_cluster(cluster: Cluster, **settings: Any) -> ServerConfig:
+    """The server's settings for the Kubernetes provider on `cluster`."""
     return ServerConfig(
         provider="kubernetes",
         warm_pool=cluster.pool,
@@ -30,7 +40,10 @@ def on_cluster(cluster: FakeCluster, **settings: Any) -> ServerConfig:
     )
 
 
-@pytest.fixture(params=["local", "kubernetes"])
+CLUSTER_FIXTURES = {"kubernetes": "fake_cluster", "kubernetes-real": "real_pool"}
+
+
+@pytest.fixture(params=["local", *CLUSTER_FIXTURES])
 def provider_client(request: pytest.FixtureRequest) -> Open:
     """Opens a client; every open after the first is a new server process's worth of state (a restart)."""
     if request.param == "local":
@@ -42,7 +55,7 @@ def provider_client(request: pytest.FixtureRequest) -> Open:
                 yield client
 
         return local
-    cluster = request.getfixturevalue("fake_cluster")
+    cluster: Cluster = request.getfixturevalue(CLUSTER_FIXTURES[request.param])
     suffix = secrets.token_hex(4)  # the cluster is shared by the whole run: keep these sessions apart from others'
 
     @contextlib.asynccontextmanager
