@@ -363,6 +363,24 @@ class ControlPlane:
         answer.raise_for_status()
         return dict(answer.json())
 
+    def token_for(self, namespace: str, service_account: str, seconds: int = 3600) -> str:
+        """A bound token of a service account (TokenRequest), with exactly the rights its roles grant."""
+        request = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": seconds},
+        }
+        path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token"
+        return str(self.http.post(path, json=request).raise_for_status().json()["status"]["token"])
+
+    def kubeconfig_for(self, namespace: str, service_account: str) -> str:
+        """A kubeconfig file that authenticates as the service account; its path."""
+        path = self.work_dir / f"kubeconfig-{namespace}-{service_account}"
+        token = self.token_for(namespace, service_account)
+        path.write_text(kubeconfig_text(self.api_url, self.ca_file, token, namespace))
+        path.chmod(0o600)
+        return str(path)
+
     def memory_bytes(self) -> dict[str, int]:
         """Resident memory of each component, with its children (the pod runner's pods)."""
         return {name: _tree_rss(process.pid) for name, process in self.processes.items()}

@@ -34,6 +34,9 @@ UPSTREAM_COMMANDS = {
 """Upstream's own commands, built unchanged from the module versions that `go.mod` pins."""
 
 AGENT_SANDBOX_MODULE = "sigs.k8s.io/agent-sandbox"
+KUBERNETES_MODULE = "k8s.io/kubernetes"
+BUILD_FLAGS = "-s -w"
+"""Also part of the cache key: a change here builds again."""
 
 
 class GoMissingError(RuntimeError):
@@ -87,7 +90,7 @@ def _go_env(go: str) -> dict[str, str]:
 def _source_key(source: Path, go: str) -> str:
     digest = hashlib.sha256()
     version = subprocess.run([go, "version"], capture_output=True, text=True, check=True, env=_go_env(go)).stdout
-    digest.update(version.encode())
+    digest.update(version.encode() + BUILD_FLAGS.encode())
     for path in sorted([source / "go.mod", source / "go.sum", *source.glob("*.go")]):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
@@ -121,6 +124,13 @@ def _run_go(go: str, args: list[str], source: Path) -> str:
     return result.stdout
 
 
+def version_flags(kubernetes: str) -> str:
+    """What Kubernetes' own release build stamps in, so the API server says which version it is (`/version`)."""
+    major, minor = kubernetes.removeprefix("v").split(".")[:2]
+    stamps = {"gitVersion": kubernetes, "gitMajor": major, "gitMinor": minor, "gitTreeState": "clean"}
+    return " ".join(f"-X k8s.io/component-base/version.{name}={value}" for name, value in stamps.items())
+
+
 def build_control_plane(source: Path, report: Callable[[str], None] = print) -> ControlPlaneBinaries:
     """The binaries for the module in `source`, built now if the cache has none for its current sources.
 
@@ -138,9 +148,20 @@ def build_control_plane(source: Path, report: Callable[[str], None] = print) -> 
         cache_root().mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache_root()))
         try:
-            _run_go(go, ["build", "-ldflags=-s -w", "-o", str(staging / "controlplane"), "."], source)
+            kubernetes = _run_go(go, ["list", "-m", "-f", "{{.Version}}", KUBERNETES_MODULE], source).strip()
+            _run_go(
+                go,
+                [
+                    "build",
+                    f"-ldflags={BUILD_FLAGS} {version_flags(kubernetes)}",
+                    "-o",
+                    str(staging / "controlplane"),
+                    ".",
+                ],
+                source,
+            )
             for name, package in UPSTREAM_COMMANDS.items():
-                _run_go(go, ["build", "-ldflags=-s -w", "-o", str(staging / name), package], source)
+                _run_go(go, ["build", f"-ldflags={BUILD_FLAGS}", "-o", str(staging / name), package], source)
             module_dir = _run_go(go, ["list", "-m", "-f", "{{.Dir}}", AGENT_SANDBOX_MODULE], source).strip()
             crds = Path(module_dir) / "k8s" / "crds"
             converter = str(ControlPlaneBinaries(staging).controlplane)
@@ -152,4 +173,16 @@ def build_control_plane(source: Path, report: Callable[[str], None] = print) -> 
             shutil.rmtree(staging, ignore_errors=True)
             raise
         report(f"built the Kubernetes control plane in {time.monotonic() - started:.0f} s")
+        _prune(keep=folder)
     return binaries
+
+
+def _prune(keep: Path, builds_kept: int = 2) -> None:
+    """Remove all but the newest builds (each is some 250 MB); two, so that switching between branches is cheap."""
+    builds = sorted(
+        (entry for entry in cache_root().iterdir() if entry.is_dir() and (entry / "complete").exists()),
+        key=lambda entry: entry.stat().st_mtime,
+        reverse=True,
+    )
+    for old in [entry for entry in builds if entry != keep][builds_kept - 1 :]:
+        shutil.rmtree(old, ignore_errors=True)
