@@ -100,6 +100,11 @@ class RealPool:
     def kubeconfig(self) -> str:
         return self.plane.kubeconfig
 
+    def claims(self) -> list[dict[str, Any]]:
+        """The SandboxClaims in the pool's namespace, as the API serves them."""
+        path = f"/apis/extensions.agents.x-k8s.io/v1beta1/namespaces/{self.namespace}/sandboxclaims"
+        return list(self.plane.http.get(path).raise_for_status().json()["items"])
+
 
 @pytest.fixture
 def real_pool(control_plane: ControlPlane) -> RealPool:
