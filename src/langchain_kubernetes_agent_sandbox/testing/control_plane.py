@@ -381,6 +381,32 @@ class ControlPlane:
         path.chmod(0o600)
         return str(path)
 
+    def kill_pod(self, namespace: str, name: str) -> int:
+        """SIGKILL every process in the pod's network namespace (its containers' runtimes), as a crash would;
+        the pod runner then restarts them as the pod's restartPolicy says. Returns how many were killed."""
+        pod_ip = (
+            self.http.get(f"/api/v1/namespaces/{namespace}/pods/{name}").raise_for_status().json()["status"]["podIP"]
+        )
+        listing = subprocess.run(
+            ["ip", "-all", "netns", "exec", "ip", "-o", "-4", "addr", "show", "dev", "eth0"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        netns = ""
+        for line in listing.splitlines():
+            if line.startswith("netns: "):
+                netns = line.removeprefix("netns: ").strip()
+            elif f" {pod_ip}/" in line:
+                break
+        else:
+            raise LookupError(f"no network namespace holds pod {namespace}/{name}'s address {pod_ip}")
+        pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True, check=True).stdout.split()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        return len(pids)
+
     def memory_bytes(self) -> dict[str, int]:
         """Resident memory of each component, with its children (the pod runner's pods)."""
         return {name: _tree_rss(process.pid) for name, process in self.processes.items()}

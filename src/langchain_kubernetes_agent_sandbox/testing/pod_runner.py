@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 NODE_NAME = "test-node"
 FREEZER = Path("/sys/fs/cgroup/freezer")
 READY_TIMEOUT = 60.0
+RETRY_FOR = 120.0
+"""How long a status report is retried while the API server is away."""
 STOP_GRACE = 5.0
 
 RuntimeTable = Mapping[str, Sequence[str]]
@@ -192,6 +194,10 @@ class PodRunner:
             if not version:
                 listing = (await self.http.get("/api/v1/pods")).raise_for_status().json()
                 version = listing["metadata"]["resourceVersion"]
+                listed = {f"{i['metadata']['namespace']}/{i['metadata']['name']}" for i in listing["items"]}
+                for key, pod in list(self.pods.items()):
+                    if key not in listed:  # deleted while the watch was down: no event will say so
+                        self._stop_soon(pod)
                 for item in listing["items"]:
                     yield "ADDED", item
             params = {"watch": "1", "resourceVersion": version, "allowWatchBookmarks": "true", "timeoutSeconds": "300"}
@@ -300,7 +306,7 @@ class PodRunner:
             "target": {"apiVersion": "v1", "kind": "Node", "name": NODE_NAME},
         }
         path = f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}/binding"
-        (await self.http.post(path, json=binding)).raise_for_status()
+        (await self._persist("POST", path, json=binding)).raise_for_status()
 
     async def _start_container(self, pod: RunningPod, container: Container) -> None:
         (pod.state_dir / container.name).mkdir(parents=True, exist_ok=True)
@@ -370,9 +376,26 @@ class PodRunner:
     async def _patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         path = f"/api/v1/namespaces/{namespace}/pods/{name}/status"
         headers = {"Content-Type": "application/merge-patch+json"}
-        answer = await self.http.patch(path, content=json.dumps({"status": status}), headers=headers)
+        answer = await self._persist("PATCH", path, content=json.dumps({"status": status}), headers=headers)
         if answer.status_code != 404:  # deleted meanwhile: nothing to report
             answer.raise_for_status()
+
+    async def _persist(self, method: str, path: str, **request: Any) -> httpx.Response:
+        """One API call, retried while the API server is away (restarting) or overloaded, as a kubelet's status
+        manager does: a report lost to a restart would leave the pod unready for good."""
+        deadline = time.monotonic() + RETRY_FOR
+        while True:
+            try:
+                answer = await self.http.request(method, path, **request)
+                if answer.status_code < 500 and answer.status_code != 429:
+                    return answer
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+            else:
+                if time.monotonic() > deadline:
+                    return answer
+            await asyncio.sleep(0.5)
 
     async def _report(self, pod: RunningPod, *, ready: bool) -> None:
         status = {
