@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import subprocess
+import sys
 import time
 
+import httpx
+import pytest
 from k8s_agent_sandbox import SandboxClient
 from k8s_agent_sandbox.models import SandboxDirectConnectionConfig
 
@@ -48,3 +52,59 @@ def test_a_claim_runs_on_a_pod_of_its_own_through_the_real_router_and_goes_with_
     _wait_gone(control_plane, f"{PODS.format(namespace=NAMESPACE)}/{sandbox.sandbox_id}")
     every_netns = ["ip", "-all", "netns", "exec", "ip", "-o", "-4", "addr", "show"]
     assert f" {pod_ip}/" not in subprocess.run(every_netns, capture_output=True, text=True, check=True).stdout
+
+
+SANDBOXD_PROBE = """
+import json, sys, urllib.request
+base = "http://127.0.0.1:8080"
+put = urllib.request.Request(base + "/v1/files/notes%2Fa.txt", data=b"from the host", method="PUT")
+urllib.request.urlopen(put, timeout=5).read()
+health = json.load(urllib.request.urlopen(base + "/v1/health", timeout=5))
+print(json.dumps({"health": health, "read": urllib.request.urlopen(base + "/v1/files/notes%2Fa.txt").read().decode()}))
+"""
+
+
+def test_a_sandbox_on_sandboxd_runs_the_real_sandboxd_in_its_pod(control_plane: ControlPlane) -> None:
+    name = "sandboxd-probe"
+    sandbox = {
+        "apiVersion": "agents.x-k8s.io/v1beta1",
+        "kind": "Sandbox",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "podTemplate": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "sandboxd",
+                            "image": "sandboxd:v0.5.6",
+                            "ports": [{"containerPort": 8080}, {"containerPort": 9090}],
+                        }
+                    ]
+                }
+            }
+        },
+    }
+    path = f"{SANDBOXES.format(namespace=NAMESPACE)}/{name}"
+    control_plane.apply(sandbox)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            conditions = control_plane.http.get(path).json().get("status", {}).get("conditions") or []
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+                break
+            assert time.monotonic() < deadline, conditions
+            time.sleep(0.2)
+        netns = control_plane.pod_netns(NAMESPACE, name)
+        inside = ["ip", "netns", "exec", netns, sys.executable, "-c", SANDBOXD_PROBE]
+        done = subprocess.run(inside, capture_output=True, text=True, timeout=30, check=False)
+        assert done.returncode == 0, done.stderr
+        answer = json.loads(done.stdout)
+        assert answer["read"] == "from the host"
+        assert answer["health"]
+        # sandboxd v0.5.6 listens on the pod's loopback only: from the pod network it is not reachable.
+        pod_ip = control_plane.http.get(path).json()["status"]["podIPs"][0]
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://{pod_ip}:8080/v1/health", timeout=2)
+    finally:
+        control_plane.http.delete(path)
+    _wait_gone(control_plane, f"{PODS.format(namespace=NAMESPACE)}/{name}")

@@ -381,12 +381,10 @@ class ControlPlane:
         path.chmod(0o600)
         return str(path)
 
-    def kill_pod(self, namespace: str, name: str) -> int:
-        """SIGKILL every process in the pod's network namespace (its containers' runtimes), as a crash would;
-        the pod runner then restarts them as the pod's restartPolicy says. Returns how many were killed."""
-        pod_ip = (
-            self.http.get(f"/api/v1/namespaces/{namespace}/pods/{name}").raise_for_status().json()["status"]["podIP"]
-        )
+    def pod_netns(self, namespace: str, name: str) -> str:
+        """The network namespace the pod runner gave the pod (run a command in it with `ip netns exec`)."""
+        pod = self.http.get(f"/api/v1/namespaces/{namespace}/pods/{name}").raise_for_status().json()
+        pod_ip = pod["status"]["podIP"]
         listing = subprocess.run(
             ["ip", "-all", "netns", "exec", "ip", "-o", "-4", "addr", "show", "dev", "eth0"],
             capture_output=True,
@@ -398,9 +396,13 @@ class ControlPlane:
             if line.startswith("netns: "):
                 netns = line.removeprefix("netns: ").strip()
             elif f" {pod_ip}/" in line:
-                break
-        else:
-            raise LookupError(f"no network namespace holds pod {namespace}/{name}'s address {pod_ip}")
+                return netns
+        raise LookupError(f"no network namespace holds pod {namespace}/{name}'s address {pod_ip}")
+
+    def kill_pod(self, namespace: str, name: str) -> int:
+        """SIGKILL every process in the pod's network namespace (its containers' runtimes), as a crash would;
+        the pod runner then restarts them as the pod's restartPolicy says. Returns how many were killed."""
+        netns = self.pod_netns(namespace, name)
         pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True, check=True).stdout.split()
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
