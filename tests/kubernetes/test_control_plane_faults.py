@@ -1,6 +1,6 @@
 """Faults a real cluster can show, on the real control plane: the API server restarted under load, the
-agent-sandbox controller stopped, the router down, a pod's runtime killed. Each ends in a typed error or goes on
-unharmed, and the next call works once the fault is gone."""
+agent-sandbox controller stopped, the router down, a pod's runtime killed, a namespace's claim quota used up. Each
+ends in a typed error or goes on unharmed, and the next call works once the fault is gone."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from langchain_kubernetes_agent_sandbox import Sandbox, SandboxError, TimedOutError
+from langchain_kubernetes_agent_sandbox import QuotaExceededError, Sandbox, SandboxError, TimedOutError
 from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesConfig, KubernetesProvider
 from langchain_kubernetes_agent_sandbox.testing.control_plane import ControlPlane
-from tests.control_plane import NAMESPACE, POOL
+from tests.control_plane import NAMESPACE, POOL, pool_manifests
 
 LABEL = "langchain-kubernetes-agent-sandbox/test=real-faults"
 CLAIMS = f"/apis/extensions.agents.x-k8s.io/v1beta1/namespaces/{NAMESPACE}/sandboxclaims"
@@ -135,3 +135,53 @@ async def test_a_killed_runtime_fails_the_command_typed_and_its_pod_restarts(
             break
         assert time.monotonic() < deadline, status
         await asyncio.sleep(0.2)
+
+
+QUOTA_NAMESPACE = "quota-test"
+
+
+@pytest.fixture
+async def quota_namespace(control_plane: ControlPlane) -> AsyncIterator[str]:
+    """A namespace with the project's pool whose ResourceQuota admits one SandboxClaim."""
+    control_plane.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": QUOTA_NAMESPACE}})
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "one-claim", "namespace": QUOTA_NAMESPACE},
+        "spec": {"hard": {"count/sandboxclaims.extensions.agents.x-k8s.io": "1"}},
+    }
+    control_plane.apply(quota)
+    for manifest in pool_manifests(QUOTA_NAMESPACE):
+        control_plane.apply(manifest)
+    path = f"/api/v1/namespaces/{QUOTA_NAMESPACE}/resourcequotas/one-claim"
+    deadline = time.monotonic() + 30
+    while "used" not in control_plane.http.get(path).json().get("status", {}):  # counted by the quota controller
+        assert time.monotonic() < deadline, "the quota controller never counted the quota"
+        await asyncio.sleep(0.2)
+    try:
+        yield QUOTA_NAMESPACE
+    finally:
+        control_plane.http.delete(f"/api/v1/namespaces/{QUOTA_NAMESPACE}")
+
+
+async def test_a_claim_beyond_the_namespace_quota_is_quota_exceeded(
+    quota_namespace: str, control_plane: ControlPlane
+) -> None:
+    config = KubernetesConfig(
+        warm_pool=POOL,
+        namespace=quota_namespace,
+        api_url=control_plane.router_url,
+        kubeconfig=control_plane.kubeconfig,
+        ready_timeout=60,
+    )
+    provider = KubernetesProvider(config)
+    try:
+        first = await provider.create()
+        assert (await first.run("echo within the quota")).ok
+        with pytest.raises(QuotaExceededError, match="exceeded quota: one-claim"):
+            await provider.create()
+        await first.terminate()
+    finally:
+        for left in await provider.list():
+            await left.terminate()
+        await provider.aclose()

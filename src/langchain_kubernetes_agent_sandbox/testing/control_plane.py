@@ -46,10 +46,10 @@ COMPONENTS = (
 )
 """In the order they start; they stop in the reverse one."""
 
-CONTROLLERS = "garbagecollector,serviceaccount,namespace"
+CONTROLLERS = "garbagecollector,serviceaccount,namespace,resourcequota"
 """kube-controller-manager's controllers the tests need: deleting a claim deletes its Sandbox and Pod (garbage
 collector); a namespace gets its `default` service account, without which no Pod is admitted; deleting a
-namespace empties it."""
+namespace empties it; a ResourceQuota's usage is counted, without which the API server admits nothing it limits."""
 
 START_TIMEOUT = 120.0
 
@@ -421,6 +421,7 @@ def _established(crd: dict[str, Any]) -> bool:
 
 PLURALS = {
     "Namespace": "namespaces",
+    "ResourceQuota": "resourcequotas",
     "ServiceAccount": "serviceaccounts",
     "Role": "roles",
     "RoleBinding": "rolebindings",
