@@ -314,7 +314,9 @@ class PodRunner:
         log_path = self.work_dir / "logs" / f"{pod.namespace}_{pod.name}_{container.name}.log"
         with open(log_path, "ab") as output:  # noqa: ASYNC230 - opening a log file does not block for long
             container.process = await asyncio.create_subprocess_exec(
-                *pod.cgroup.wrap(["ip", "netns", "exec", pod.address.netns, *container.argv]),
+                # nsenter, not `ip netns exec`: that one also mounts a sysfs of the namespace over /sys, which hides
+                # /sys/fs/cgroup, and the runtime's sandboxes would lose their cgroups (falling back to rlimits).
+                *pod.cgroup.wrap(["nsenter", f"--net=/run/netns/{pod.address.netns}", "--", *container.argv]),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=output,
                 stderr=output,
