@@ -25,12 +25,18 @@ async def provider(control_plane: ControlPlane) -> AsyncIterator[KubernetesProvi
     """A provider whose calls give up within seconds but whose claims wait long enough for a replenishing pool
     (and for the controller's watches to come back after an API server restart); every component runs again and
     no sandbox is left after it."""
-    async with provider_on(control_plane, ready_timeout=30) as made:
-        yield made
+    try:
+        async with provider_on(control_plane, ready_timeout=30) as made:
+            yield made
+    finally:
+        for component in ("agent-sandbox-controller", "sandbox-router"):
+            if component not in control_plane.processes:
+                await asyncio.to_thread(control_plane.start_component, component)
 
 
 @contextlib.asynccontextmanager
 async def provider_on(plane: ControlPlane, *, ready_timeout: float) -> AsyncIterator[KubernetesProvider]:
+    """A provider on the control plane; no sandbox it made is left after it."""
     config = KubernetesConfig(
         warm_pool=POOL,
         namespace=NAMESPACE,
@@ -42,13 +48,9 @@ async def provider_on(plane: ControlPlane, *, ready_timeout: float) -> AsyncIter
         timeout_margin=2,
     )
     made = KubernetesProvider(config)
-    control_plane = plane
     try:
         yield made
     finally:
-        for component in ("agent-sandbox-controller", "sandbox-router"):
-            if component not in control_plane.processes:
-                control_plane.start_component(component)
         for sandbox in await made.list():
             await sandbox.terminate()
         await made.aclose()

@@ -240,6 +240,8 @@ class ControlPlane:
         ]
 
     def _start(self, component: str) -> None:
+        if component in self.processes:
+            raise ControlPlaneError(f"{component} is already running: stop it first")
         if component == "pod-runner":
             (self.pki / "runner-token").write_text(self.admin_token)
         with open(self.log(component), "ab") as log:
