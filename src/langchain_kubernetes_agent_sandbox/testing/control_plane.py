@@ -314,14 +314,16 @@ class ControlPlane:
                 time.sleep(0.05)
 
     def stop_component(self, component: str) -> None:
-        """SIGTERM one component (SIGKILL after 10 s) and wait for it."""
+        """SIGTERM one component (SIGKILL after a grace) and wait for it."""
         process = self.processes.pop(component, None)
         if process is None:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
+        # The pod runner ends every pod (processes, network namespace, files) before it exits: give it the time.
+        grace = 60 if component == "pod-runner" else 10
         try:
-            process.wait(10)
+            process.wait(grace)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
