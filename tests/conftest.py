@@ -15,9 +15,14 @@ from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesCo
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider
 from langchain_kubernetes_agent_sandbox.providers.local.state import temporary_state
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
+from langchain_kubernetes_agent_sandbox.testing.control_plane import ControlPlane
 from langchain_kubernetes_agent_sandbox.testing.pods import DEFAULT_RUNTIME_COMMAND
 
-pytest_plugins = ["langchain_kubernetes_agent_sandbox.testing.pytest_plugin"]
+pytest.register_assert_rewrite("tests.control_plane")  # a plugin (below) that this file also imports from
+from tests.control_plane import NAMESPACE as REAL_NAMESPACE  # noqa: E402
+from tests.control_plane import POOL as REAL_POOL  # noqa: E402
+
+pytest_plugins = ["langchain_kubernetes_agent_sandbox.testing.pytest_plugin", "tests.control_plane"]
 
 ProviderFactory = Callable[..., Awaitable[SandboxProvider]]
 """Makes a provider on the test's backing state; calling it again models a restart of the server."""
@@ -129,11 +134,29 @@ async def impatient_provider(
         await made.aclose()
 
 
+@pytest.fixture
+async def real_kubernetes_provider_factory(control_plane: ControlPlane) -> AsyncIterator[ProviderFactory]:
+    """The Kubernetes provider on the real control plane (`tests/control_plane.py`)."""
+
+    def build(limits: ExecutionLimits | None = None) -> SandboxProvider:
+        config = KubernetesConfig(
+            warm_pool=REAL_POOL,
+            namespace=REAL_NAMESPACE,
+            api_url=control_plane.router_url,
+            kubeconfig=control_plane.kubeconfig,
+        )
+        return KubernetesProvider(config, limits=limits)
+
+    async with tracked(build) as make:
+        yield make
+
+
 PROVIDER_FACTORY_FIXTURES = {
     "local": "local_provider_factory",
     "kubernetes": "kubernetes_provider_factory",
     "kubernetes-oneshot": "kubernetes_oneshot_provider_factory",
     "kubernetes-no-background": "kubernetes_no_background_provider_factory",
+    "kubernetes-real": "real_kubernetes_provider_factory",
 }
 """Provider name -> the fixture that makes it; each contract test runs once per entry."""
 

@@ -1,4 +1,5 @@
-"""The standard deepagents sandbox suite on the Kubernetes provider, against the imitation cluster."""
+"""The standard deepagents sandbox suite on the Kubernetes provider, on the imitation cluster and on the real control
+plane."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pytest
 from langchain_kubernetes_agent_sandbox.adapter import ADAPTER_LIMITS, SandboxBackend
 from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesConfig, KubernetesProvider
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
+from langchain_kubernetes_agent_sandbox.testing.control_plane import ControlPlane
 from tests.adapter.sandbox_suite import StandardSandboxSuite
+from tests.control_plane import NAMESPACE, POOL
 
 
 class TestKubernetesBackendConformance(StandardSandboxSuite):
@@ -25,6 +28,19 @@ class TestKubernetesBackendConformance(StandardSandboxSuite):
             warm_pool=fake_cluster_session.pool,
             api_url=fake_cluster_session.router_url,
             kubeconfig=fake_cluster_session.kubeconfig,
+        )
+        provider = KubernetesProvider(config, limits=ADAPTER_LIMITS)
+        with SandboxBackend.open(provider, close_provider=True) as backend:
+            yield backend
+
+
+class TestRealKubernetesBackendConformance(TestKubernetesBackendConformance):
+    """The same suite on the real control plane (`tests/control_plane.py`)."""
+
+    @pytest.fixture(scope="class")
+    def sandbox(self, control_plane: ControlPlane) -> Iterator[SandboxBackend]:
+        config = KubernetesConfig(
+            warm_pool=POOL, namespace=NAMESPACE, api_url=control_plane.router_url, kubeconfig=control_plane.kubeconfig
         )
         provider = KubernetesProvider(config, limits=ADAPTER_LIMITS)
         with SandboxBackend.open(provider, close_provider=True) as backend:

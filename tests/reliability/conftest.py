@@ -12,12 +12,14 @@ import pytest
 from langchain_kubernetes_agent_sandbox.providers.local.state import temporary_state
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
 from langchain_kubernetes_agent_sandbox.testing.server_process import ServedServer, serve_http
+from tests.control_plane import RealPool
+from tests.server.providers import CLUSTER_FIXTURES, Cluster
 
 Serve = Callable[..., contextlib.AbstractContextManager[ServedServer]]
 """serve(token_file, *flags) runs one `serve --transport http` on the test's backend until the block ends."""
 
 
-def cluster_flags(cluster: FakeCluster) -> tuple[str, ...]:
+def cluster_flags(cluster: Cluster) -> tuple[str, ...]:
     return (
         "--provider=kubernetes",
         f"--warm-pool={cluster.pool}",
@@ -41,7 +43,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def serve(backend: str, state_dir: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Serve:
     """Servers on the test's backend; every one of them shares the same state (folder or cluster)."""
-    flags = cluster_flags(request.getfixturevalue("fake_cluster")) if backend == "kubernetes" else ()
+    flags = cluster_flags(request.getfixturevalue(CLUSTER_FIXTURES[backend])) if backend in CLUSTER_FIXTURES else ()
 
     @contextlib.contextmanager
     def run(token_file: Path, *extra: str) -> Iterator[ServedServer]:
@@ -64,6 +66,9 @@ def alive(backend: str, state_dir: Path, request: pytest.FixtureRequest) -> Aliv
     if backend == "kubernetes":
         cluster: FakeCluster = request.getfixturevalue("fake_cluster")
         return lambda: {claim["metadata"]["name"] for claim in cluster.claims()}
+    if backend == "kubernetes-real":
+        real: RealPool = request.getfixturevalue("real_pool")
+        return lambda: {claim["metadata"]["name"] for claim in real.claims()}
 
     def local_sandboxes() -> set[str]:
         folder = state_dir / "sandboxes"

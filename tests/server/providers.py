@@ -1,4 +1,4 @@
-"""A fixture that runs a test once on the local provider and once on the imitation cluster, through MCP."""
+"""A fixture that runs a test on the local provider, the imitation cluster and the real control plane, through MCP."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from mcp import ClientSession
@@ -14,14 +14,24 @@ from mcp.shared.memory import create_connected_server_and_client_session
 
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
 from langchain_kubernetes_agent_sandbox.server.runtime import running
-from langchain_kubernetes_agent_sandbox.testing import FakeCluster
 from tests.server.mcp_calls import Connect
 
 Open = Callable[..., contextlib.AbstractAsyncContextManager[ClientSession]]
 
 
-def on_cluster(cluster: FakeCluster, **settings: Any) -> ServerConfig:
-    """The server's settings for the Kubernetes provider on the imitation cluster `cluster`."""
+class Cluster(Protocol):
+    """A cluster with a warm pool: the imitation (`FakeCluster`) or the real control plane (`RealPool`)."""
+
+    @property
+    def pool(self) -> str: ...
+    @property
+    def router_url(self) -> str: ...
+    @property
+    def kubeconfig(self) -> str: ...
+
+
+def on_cluster(cluster: Cluster, **settings: Any) -> ServerConfig:
+    """The server's settings for the Kubernetes provider on `cluster`."""
     return ServerConfig(
         provider="kubernetes",
         warm_pool=cluster.pool,
@@ -31,9 +41,12 @@ def on_cluster(cluster: FakeCluster, **settings: Any) -> ServerConfig:
     )
 
 
-@pytest.fixture(params=["local", "kubernetes"])
+CLUSTER_FIXTURES = {"kubernetes": "fake_cluster", "kubernetes-real": "real_pool"}
+
+
+@pytest.fixture(params=["local", *CLUSTER_FIXTURES])
 def provider_client(request: pytest.FixtureRequest) -> Iterator[Open]:
-    """Opens a client; every open after the first is a new server process's worth of state (a restart). On the
+    """Opens a client; every open after the first is a new server process's worth of state (a restart). On a
     cluster, which the whole run shares, the sessions the test left are closed at its end."""
     if request.param == "local":
         connect: Connect = request.getfixturevalue("connect")
@@ -45,7 +58,7 @@ def provider_client(request: pytest.FixtureRequest) -> Iterator[Open]:
 
         yield local
         return
-    cluster = request.getfixturevalue("fake_cluster")
+    cluster: Cluster = request.getfixturevalue(CLUSTER_FIXTURES[request.param])
     suffix = secrets.token_hex(4)  # the cluster is shared by the whole run: keep these sessions apart from others'
     principals: set[str] = set()
 

@@ -7,6 +7,7 @@ operator looking at a misconfigured or unhealthy cluster.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 
 import aiohttp
@@ -115,11 +116,28 @@ def _request_error(
     )
 
 
+def _status_message(error: Exception) -> str:
+    """The `message` of the API server's Status answer, bounded; empty when the body is not one."""
+    try:
+        answer = json.loads(getattr(error, "body", None) or "{}")
+    except (TypeError, ValueError):
+        return ""
+    message = answer.get("message") if isinstance(answer, dict) else None
+    return message[:500] if isinstance(message, str) else ""
+
+
 def _api_error(config: KubernetesConfig, action: str, error: Exception) -> errors.SandboxError:
     status = getattr(error, "status", None)
     reason = getattr(error, "reason", "") or ""
     if status == 404:
         return errors.NotFoundError(f"Could not {action}: not found in namespace {config.namespace!r} ({reason}).")
+    refusal = _status_message(error)
+    if status == 403 and "exceeded quota" in refusal:
+        # A ResourceQuota refused the claim (403 like a denial by RBAC, which it is not).
+        return errors.QuotaExceededError(
+            f"Could not {action}: the namespace's quota is used up ({refusal}). Close sandboxes that are no longer "
+            "needed, or ask for a larger ResourceQuota."
+        )
     if status in (401, 403):
         return errors.BackendUnavailableError(
             f"Could not {action}: the Kubernetes API refused access (HTTP {status} {reason}). Check the kubeconfig's "
