@@ -97,7 +97,7 @@ async def test_the_server_works_with_its_service_account_and_the_role_alone(
 
 def doctor(plane: ControlPlane, kubeconfig: str, *extra: str) -> subprocess.CompletedProcess[str]:
     settings = _settings(plane, kubeconfig)
-    argv = [sys.executable, "-m", "langchain_kubernetes_agent_sandbox.server.cli", "doctor"]
+    argv = [sys.executable, "-m", "langchain_kubernetes_agent_sandbox", "doctor"]
     for name in ("kubeconfig", "warm_pool", "namespace", "api_url"):
         argv += [f"--{name.replace('_', '-')}", str(settings[name])]
     return subprocess.run([*argv, *extra], capture_output=True, text=True, timeout=180, check=False)
