@@ -22,7 +22,7 @@ from k8s_agent_sandbox.models import ExecutionResult
 
 from ... import paths, shell_files
 from ...engine import processes
-from ...engine.channel import AgentChannel
+from ...engine.channel import AgentChannel, AgentLost
 from ...engine.links import AgentLinks
 from ...engine.memo import SandboxMemo
 from ...errors import (
@@ -169,8 +169,8 @@ class KubernetesSandbox(Sandbox):
         except (BackendUnavailableError, NotFoundError) as error:
             raise await self._gone_or(error) from error
         except AgentUnavailable as error:
-            if backend.hosts_agent.get(self):
-                raise SandboxError(f"{error}; try again, or close the session if it persists.") from None
+            if backend.hosts_agent.get(self):  # lost: with its pod, maybe, which the caller can tell
+                raise AgentLost(f"{error}; try again, or close the session if it persists.") from None
             logger.info("sandbox %s runs one-shot commands only: %s", self.id, error)
             backend.hosts_agent.put(self, False)
             return None
