@@ -11,19 +11,7 @@ from mcp.shared.memory import create_connected_server_and_client_session
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider, ResourceLimits
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
 from langchain_kubernetes_agent_sandbox.server.runtime import running
-
-
-def processes_mentioning(marker: str) -> list[int]:
-    """Host pids whose command line holds `marker`: what is still running, whatever namespace it hides in."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
+from tests.reliability.workload import processes_mentioning
 
 
 async def test_a_detached_process_does_not_outlive_close_session(local_state_dir: Path) -> None:
@@ -35,11 +23,16 @@ async def test_a_detached_process_does_not_outlive_close_session(local_state_dir
         started = await client.call_tool(
             "execute",
             {
-                "command": f"setsid nohup sh -c 'sleep 300' {marker} >/dev/null 2>&1 & echo started",
+                # The detached shell says it runs before the command returns; `; :` keeps it from exec'ing sleep,
+                # so the marker stays in its command line.
+                "command": (
+                    f"setsid nohup sh -c 'echo $$ > /tmp/detached; sleep 300; :' {marker} >/dev/null 2>&1 & "
+                    "until [ -s /tmp/detached ]; do sleep 0.05; done; echo started"
+                ),
                 "session_id": session_id,
             },
         )
-        assert not started.isError
+        assert started.structuredContent["exit_code"] == 0, started.content  # type: ignore[index]
         assert processes_mentioning(marker), "the detached process should be running before the close"
         closed = await client.call_tool("close_session", {"session_id": session_id})
         assert not closed.isError
