@@ -85,6 +85,32 @@ async def test_api_server_errors_are_backend_unavailable(
     assert (await (await create(provider)).run("true")).ok
 
 
+async def test_an_api_server_still_starting_is_waited_for(
+    provider: KubernetesProvider, fake_cluster: FakeCluster
+) -> None:
+    """A 503 means the request was not served: claims, lookups and listings ask again until it passes."""
+    fake_cluster.set_faults(api_unavailable=3)
+    sandbox = await create(provider)
+    assert (await sandbox.run("echo claimed")).stdout == "claimed\n"
+    fake_cluster.set_faults(api_unavailable=2)
+    assert (await provider.get(sandbox.id)).id == sandbox.id
+    fake_cluster.set_faults(api_unavailable=2)
+    assert [found.id for found in await provider.list({"test": "faults"})] == [sandbox.id]
+    assert claims_left(fake_cluster) == [sandbox.id]
+
+
+async def test_an_api_server_that_stays_unavailable_is_backend_unavailable_within_the_api_timeout(
+    provider: KubernetesProvider, fake_cluster: FakeCluster
+) -> None:
+    fake_cluster.set_faults(api_status=503)
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailableError, match="HTTP 503"):
+        await create(provider)
+    assert time.monotonic() - started < 3
+    fake_cluster.clear_faults()
+    assert claims_left(fake_cluster) == []
+
+
 async def test_hanging_api_server_times_out(provider: KubernetesProvider, fake_cluster: FakeCluster) -> None:
     fake_cluster.set_faults(api_hang=True)
     started = time.monotonic()

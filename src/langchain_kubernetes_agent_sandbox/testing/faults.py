@@ -1,7 +1,8 @@
 """Fault switches of the imitation cluster: each one breaks the cluster the way a real one breaks.
 
 Tests flip them through `FakeCluster.set_faults(...)` (an HTTP call to the cluster process) and clear them with
-`FakeCluster.clear_faults()`; counters (`watch_breaks`, `watch_gone`) switch themselves off once used up.
+`FakeCluster.clear_faults()`; counters (`api_unavailable`, `watch_breaks`, `watch_gone`) switch themselves off
+once used up.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ class Faults:
     """Warm pools hand out nothing and no pod is cold-started: claims stay pending."""
     api_status: int | None = None
     """Every Kubernetes API request is answered with this HTTP status (e.g. 500) and a Status object."""
+    api_unavailable: int = 0
+    """The next N Kubernetes API requests are answered 503, as by an API server that is still starting."""
     api_hang: bool = False
     """Kubernetes API requests are never answered while this is set."""
     watch_breaks: int = 0

@@ -57,6 +57,9 @@ class KubeApi:
         if self.faults.api_status is not None:
             code = self.faults.api_status
             return status_response(code, "InternalError", f"fault injected: the API server answers {code}")
+        if self.faults.api_unavailable > 0:
+            self.faults.api_unavailable -= 1
+            return status_response(503, "ServiceUnavailable", "fault injected: the API server is still starting")
         return None
 
     @staticmethod

@@ -28,7 +28,7 @@ from k8s_agent_sandbox.exceptions import (
 from ... import errors
 from .config import KubernetesConfig
 
-_API_EXCEPTIONS = (kubernetes_asyncio.client.exceptions.ApiException, kubernetes.client.exceptions.ApiException)
+API_EXCEPTIONS = (kubernetes_asyncio.client.exceptions.ApiException, kubernetes.client.exceptions.ApiException)
 
 
 @contextlib.contextmanager
@@ -67,7 +67,7 @@ def translated(config: KubernetesConfig, action: str, sandbox_id: str | None = N
         ) from error
     except SandboxRequestError as error:
         raise _request_error(config, action, subject, error) from error
-    except _API_EXCEPTIONS as error:
+    except API_EXCEPTIONS as error:
         raise _api_error(config, action, error) from error
     except TimeoutError as error:
         raise errors.TimedOutError(

@@ -29,6 +29,7 @@ from .connection import BoundedApiClient, Claims, api_client, claims_for
 from .errors import translated
 from .profiles import pool_for, pool_of
 from .sandbox import Backend, KubernetesSandbox
+from .unavailable import through_unavailability
 
 
 class KubernetesProvider(SandboxProvider):
@@ -85,7 +86,9 @@ class KubernetesProvider(SandboxProvider):
         mapped[EXPIRY_LABEL] = expiry_label(started + lifetime)
         with translated(self.config, "create a sandbox"):
             async with asyncio.timeout(deadline):
-                claim, runtime = await backend.claims.create(mapped, backstop_after(lifetime))
+                claim, runtime = await through_unavailability(
+                    lambda: backend.claims.create(mapped, backstop_after(lifetime)), within=self.config.api_timeout
+                )
             if hashed:
                 async with asyncio.timeout(self.config.api_timeout):
                     await backend.claim_api.keep_labels(claim, wanted)
@@ -104,7 +107,9 @@ class KubernetesProvider(SandboxProvider):
         try:
             with translated(self.config, "find the sandbox", sandbox_id):
                 async with asyncio.timeout(self.config.api_timeout):
-                    claim = await backend.claim_api.get(sandbox_id)
+                    claim = await through_unavailability(
+                        lambda: backend.claim_api.get(sandbox_id), within=self.config.api_timeout
+                    )
         except NotFoundError:
             claim = None
         if claim is None or not self._live(claim):
@@ -124,7 +129,10 @@ class KubernetesProvider(SandboxProvider):
         backend = await self._connected()
         with translated(self.config, "list sandboxes"):
             async with asyncio.timeout(self.config.api_timeout):
-                claims = [claim for claim in await backend.claim_api.list(selector(labels or {})) if self._live(claim)]
+                listed = await through_unavailability(
+                    lambda: backend.claim_api.list(selector(labels or {})), within=self.config.api_timeout
+                )
+            claims = [claim for claim in listed if self._live(claim)]
         now = time.time()
         await self._reap(backend, [claim for claim in claims if is_expired(claim, now)])
         return [
