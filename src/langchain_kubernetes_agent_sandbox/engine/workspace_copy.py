@@ -37,8 +37,8 @@ MAX_ERROR_BYTES = 4096
 """Bytes of the packer's complaints kept for the error a failed copy raises."""
 
 
-async def copy_workspace(source: Sandbox, target: Sandbox, *, max_bytes: int) -> int:
-    """Copy `source`'s /app into `target`'s /app; returns the bytes of the packed stream.
+async def copy_workspace(source: Sandbox, target: Sandbox, *, max_bytes: int) -> None:
+    """Copy `source`'s /app into `target`'s /app.
 
     `TooLargeError` when the packed workspace exceeds `max_bytes`, `TimedOutError` past `COPY_TIMEOUT`; a failed
     copy stops both processes and leaves the target to its caller (who terminates it)."""
@@ -62,39 +62,45 @@ async def copy_workspace(source: Sandbox, target: Sandbox, *, max_bytes: int) ->
             processes.agent_of(source), PACK, timeout=COPY_TIMEOUT, cwd=WORKDIR, env={}, limit=source.limits.output
         )
         try:
-            copied = await _carry(packer, unpacker, max_bytes=max_bytes, deadline=deadline)
+            await _carry(packer, unpacker, max_bytes=max_bytes, deadline=deadline)
+            channel = await unpacker.channel_of()
+            await channel.request({"op": "eof", "p": unpacker.id}, timeout=budget.AGENT_REQUEST)
+        except _UnpackerEnded:
+            pass  # tar stops at the archive's end marker, before the padding after it: its exit decides
+        except AgentRefused as error:
+            if error.reason != "not_running":
+                raise
         finally:
             await _discard(source, packer)
-        await unpacker.close_stdin()
         report = await unpacker.wait(max(deadline - time.monotonic(), budget.END_OF_RUN))
         if report is None:
             raise TimedOutError(f"Unpacking the copied workspace took over {COPY_TIMEOUT:g} s.")
         if report.result.exit_code != 0:
-            raise _unpack_error(report)
-        return copied
+            raise SandboxError(
+                f"The fork could not unpack the copied workspace (tar exit {report.result.exit_code}): "
+                f"{report.result.stderr.strip()[:500] or 'no message'}"
+            )
     except BaseException:
         with contextlib.suppress(Exception):
             await unpacker.cancel()
         raise
 
 
-async def _carry(packer: processes.Process, unpacker: processes.Process, *, max_bytes: int, deadline: float) -> int:
+async def _carry(packer: processes.Process, unpacker: processes.Process, *, max_bytes: int, deadline: float) -> None:
     """Move the packer's stdout into the unpacker's stdin, one window at a time, until the packer ended and all
-    it wrote has moved; returns the bytes moved."""
+    it wrote has moved."""
     cursor = [0, 0]
     complaints = bytearray()
-    while True:
+    ended = None
+    while ended is None:
         channel = await packer.channel_of()
         ended = await _window(channel, packer.id, unpacker, cursor, complaints, max_bytes, deadline)
-        if ended is None:
-            continue
-        state, code = check(ended, "state", str), check(ended, "code", int)
-        if state == "timed_out":
-            raise TimedOutError(f"Packing the workspace took over {COPY_TIMEOUT:g} s.")
-        if state != "exited" or code not in (0, PACK_CHANGED):
-            text = complaints.decode("utf-8", "replace").strip()[:500]
-            raise SandboxError(f"The workspace could not be packed for the fork (tar exit {code}): {text or state}")
-        return cursor[0]
+    state, code = check(ended, "state", str), check(ended, "code", int)
+    if state == "timed_out":
+        raise TimedOutError(f"Packing the workspace took over {COPY_TIMEOUT:g} s.")
+    if state != "exited" or code not in (0, PACK_CHANGED):
+        text = complaints.decode("utf-8", "replace").strip()[:500]
+        raise SandboxError(f"The workspace could not be packed for the fork (tar exit {code}): {text or state}")
 
 
 async def _window(
@@ -179,25 +185,14 @@ async def _feed(unpacker: processes.Process, data: bytes, deadline: float) -> No
                 break
             except AgentRefused as error:
                 if error.reason != "stdin_full":
-                    raise await _unpack_failure(unpacker) from None
+                    raise _UnpackerEnded(str(error)) from None
             if time.monotonic() > deadline:
                 raise TimedOutError(f"Copying the workspace took over {COPY_TIMEOUT:g} s.")
             await asyncio.sleep(STDIN_RETRY)
 
 
-async def _unpack_failure(unpacker: processes.Process) -> SandboxError:
-    """Why the unpacker stopped taking input (it ended: a full disk, a bad stream)."""
-    report = await unpacker.wait(budget.END_OF_RUN)
-    if report is None:
-        return SandboxError("The fork's unpacker stopped taking the copied workspace, and did not say why.")
-    return _unpack_error(report)
-
-
-def _unpack_error(report: processes.Report) -> SandboxError:
-    return SandboxError(
-        f"The fork could not unpack the copied workspace (tar exit {report.result.exit_code}): "
-        f"{report.result.stderr.strip()[:500] or 'no message'}"
-    )
+class _UnpackerEnded(Exception):
+    """The unpacker took no more input: it ended (at the archive's end, or failing)."""
 
 
 async def _discard(source: Sandbox, packer: processes.Process) -> None:
