@@ -142,10 +142,9 @@ async def _window(
                 carried += len(payload)
                 await _feed(unpacker, payload, deadline)
             elif op in ("tick", "exit"):
-                sizes = check(header, "n", list)
-                if sizes and isinstance(sizes[0], int):
-                    _check_size(sizes[0], max_bytes)
-                if op == "exit" and sizes[:1] == [cursor[0]]:
+                written = _stdout_size(channel, header, cursor[0])
+                _check_size(written, max_bytes)
+                if op == "exit" and written == cursor[0]:
                     ended = header
                 elif op == "exit":
                     break  # the window ran out before the rest: attach again for it
@@ -157,6 +156,14 @@ async def _window(
             with contextlib.suppress(AgentLost):
                 await channel.send({"op": "detach", "a": attachment})
     return ended
+
+
+def _stdout_size(channel: AgentChannel, header: wire.Header, carried: int) -> int:
+    """How much the packer has written, as a tick or exit says: never less than what already arrived."""
+    sizes = check(header, "n", list)
+    if not sizes or not isinstance(sizes[0], int) or isinstance(sizes[0], bool) or sizes[0] < carried:
+        raise channel.reject(f"the packer's sizes {sizes!r} contradict the {carried} bytes it sent")
+    return sizes[0]
 
 
 def too_large(max_bytes: int) -> TooLargeError:

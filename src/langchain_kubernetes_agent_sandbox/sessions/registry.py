@@ -200,7 +200,8 @@ class SessionRegistry:
         session) and a copy of its workspace; it counts against the session quota like any other.
 
         Nothing of the source but its files is copied: the fork has no processes and a fresh Python kernel. The
-        source is not stopped while it is copied (see `engine.workspace_copy`); a fork that fails is removed."""
+        source is not stopped while it is copied (see `engine.workspace_copy`); a fork that fails is removed. The
+        principal's other session creations wait for the copy, so that the quota holds."""
         async with self.use(principal, session_id) as source, self._locks[source.owner]:
             self._check_room(await self._live(source.owner))
             labels = _session_labels(source.owner, source.idle_timeout, source.labels, default=False)
