@@ -98,3 +98,14 @@ async def test_another_principal_cannot_fork_someone_elses_session(provider_clie
     async with provider_client("bob") as bob:
         assert (await fail(bob, "fork_session", session_id=source)).startswith("not_found:")
         assert await session_ids(bob) == set()
+
+
+async def test_a_sparse_file_is_forked_sparse_without_streaming_its_holes(provider_client: Open) -> None:
+    """A 900 MiB file of holes, far over the fork limit if its holes were copied, costs the fork nothing."""
+    async with provider_client(max_fork_mib=16) as client:
+        source = data(await call(client, "create_session"))["session_id"]
+        await stdout(client, "truncate -s 900M holes && printf end >> holes", source)
+        fork = data(await call(client, "fork_session", session_id=source))["session_id"]
+        assert await stdout(client, "wc -c < holes; tail -c 3 holes; echo; du -k holes | cut -f1", fork) in (
+            f"{900 * 1024 * 1024 + 3}\nend\n{kib}\n" for kib in (4, 8, 12, 16)
+        )

@@ -23,7 +23,7 @@ from ..sandbox import Sandbox
 from . import budget, processes, shell_jobs, wire
 from .channel import AgentChannel, AgentLost, AgentRefused, check
 
-PACK = "exec tar -cf - --numeric-owner -C /app ."
+PACK = "exec tar -cf - --sparse --numeric-owner -C /app ."
 UNPACK = "exec tar -xpf - --numeric-owner -C /app"
 PACK_CHANGED = 1
 """GNU tar's exit status when a file changed while it was read: the copy of that file is as it was read."""
