@@ -24,6 +24,7 @@ sys.path.insert(0, str(BENCH))
 import bench_adapter  # noqa: E402
 import bench_egress  # noqa: E402
 import bench_engine  # noqa: E402
+import bench_fork  # noqa: E402
 import bench_kubernetes  # noqa: E402
 import bench_local  # noqa: E402
 import bench_mcp  # noqa: E402
@@ -70,6 +71,14 @@ def row(benchmark: str, figure: str, value: float, unit: str, baseline: float | 
 def local_rows(runs: int) -> list[Row]:
     rows, _ = asyncio.run(bench_local.measure(runs))
     return [row("local", name, value, "ms", base, "bare process / host file I/O") for name, value, base, _ in rows]
+
+
+def fork_rows(runs: int) -> list[Row]:
+    """fork_session of a 100 MiB workspace against `cp -a` of the same folder on the host (issue 16)."""
+    return [
+        row("fork (local)", name, value, "ms", base, label)
+        for name, value, base, label in asyncio.run(bench_fork.measure(runs))
+    ]
 
 
 def egress_rows(runs: int) -> list[Row]:
@@ -188,11 +197,13 @@ def main() -> None:
     parser.add_argument("--validation-rounds", type=int, default=300, help="MCP client validation: rounds")
     parser.add_argument("--python-rounds", type=int, default=30, help="Python kernel: calls per figure")
     parser.add_argument("--rounds", type=int, default=5, help="adapter and Kubernetes: rounds")
+    parser.add_argument("--fork-runs", type=int, default=5, help="fork: forks of the 100 MiB workspace")
     parser.add_argument("--commands", type=int, default=100, help="Kubernetes: commands per side")
     args = parser.parse_args()
     facts = machine_facts()
     rows = local_rows(args.runs)
     rows += engine_rows(args.calls)
+    rows += fork_rows(args.fork_runs)
     rows += mcp_rows(args.calls, args.clients, args.per_client)
     rows += validation_rows(args.validation_rounds)
     rows += python_rows(args.python_rounds)

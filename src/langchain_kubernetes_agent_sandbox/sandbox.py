@@ -7,7 +7,9 @@ operations and receive only normalised absolute paths and checked limits.
 from __future__ import annotations
 
 import abc
+import asyncio
 import builtins
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +24,8 @@ from .results import CommandResult, FileEntry, Listing
 if TYPE_CHECKING:
     from .engine.channel import AgentChannel
     from .engine.processes import SandboxProcess
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -224,5 +228,39 @@ class SandboxProvider(abc.ABC):
     async def check(self) -> None:
         """Raise `BackendUnavailableError` when the provider cannot serve (for readiness probes)."""
 
+    async def fork(
+        self, source: Sandbox, *, labels: Mapping[str, str] | None = None, lifetime: float | None = None, max_bytes: int
+    ) -> Sandbox:
+        """A new sandbox with the network `source` was given and a copy of its workspace (`/app`), at most
+        `max_bytes`; nothing else is copied (no process, no kernel, not `/tmp`). A fork that fails is terminated.
+
+        The copy is streamed between the two sandboxes' agents (see `engine.workspace_copy`); providers that can
+        copy faster on their side override `_copy_workspace`."""
+        target = await self.create(labels=labels, lifetime=lifetime, network=self._network_of(source))
+        try:
+            await self._copy_workspace(source, target, max_bytes=max_bytes)
+        except BaseException:
+            await _terminate_quietly(target)
+            raise
+        return target
+
+    def _network_of(self, source: Sandbox) -> bool | EgressPolicy:
+        """The `network` that `source` was created with, as `create` takes it."""
+        return source.info.network
+
+    async def _copy_workspace(self, source: Sandbox, target: Sandbox, *, max_bytes: int) -> None:
+        from .engine import workspace_copy  # the engine builds on this contract
+
+        await workspace_copy.copy_workspace(source, target, max_bytes=max_bytes)
+
     async def aclose(self) -> None:  # noqa: B027 - a provider without connections has nothing to release
         """Release connections and helpers; sandboxes themselves live on."""
+
+
+async def _terminate_quietly(sandbox: Sandbox) -> None:
+    """Terminate a half-made sandbox while an error is on its way up: shielded from the cancellation that may be
+    that error, and a failure to terminate is logged rather than hiding the first one."""
+    try:
+        await asyncio.shield(sandbox.terminate())
+    except Exception:
+        logger.exception("terminating the unfinished sandbox %s failed", sandbox.id)

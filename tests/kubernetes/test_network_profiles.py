@@ -70,3 +70,11 @@ async def test_a_session_cannot_narrow_a_pools_egress_with_rules_of_its_own(prov
     assert policy is not None
     with pytest.raises(InvalidArgumentError, match="cannot narrow egress"):
         await provider.create(network=policy.narrowed(["a.pkgs.test"]))
+
+
+async def test_a_fork_is_claimed_from_its_sources_pool(provider: KubernetesProvider, two_pools: FakeCluster) -> None:
+    online = await provider.create(network=True)
+    await online.write_file("/app/notes.txt", b"online")
+    fork = await provider.fork(online, max_bytes=1024 * 1024)
+    assert (pool_of_claim(two_pools, fork.id), fork.info.network) == ("egress-pool", True)
+    assert await fork.read_file("/app/notes.txt") == b"online"

@@ -21,7 +21,7 @@ def test_demo_runs_every_step_of_the_main_job_a_figure_and_a_detached_job(local_
     assert result.returncode == 0, result.stderr
     out = result.stdout
     steps = ("create_session", "upload_file", "execute_python", "download_file", "job_status", "job_wait")
-    for step in (*steps, "list_sessions", "close_session"):
+    for step in (*steps, "fork_session", "list_sessions", "close_session"):
         assert f": {step}(" in out, step
     assert "4 cities, mean 17.5 C, warmest Perth" in out
     assert '"warmest": "Perth"' in out
@@ -44,4 +44,7 @@ def test_demo_runs_every_step_of_the_main_job_a_figure_and_a_detached_job(local_
     waited = out.split(f": job_wait(job_id='{job[1]}'")[-1]
     assert "built\n      [exit code 0]" in waited
     assert f"the detached job {job[1]} ended (exited) with exit code 0" in out
+    forked = out.split("== 11.")[-1].split("== 12.")[0]
+    assert {"summary.json", "weather.csv", "fork-only.txt"} <= set(forked.split())
+    assert "the source session never saw the fork's file; 2 session(s) were open" in out
     assert not list(local_state_dir.glob("sandboxes/*/sandbox.json")), "the demo left a sandbox behind"

@@ -71,3 +71,22 @@ async def test_where_background_processes_last_session_info_says_so(provider_cli
         info = await call(client, "session_info")
         assert data(info)["background_processes"] is True
         assert "running (variables from earlier calls are there)" in text_of(info)
+
+
+async def test_a_fork_copies_locally_and_a_one_shot_runtime_refuses_it_leaving_nothing(
+    client_without_background: Open, request: pytest.FixtureRequest
+) -> None:
+    """Locally the server copies the files itself; a runtime with no agent has nothing to stream them through."""
+    async with client_without_background() as client:
+        await call(client, "upload_file", path="/app/kept.txt", content="kept")
+        before = data(await call(client, "list_sessions"))["sessions"]
+        if request.node.callspec.params["client_without_background"] == "local":
+            fork = data(await call(client, "fork_session"))["session_id"]
+            copied = data(await call(client, "download_file", path="/app/kept.txt", session_id=fork))
+            assert copied["content"] == "kept"
+            await call(client, "close_session", session_id=fork)
+        else:
+            refused = await fail(client, "fork_session")
+            assert refused.startswith("invalid_argument:")
+            assert "one-shot commands only" in refused
+            assert data(await call(client, "list_sessions"))["sessions"] == before

@@ -9,18 +9,22 @@ from typing import Any, TypeVar
 
 from deepagents.backends.protocol import ExecuteResponse, FileDownloadResponse, FileUploadResponse
 
-from ..errors import SandboxError
+from ..errors import InvalidArgumentError, SandboxError
 from ..limits import ExecutionLimits
 from ..output import OutputLimit
 from ..sandbox import Sandbox, SandboxProvider
+from ..sessions.policy import SessionPolicy
 from .base import AsyncFirstSandbox
 from .loop import LoopThread
 from .translate import execute_error, execute_response, file_error_of, is_relative
 
 T = TypeVar("T")
+B = TypeVar("B", bound="SandboxBackend")
 
 ADAPTER_LIMITS = ExecutionLimits(output=OutputLimit(max_bytes=2 * 1024 * 1024))
 """deepagents reads a file page by printing up to 500 KiB (683 KiB as base64), so output caps must exceed it."""
+FORK_MAX_BYTES = SessionPolicy().max_fork_bytes
+"""The largest workspace a backend's `fork()` copies unless told otherwise: the server's default."""
 
 
 class SandboxBackend(AsyncFirstSandbox):
@@ -39,6 +43,7 @@ class SandboxBackend(AsyncFirstSandbox):
         """The sandbox this backend drives (the package's own `Sandbox`, whatever its provider)."""
         self._default_timeout = timeout
         self._created_by: SandboxProvider | None = None
+        self._provider: SandboxProvider | None = None
         self._close_provider = False
 
     @classmethod
@@ -83,8 +88,39 @@ class SandboxBackend(AsyncFirstSandbox):
         backend = cls(sandbox, timeout=timeout)
         backend._runner = runner
         backend._created_by = provider if sandbox_id is None else None
+        backend._provider = provider
         backend._close_provider = close_provider
         return backend
+
+    def fork(self, *, max_bytes: int = FORK_MAX_BYTES) -> SandboxBackend:
+        """A backend on a fork of this sandbox: a new sandbox from the same provider with a copy of its files
+        (`/app`, at most `max_bytes`) and its network, independent from then on, with no processes and a fresh
+        kernel (see `SandboxProvider.fork`). The fork is terminated by the new backend's `close()`; close each
+        backend once."""
+        return self._runner.run(self._fork(max_bytes))
+
+    async def afork(self, *, max_bytes: int = FORK_MAX_BYTES) -> SandboxBackend:
+        """`fork()` for async code."""
+        return await self._runner.call(self._fork(max_bytes))
+
+    async def _fork(self, max_bytes: int) -> SandboxBackend:
+        provider = self._provider
+        if provider is None:
+            raise InvalidArgumentError(
+                "This backend was given a sandbox, not a provider, so it cannot make a new one: open it with "
+                "SandboxBackend.open(provider, sandbox_id=...) to fork it."
+            )
+        forked = SandboxBackend(await provider.fork(self.core, max_bytes=max_bytes), timeout=self._default_timeout)
+        return self._sharing(forked, created_by=provider)
+
+    def _sharing(self, forked: B, *, created_by: SandboxProvider | None) -> B:
+        """`forked` on this backend's loop, which its sandbox is bound to; the provider is closed (if this
+        backend was to close it) by whichever of the two closes last."""
+        forked._runner = self._runner.share()
+        forked._created_by = created_by
+        forked._provider = self._provider
+        forked._close_provider = self._close_provider
+        return forked
 
     @classmethod
     def local(
@@ -165,8 +201,9 @@ class SandboxBackend(AsyncFirstSandbox):
         provider, self._created_by = self._created_by, None
         if provider is not None:
             await self.core.terminate()
-            if self._close_provider:
-                await provider.aclose()
+        if self._close_provider and self._provider is not None and self._runner.last_user:
+            self._close_provider = False
+            await self._provider.aclose()
 
     def close(self) -> None:
         self._runner.run(self._release())

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from .backend import ADAPTER_LIMITS, SandboxBackend
+from ..engine import workspace_copy
+from ..errors import InvalidArgumentError
+from .backend import ADAPTER_LIMITS, FORK_MAX_BYTES, SandboxBackend
 
 if TYPE_CHECKING:
     from ..providers.kubernetes.sandbox import KubernetesSandbox
@@ -36,6 +38,32 @@ class KubernetesAgentSandbox(SandboxBackend):
     @property
     def id(self) -> str:
         return str(self.sandbox.sandbox_id)
+
+    def fork(self, sandbox: Any = None, *, max_bytes: int = FORK_MAX_BYTES) -> KubernetesAgentSandbox:
+        """A backend on `sandbox`, a handle the caller claimed for the fork (`client.create_sandbox(...)`) and
+        keeps, as for the constructor, with a copy of this sandbox's `/app` (at most `max_bytes`) streamed in."""
+        return self._runner.run(self._fork_into(sandbox, max_bytes))
+
+    async def afork(self, sandbox: Any = None, *, max_bytes: int = FORK_MAX_BYTES) -> KubernetesAgentSandbox:
+        """`fork()` for async code."""
+        return await self._runner.call(self._fork_into(sandbox, max_bytes))
+
+    async def _fork_into(self, sandbox: Any, max_bytes: int) -> KubernetesAgentSandbox:
+        if sandbox is None:
+            raise InvalidArgumentError(
+                "KubernetesAgentSandbox cannot claim a sandbox itself: claim one for the fork and pass its handle, "
+                "backend.fork(client.create_sandbox('python-pool'))."
+            )
+        forked = self._sharing(
+            KubernetesAgentSandbox(sandbox=sandbox, timeout=self._default_timeout or SEED_TIMEOUT), created_by=None
+        )
+        try:
+            await workspace_copy.copy_workspace(self.core, forked.core, max_bytes=max_bytes)
+        except BaseException:
+            await forked._release()
+            forked._runner.close()
+            raise
+        return forked
 
     async def _release(self) -> None:
         """The handle stays its owner's; only this backend's connection to the pod's agent is closed."""

@@ -22,6 +22,19 @@ class LoopThread:
         self._name = name
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
+        self._users = 1
+
+    def share(self) -> LoopThread:
+        """This loop for one more user (a backend on a fork, whose sandbox is bound to the same loop): `close`
+        stops it only when the last user closes it. Each user closes it once."""
+        with self._lock:
+            self._users += 1
+        return self
+
+    @property
+    def last_user(self) -> bool:
+        """Whether closing now stops the loop (no other user shares it)."""
+        return self._users <= 1
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -55,8 +68,11 @@ class LoopThread:
             return False
 
     def close(self) -> None:
-        """Stop the loop and its thread; a later call starts a fresh one."""
+        """Stop the loop and its thread (unless another user shares it); a later call starts a fresh one."""
         with self._lock:
+            if self._users > 1:
+                self._users -= 1
+                return
             loop, self._loop = self._loop, None
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(loop.stop)

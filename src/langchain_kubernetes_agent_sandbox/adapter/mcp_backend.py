@@ -81,7 +81,7 @@ class McpSandboxBackend(AsyncFirstSandbox):
     """A deep agent's sandbox on a remote server: `McpSandboxBackend(mcp_connect.http(url))`.
 
     With no `session_id` it creates its own session on first use and closes it in `close()`; given one, it
-    works in that session and leaves it open.
+    works in that session and leaves it open. `fork()` gives a backend on a copy of the session.
     """
 
     def __init__(self, connect: Connect, *, session_id: str | None = None, timeout: float | None = None) -> None:
@@ -242,6 +242,22 @@ class McpSandboxBackend(AsyncFirstSandbox):
             content += base64.b64decode(piece["content"])
             offset, digest = piece.get("next_offset"), piece["sha256"]
         return bytes(content), digest
+
+    def fork(self) -> McpSandboxBackend:
+        """A backend on a fork of this session (the server's `fork_session`): a new session with a copy of its
+        files and its network, independent from then on, closed by the new backend's `close()`."""
+        return self._runner.run(self._fork())
+
+    async def afork(self) -> McpSandboxBackend:
+        """`fork()` for async code."""
+        return await self._runner.call(self._fork())
+
+    async def _fork(self) -> McpSandboxBackend:
+        await self._open()
+        forked = await self._call_on_loop("fork_session", {"session_id": self._session_id})
+        backend = McpSandboxBackend(self._connect, session_id=str(forked["session_id"]), timeout=self._default_timeout)
+        backend._owns_session = True
+        return backend
 
     async def aclose(self) -> None:
         """Close the session if this backend created it, then the connection and the private loop."""

@@ -46,7 +46,7 @@ def register(subcommands: Any) -> None:
         description="Start `serve` over stdio on the embedded local provider and, through a real MCP client "
         "session, create a session, upload a CSV, analyse it with execute_python, download the result file, "
         "plot it (the figure comes back as an image), watch a timeout, follow a command that detached into a "
-        "job, list sessions and close the session, printing each step. Needs bubblewrap; the figure needs "
+        "job, fork the session, list sessions and close them, printing each step. Needs bubblewrap; the figure needs "
         "matplotlib for the sandbox's python3 (Debian's python3-matplotlib, which scripts/setup.sh installs).",
     )
     parser.add_argument("--state-dir", help="Folder for the demo's sandboxes (default: a temporary folder).")
@@ -164,8 +164,27 @@ async def _drive(state_dir: str, log: Path) -> int:
                 session_id=session_id,
             )
             ended = _data(await _until_ended(client, "9. wait for the job to end", status, session_id))
-            listed = _data(await _step(client, "10. list sessions", "list_sessions"))
-            await _step(client, "11. close the session", "close_session", session_id=session_id)
+            fork_id = _data(
+                await _step(
+                    client,
+                    "10. fork the session: a new one with a copy of its files",
+                    "fork_session",
+                    session_id=session_id,
+                )
+            )["session_id"]
+            await _step(
+                client,
+                "11. the fork has the files, and what it writes stays in it",
+                "execute",
+                command="echo draft > fork-only.txt; ls",
+                session_id=fork_id,
+            )
+            source_files = _data(
+                await _step(client, "12. the source is as it was", "execute", command="ls", session_id=session_id)
+            )
+            listed = _data(await _step(client, "13. list sessions", "list_sessions"))
+            await _step(client, "14. close the fork", "close_session", session_id=fork_id)
+            await _step(client, "15. close the session", "close_session", session_id=session_id)
     images = _images(plotted)
     figure = (
         f"the chart came back as a {len(base64.b64decode(images[0].data))}-byte image ({images[0].mimeType}), "
@@ -176,7 +195,8 @@ async def _drive(state_dir: str, log: Path) -> int:
     print(
         f"\ndone: summary.json had {summary['size']} bytes; {figure}; the runaway command exited "
         f"{slow['exit_code']} ({slow['state']}); the detached job {job['job_id']} ended "
-        f"({ended['state']}) with exit code {ended['exit_code']}; {len(listed['sessions'])} session(s) were open "
-        "before closing."
+        f"({ended['state']}) with exit code {ended['exit_code']}; the source session "
+        f"{'never saw' if 'fork-only.txt' not in source_files['stdout'] else 'saw'} the fork's file; "
+        f"{len(listed['sessions'])} session(s) were open before closing."
     )
     return 0

@@ -206,6 +206,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_lifetime", "Seconds after creation when every session ends.", "float"),
     Setting("max_sessions", "Sessions one principal may hold.", "int"),
     Setting("max_concurrent_runs", "Tool calls one principal may run at once.", "int"),
+    Setting("max_fork_mib", "Largest workspace (/app) fork_session copies, in MiB.", "int"),
     Setting("allow_network", "Let create_session(network=...) give sandboxes egress, within egress_allow.", "bool"),
     # Egress (issue 13): the operator's allow-list, enforced by the host-side proxy (network/).
     Setting(
@@ -310,6 +311,7 @@ class ServerConfig(BaseModel):
     max_lifetime: float = Field(_POLICY.max_lifetime, gt=0)
     max_sessions: int = Field(_POLICY.max_sessions, ge=1)
     max_concurrent_runs: int = Field(_POLICY.max_concurrent_runs, ge=1)
+    max_fork_mib: int = Field(_POLICY.max_fork_bytes // _MIB, ge=1)
     allow_network: bool = False
     egress_allow: tuple[str, ...] = ()
     egress_ports: tuple[int, ...] = (80, 443)

@@ -155,6 +155,11 @@ class MeasuredProvider(SandboxProvider):
                 time.perf_counter() - started
             )
 
+    async def fork(
+        self, source: Sandbox, *, labels: Mapping[str, str] | None = None, lifetime: float | None = None, max_bytes: int
+    ) -> Sandbox:
+        return await self.inner.fork(source, labels=labels, lifetime=lifetime, max_bytes=max_bytes)
+
     async def get(self, sandbox_id: str) -> Sandbox:
         return await self.inner.get(sandbox_id)
 

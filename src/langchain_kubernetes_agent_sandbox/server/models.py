@@ -331,6 +331,13 @@ class SessionDescription(Rendered):
         )
 
 
+class ForkedSession(SessionDescription):
+    forked_from: str = Field(description="The session whose files the fork started with.")
+
+    def render(self) -> str:
+        return f"Forked session {self.forked_from} into a new {super().render()}"
+
+
 class SessionList(Rendered):
     sessions: list[SessionDescription]
 

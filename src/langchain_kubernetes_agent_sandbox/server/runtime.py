@@ -129,6 +129,7 @@ def session_policy(config: ServerConfig) -> SessionPolicy:
         allow_network=config.allow_network,
         egress=config.egress,
         reap_interval=config.reap_interval,
+        max_fork_bytes=config.max_fork_mib * 1024 * 1024,
     )
 
 

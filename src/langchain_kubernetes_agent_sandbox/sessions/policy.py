@@ -27,6 +27,8 @@ class SessionPolicy:
     """The operator's allow-list, which a session's own network rules may only narrow."""
     reap_interval: float = 60.0
     """Seconds between sweeps that terminate expired sessions."""
+    max_fork_bytes: int = 1024 * 1024 * 1024
+    """The largest workspace (/app) a fork copies."""
 
     def __post_init__(self) -> None:
         for name in ("idle_timeout", "max_idle_timeout", "max_lifetime", "reap_interval"):
@@ -36,6 +38,6 @@ class SessionPolicy:
             raise ValueError(
                 f"idle_timeout ({self.idle_timeout:g} s) exceeds max_idle_timeout ({self.max_idle_timeout:g} s)."
             )
-        for name in ("max_sessions", "max_concurrent_runs"):
+        for name in ("max_sessions", "max_concurrent_runs", "max_fork_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")

@@ -195,6 +195,27 @@ class SessionRegistry:
             if self._running[owner] <= 0:
                 del self._running[owner]
 
+    async def fork(self, principal: str, session_id: str | None = None) -> Session:
+        """A new session of `principal` with the network and idle timeout of `session_id` (default: the default
+        session) and a copy of its workspace; it counts against the session quota like any other.
+
+        Nothing of the source but its files is copied: the fork has no processes and a fresh Python kernel. The
+        source is not stopped while it is copied (see `engine.workspace_copy`); a fork that fails is removed. The
+        principal's other session creations wait for the copy, so that the quota holds."""
+        async with self.use(principal, session_id) as source, self._locks[source.owner]:
+            self._check_room(await self._live(source.owner))
+            labels = _session_labels(source.owner, source.idle_timeout, source.labels, default=False)
+            try:
+                sandbox = await self.provider.fork(
+                    source.sandbox,
+                    labels=labels,
+                    lifetime=min(source.idle_timeout, self.policy.max_lifetime),
+                    max_bytes=self.policy.max_fork_bytes,
+                )
+            except SandboxGoneError as error:  # the new sandbox's, maybe: not a reason to drop the source
+                raise SandboxError(f"The fork of session {source.id} failed and was removed: {error}") from error
+            return self._register(sandbox)
+
     async def list_for(self, principal: str) -> list[Session]:
         """The principal's live sessions, oldest first."""
         sessions = []
@@ -264,23 +285,22 @@ class SessionRegistry:
     async def _create_locked(
         self, owner: str, idle: float, network: bool | EgressPolicy, user_labels: dict[str, str], *, default: bool
     ) -> Session:
-        live = await self._live(owner)
+        self._check_room(await self._live(owner))
+        sandbox = await self.provider.create(
+            labels=_session_labels(owner, idle, user_labels, default=default),
+            lifetime=min(idle, self.policy.max_lifetime),
+            network=network,
+        )
+        return self._register(sandbox)
+
+    def _check_room(self, live: Sequence[Session]) -> None:
         if len(live) >= self.policy.max_sessions:
             raise QuotaExceededError(
-                f"You hold {len(live)} sessions, the most allowed: close one with close_session "
-                "(list_sessions shows them) and retry."
+                f"You hold {len(live)} sessions, the most allowed (the server's max_sessions): close one with "
+                "close_session (list_sessions shows them) and retry."
             )
-        labels = {
-            lb.ROLE: lb.ROLE_SESSION,
-            lb.SESSION_ID: lb.new_session_id(),
-            lb.OWNER: owner,
-            lb.DEFAULT: "true" if default else "false",
-            lb.IDLE_SECONDS: _label_number(idle),
-            **{lb.USER_PREFIX + key: value for key, value in user_labels.items()},
-        }
-        sandbox = await self.provider.create(
-            labels=labels, lifetime=min(idle, self.policy.max_lifetime), network=network
-        )
+
+    def _register(self, sandbox: Sandbox) -> Session:
         session = self._session_from(sandbox)
         if session is None:
             raise SandboxError(f"The provider dropped the session labels of sandbox {sandbox.id}.")
@@ -344,6 +364,18 @@ class SessionRegistry:
             await session.sandbox.terminate()
         except SandboxError as error:
             logger.warning("terminating the sandbox of session %s failed: %s", session.id, error)
+
+
+def _session_labels(owner: str, idle: float, user_labels: Mapping[str, str], *, default: bool) -> dict[str, str]:
+    """The labels that make a new sandbox a session of `owner` (with a new id)."""
+    return {
+        lb.ROLE: lb.ROLE_SESSION,
+        lb.SESSION_ID: lb.new_session_id(),
+        lb.OWNER: owner,
+        lb.DEFAULT: "true" if default else "false",
+        lb.IDLE_SECONDS: _label_number(idle),
+        **{lb.USER_PREFIX + key: value for key, value in user_labels.items()},
+    }
 
 
 def _label_number(seconds: float) -> str:

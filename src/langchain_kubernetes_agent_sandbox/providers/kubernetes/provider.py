@@ -151,7 +151,8 @@ class KubernetesProvider(SandboxProvider):
         if self._egress_claims is None:
             assert self._api is not None
             self._egress_claims = claims_for(dataclasses.replace(self.config, warm_pool=pool), self._api)
-        return Backend(self.config, backend.claim_api, self._egress_claims)
+        # The same agent links as the warm pool's, which `aclose` closes (the sandbox ids never collide).
+        return Backend(self.config, backend.claim_api, self._egress_claims, backend.agents, backend.hosts_agent)
 
     def _live(self, claim: JsonObject) -> bool:
         return is_ours(claim, self.config) and not claim["metadata"].get("deletionTimestamp")

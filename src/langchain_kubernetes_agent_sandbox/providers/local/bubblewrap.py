@@ -102,6 +102,8 @@ class Mounts:
     tmp: Path
     etc: Path
     """A snapshot of the harmless part of the host's /etc, with the sandbox's own passwd and group files."""
+    read_only: tuple[tuple[Path, str], ...] = ()
+    """Further host folders bound read-only, each at its path inside (a fork's copy sees its source's /app)."""
 
 
 def python_link_target() -> str | None:
@@ -167,6 +169,8 @@ def bwrap_argv(
             argv += ["--ro-bind", "/dev/null", listing]
     argv += ["--bind", str(mounts.workspace), "/app", "--bind", str(mounts.tmp), "/tmp"]
     argv += ["--symlink", "/tmp", "/var/tmp"]
+    for host, inside in mounts.read_only:
+        argv += ["--ro-bind", str(host), inside]
     link_target = python_link_target()
     if link_target:
         argv += ["--dir", "/opt/sandbox/bin", "--symlink", link_target, "/opt/sandbox/bin/python"]

@@ -22,6 +22,7 @@ from ... import paths, shell_files
 from ...engine import processes, program
 from ...engine.channel import AgentChannel
 from ...engine.links import AgentLinks
+from ...engine.workspace_copy import COPY_TIMEOUT
 from ...errors import (
     BackendUnavailableError,
     InvalidArgumentError,
@@ -38,7 +39,7 @@ from ...network.service import EgressService
 from ...output import OutputLimit
 from ...results import TIMEOUT_EXIT_CODE, CommandResult, FileEntry
 from ...sandbox import Sandbox, SandboxInfo, SandboxProvider
-from . import egress, seccomp
+from . import egress, fork, seccomp
 from .agent_link import agent_connection, handed_over
 from .bubblewrap import (
     SANDBOX_PATH,
@@ -201,6 +202,13 @@ class LocalProvider(SandboxProvider):
     def _sandbox(self, record: SandboxRecord) -> LocalSandbox:
         return LocalSandbox(self, record)
 
+    def _network_of(self, source: Sandbox) -> bool | EgressPolicy:
+        egress_rules = _local(source)._record.egress
+        return False if egress_rules is None else EgressPolicy.from_json(egress_rules)
+
+    async def _copy_workspace(self, source: Sandbox, target: Sandbox, *, max_bytes: int) -> None:
+        await _local(target).copy_workspace_from(_local(source), max_bytes=max_bytes)
+
     def _cgroup(self, sandbox_id: str) -> SandboxCgroup | None:
         return self._cgroups.ensure(sandbox_id, self.resources) if self._cgroups else None
 
@@ -213,6 +221,7 @@ class LocalProvider(SandboxProvider):
         env: Mapping[str, str],
         join: JoinFds | None = None,
         holder: bool = False,
+        mounts: Mounts | None = None,
     ) -> builtins.list[str]:
         cgroup = self._cgroup(record.id)
         ulimits = self.resources.ulimit_lines(
@@ -224,7 +233,7 @@ class LocalProvider(SandboxProvider):
         seccomp_fd = free_descriptor(join.all if join else ())
         sandboxed = bwrap_argv(
             self._bwrap,
-            self.state.mounts(record.id),
+            mounts or self.state.mounts(record.id),
             cwd=cwd,
             own_network=not self._as_root,
             env=env,
@@ -427,6 +436,24 @@ class LocalSandbox(Sandbox):
             logger.warning("The holder of sandbox %s was gone: its background processes ended.", self.id)
         return started
 
+    async def copy_workspace_from(self, source: LocalSandbox, *, max_bytes: int) -> None:
+        """Copy `source`'s /app into this sandbox's, by a command of this sandbox that sees it read-only (`fork`)."""
+        self._require_alive()
+        source._require_alive()
+        provider = self._provider
+        environment = provider._environment(self._record, self._mounts, {})
+        if provider.unisolated:
+            inner = fork.copy_command(str(source._mounts.workspace), str(self._mounts.workspace), max_bytes)
+            launcher_env = environment
+        else:
+            inner = fork.copy_command(fork.SOURCE, paths.WORKDIR, max_bytes)
+            launcher_env = _LAUNCHER_ENV
+        mounts = dataclasses.replace(self._mounts, read_only=((source._mounts.workspace, fork.SOURCE),))
+        argv = provider._argv(self._record, inner, cwd=paths.WORKDIR, env=environment, mounts=mounts)
+        completed = await run_process(argv, timeout=COPY_TIMEOUT, output=fork.COMPLAINTS, env=launcher_env, cwd="/")
+        quota = provider.resources if provider.state.disk_of(self.id) is not None else None
+        fork.raise_for(completed, timeout=COPY_TIMEOUT, max_bytes=max_bytes, quota=quota)
+
     def _oom_kills(self) -> int:
         cgroups = self._provider._cgroups
         return cgroups.existing(self.id).oom_kills() if cgroups else 0
@@ -522,6 +549,12 @@ class LocalSandbox(Sandbox):
                 f"The sandbox {self.id} is gone: it was terminated, expired, or its workspace was deleted. "
                 "Create a new sandbox."
             )
+
+
+def _local(sandbox: Sandbox) -> LocalSandbox:
+    if not isinstance(sandbox, LocalSandbox):
+        raise InvalidArgumentError(f"Sandbox {sandbox.id} is not a local sandbox: a fork stays on its provider.")
+    return sandbox
 
 
 def _exit_code(completed: Completed) -> int:

@@ -1,4 +1,5 @@
-"""create_session, list_sessions, close_session and session_info: sessions are the caller's, by principal."""
+"""create_session, list_sessions, close_session, fork_session and session_info: sessions are the caller's, by
+principal."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from ...engine import kernel
 from ...engine.background import keeps_background
 from ...paths import WORKDIR
 from ..context import context
-from ..models import ClosedSession, SessionDescription, SessionList
+from ..models import ClosedSession, ForkedSession, SessionDescription, SessionList
 from ..principal import current_principal
 from . import ToolSpec, reply
 from .commands import SessionId
@@ -98,11 +99,27 @@ async def session_info(session_id: SessionId = None) -> Annotated[CallToolResult
     return reply(described)
 
 
+async def fork_session(session_id: SessionId = None) -> Annotated[CallToolResult, ForkedSession]:
+    """Make a new session that starts with a copy of a session's files (/app; default: your default session)
+    and returns its session_id. The fork has the same network access, idle timeout and labels, and a sandbox
+    of its own: changes in either never show in the other. Only files are copied, not /tmp: no process that
+    runs in the source runs in the fork, and its Python kernel starts fresh. The source keeps running while it
+    is copied, so a file being written at that moment may arrive as it was mid-write: let writing commands
+    finish first. The fork counts against your number of open sessions."""
+    principal = current_principal.get()
+    registry = context().registry
+    source = await registry.resolve(principal, session_id)
+    forked = await registry.fork(principal, source.id)
+    described = SessionDescription.of(forked, WORKDIR)
+    return reply(ForkedSession(**described.model_dump(), forked_from=source.id))
+
+
 CREATES = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False)
 CLOSES = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False)
 TOOLS = (
     ToolSpec(create_session, CREATES, {"ttl_seconds": idle_type}),
     ToolSpec(list_sessions, READS),
     ToolSpec(close_session, CLOSES),
+    ToolSpec(fork_session, CREATES),
     ToolSpec(session_info, READS),
 )
