@@ -14,6 +14,7 @@ import json
 import selectors
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -133,6 +134,20 @@ class FakeCluster:
         from .faults import Faults
 
         self.set_faults(**Faults().to_json())
+
+    def wait_for_pool(self, pool: str | None = None, timeout: float = 60.0) -> None:
+        """Return once the warm pool holds as many ready sandboxes as it was declared with (after a fault or a
+        burst of claims drained it); `TimeoutError` if it does not within `timeout` seconds."""
+        name = pool or self.pool
+        path = f"/apis/extensions.agents.x-k8s.io/v1beta1/namespaces/{self.namespace}/sandboxwarmpools/{name}"
+        give_up_at = time.monotonic() + timeout
+        while True:
+            status = self.http.get(path).raise_for_status().json().get("status") or {}
+            if status.get("readyReplicas", 0) >= self.pools[name]:
+                return
+            if time.monotonic() > give_up_at:
+                raise TimeoutError(f"warm pool {name!r} was not refilled within {timeout:g} s: {status}")
+            time.sleep(0.1)
 
     def claims(self, label_selector: str | None = None) -> list[dict[str, Any]]:
         """The SandboxClaims in the namespace, as the API serves them."""
