@@ -36,6 +36,7 @@ from ...network.policy import EgressPolicy
 from ...network.proxy import Observer, Resolver, system_resolver
 from ...network.service import EgressService
 from ...output import OutputLimit
+from ...ports import PortRoute, PortUnreachable, Stream, check_port
 from ...results import TIMEOUT_EXIT_CODE, CommandResult, FileEntry
 from ...sandbox import Sandbox, SandboxInfo, SandboxProvider
 from . import egress, seccomp
@@ -343,6 +344,20 @@ class LocalSandbox(Sandbox):
         helper = ["python3", "-u", "-E", "-s", "-S", f"{program.AGENT_DIR}/agent.py", "dial", program.AGENT_DIR]
         helper.append(str(port))
         return await handed_over(self.id, self._launch_with_socket, helper, what=f"Port {port}")
+
+    async def port_route(self, port: int) -> PortRoute:
+        """Each connection is one `connect_port`: relayed by the agent inside the sandbox's own network namespace."""
+        check_port(port)
+        if await self.agent() is None:
+            raise SandboxError("This sandbox runs one process per command, so nothing in it can listen on a port.")
+
+        async def dial() -> Stream:
+            try:
+                return Stream(await self.connect_port(port))
+            except SandboxError as error:
+                raise PortUnreachable(str(error)) from None
+
+        return PortRoute(port, dial)
 
     async def _install_agent(self) -> None:
         for name, content in program.FILES.items():
