@@ -35,7 +35,9 @@ class Handler(BaseHTTPRequestHandler):
                     "path": self.path,
                     "host": self.headers.get("Host"),
                     "authorization": self.headers.get("Authorization"),
-                    "sandbox_headers": sorted(k for k in self.headers if k.lower().startswith("x-sandbox")),
+                    "sandbox_headers": {
+                        k.lower(): v for k, v in self.headers.items() if k.lower().startswith("x-sandbox")
+                    },
                 }
             ).encode()
             return self.whole(body, "application/json")

@@ -21,7 +21,9 @@ MAX_CONNECTIONS = 32
 """Connections to one exposed port at once (a browser opens about six per origin)."""
 KEEPALIVE_EXPIRY = 15.0
 """Seconds an idle connection to the port is kept for reuse."""
-READ_LIMIT = 256 * 1024
+READ_CHUNK = 1024 * 1024
+"""Bytes taken from the connection at once, whatever httpcore asks for (64 KiB): fewer, larger pieces through
+the proxy's layers cost less per byte, and h11 takes data of any size."""
 MAX_WEBSOCKET_MESSAGE = 16 * 1024 * 1024
 """The largest WebSocket message relayed either way (as the sandbox-routers)."""
 UPSTREAM_HOST = "localhost"
@@ -38,7 +40,7 @@ class _Stream(httpcore.AsyncNetworkStream):
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:
             async with asyncio.timeout(timeout):
-                return await self._reader.read(max_bytes)
+                return await self._reader.read(max(max_bytes, READ_CHUNK))
         except TimeoutError:
             raise httpcore.ReadTimeout("the server in the sandbox sent nothing in time") from None
         except OSError as error:
@@ -99,7 +101,7 @@ async def open_stream(route: PortRoute) -> tuple[asyncio.StreamReader, asyncio.S
         raise httpcore.ConnectError(str(error)) from None
     try:
         return await asyncio.open_connection(
-            sock=stream.sock, ssl=stream.tls, server_hostname=stream.server_name, limit=READ_LIMIT
+            sock=stream.sock, ssl=stream.tls, server_hostname=stream.server_name, limit=READ_CHUNK
         )
     except OSError as error:
         stream.sock.close()
