@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import secrets
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -19,7 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
-from mcp import ClientSession
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
 from mcp.shared.memory import create_connected_server_and_client_session
 from websockets.asyncio.client import connect as websocket
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -254,11 +257,26 @@ async def test_a_huge_or_endless_response_is_bounded(make_config: Callable[..., 
 # Over streamable HTTP: the server's own listener, the owner's bearer token.
 
 
-@pytest.fixture
-def http_settings(make_config: Callable[..., ServerConfig], tmp_path: Path) -> ServerConfig:
+@pytest.fixture(params=["local", "kubernetes"])
+def http_settings(
+    request: pytest.FixtureRequest, make_config: Callable[..., ServerConfig], tmp_path: Path
+) -> Iterator[ServerConfig]:
+    """HTTP with bearer tokens, on the local provider or the imitation cluster (whose sessions it closes after)."""
     tokens = tmp_path / "tokens.txt"
-    tokens.write_text(f"{ALICE} alice\n{BOB} bob\n")
-    return make_config(transport="http", token_file=tokens)
+    suffix = secrets.token_hex(4)
+    tokens.write_text(f"{ALICE} alice-{suffix}\n{BOB} bob-{suffix}\n")
+    if request.param == "local":
+        yield make_config(transport="http", token_file=tokens)
+        return
+    settings = on_cluster(request.getfixturevalue("fake_cluster"), transport="http", token_file=tokens)
+    yield settings
+
+    async def close_sessions() -> None:
+        async with http_server(settings) as base, mcp_client(base, ALICE) as alice:
+            for session in data(await call(alice, "list_sessions"))["sessions"]:
+                await alice.call_tool("close_session", {"session_id": session["session_id"]})
+
+    asyncio.run(close_sessions())
 
 
 async def test_over_http_only_the_owners_token_opens_the_preview(http_settings: ServerConfig) -> None:
@@ -297,3 +315,23 @@ async def test_over_http_only_the_owners_token_opens_the_preview(http_settings: 
             )
         audit = json.dumps(data(result))
         assert ALICE not in audit
+
+
+async def test_over_stdio_the_preview_listens_on_loopback_and_ends_with_the_server(local_state_dir: Path) -> None:
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "langchain_kubernetes_agent_sandbox", "serve", "--state-dir", str(local_state_dir)],
+        env={"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else None,  # this tree's code
+    )
+    async with httpx.AsyncClient(timeout=30) as http:
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as client:
+            await client.initialize()
+            await start_app(client)
+            result = await call(client, "expose_port", port=PORT)
+            url = data(result)["url"]
+            assert url.startswith("http://127.0.0.1:")
+            assert data(result)["bearer_token_required"] is False
+            assert (await ready(http, url)).status_code == 200
+            await call(client, "close_session", session_id=data(result)["session_id"])
+        with pytest.raises(httpx.ConnectError):
+            await http.get(url)
