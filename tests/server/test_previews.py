@@ -254,6 +254,24 @@ async def test_a_huge_or_endless_response_is_bounded(make_config: Callable[..., 
         assert (await http.get(url + "hello")).status_code == 200, "the preview still serves afterwards"
 
 
+async def test_using_a_preview_keeps_its_session_alive(make_config: Callable[..., ServerConfig]) -> None:
+    async with (
+        running(make_config()) as server,
+        create_connected_server_and_client_session(server) as client,
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        session_id = data(await call(client, "create_session", ttl_seconds=4))["session_id"]
+        await start_app(client, session_id=session_id)
+        url = await exposed(client, session_id=session_id)
+        assert (await ready(http, url)).status_code == 200
+        until = time.monotonic() + 6
+        while time.monotonic() < until:
+            assert (await http.get(url + "hello")).status_code == 200
+            await asyncio.sleep(0.5)
+        assert data(await call(client, "session_info", session_id=session_id))["session_id"] == session_id
+        await call(client, "close_session", session_id=session_id)
+
+
 # Over streamable HTTP: the server's own listener, the owner's bearer token.
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import Iterator
 
@@ -14,7 +15,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from ...errors import NotFoundError, QuotaExceededError
+from ...errors import NotFoundError, QuotaExceededError, SandboxError, SandboxGoneError
 from ...ports import check_port
 from ...sessions import Session, SessionRegistry
 from ..metrics import ServerMetrics
@@ -24,6 +25,7 @@ from .table import Preview, PreviewLimits, PreviewTable, new_token
 from .upstream import Upstream
 
 LOOPBACK = "127.0.0.1"
+logger = logging.getLogger(__name__)
 
 
 class Previews:
@@ -82,12 +84,15 @@ class Previews:
             await self.drop(preview)
 
     async def alive(self, preview: Preview) -> bool:
-        """Whether the preview's session is still open; a preview whose session ended is dropped."""
+        """Whether the preview's session is still open, its idle deadline slid (a preview in use is a use of the
+        session); a preview whose session ended is dropped."""
         try:
-            await self.registry.get(preview.principal, preview.session_id)
-        except NotFoundError:
+            await self.registry.touch(preview.principal, preview.session_id)
+        except (NotFoundError, SandboxGoneError):
             await self.drop(preview)
             return False
+        except SandboxError as error:  # the deadline could not be slid now: the request may still be served
+            logger.warning("sliding session %s for its preview failed: %s", preview.session_id, error)
         return True
 
     async def drop(self, preview: Preview) -> None:
