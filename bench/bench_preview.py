@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import logging
+import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -25,6 +29,7 @@ from mcp.shared.memory import create_connected_server_and_client_session
 
 from langchain_kubernetes_agent_sandbox.providers.local.state import temporary_state
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
+from langchain_kubernetes_agent_sandbox.server.logs import configure_logging
 from langchain_kubernetes_agent_sandbox.server.runtime import running
 
 PORT = 8000
@@ -69,8 +74,28 @@ async def _wait_listening(url: str) -> None:
             await asyncio.sleep(0.1)
 
 
+@contextlib.contextmanager
+def logging_as_served() -> Iterator[None]:
+    """The log lines (one audit line per request) formatted as `serve` writes them, JSON, and then discarded;
+    the logging of before afterwards."""
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    with open(os.devnull, "w") as discarded:
+        configure_logging("WARNING", discarded, json_lines=True)
+        try:
+            yield
+        finally:
+            root.handlers[:] = before
+            root.setLevel(level)
+
+
 async def measure(runs: int) -> list[tuple[str, float, float, str]]:
     """(figure, value ms, baseline ms, what the baseline is) rows."""
+    with logging_as_served():
+        return await _measure(runs)
+
+
+async def _measure(runs: int) -> list[tuple[str, float, float, str]]:
     with temporary_state("kas-bench-preview-") as state:
         config = ServerConfig(state_dir=state, principal="bench")
         async with running(config) as server, create_connected_server_and_client_session(server) as client:
