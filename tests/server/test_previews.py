@@ -254,6 +254,37 @@ async def test_a_huge_or_endless_response_is_bounded(make_config: Callable[..., 
         assert (await http.get(url + "hello")).status_code == 200, "the preview still serves afterwards"
 
 
+async def test_a_websocket_that_brings_too_much_from_the_sandbox_is_closed(
+    make_config: Callable[..., ServerConfig],
+) -> None:
+    config = make_config(preview_max_response_bytes=4 * 1024 * 1024)
+    async with (
+        running(config) as server,
+        create_connected_server_and_client_session(server) as client,
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        await start_app(client)
+        url = await exposed(client)
+        assert (await ready(http, url)).status_code == 200
+        echoed, closed = await echo_until_closed("ws" + url.removeprefix("http") + "ws", 8, 1024 * 1024)
+        assert echoed <= 4 * 1024 * 1024
+        assert closed.rcvd is not None
+        assert closed.rcvd.code == 1009, "closed as a message too big"
+
+
+async def echo_until_closed(url: str, messages: int, size: int) -> tuple[int, ConnectionClosed]:
+    """Bytes echoed back before the relay closed the WebSocket, and how it closed it."""
+    echoed = 0
+    async with websocket(url, max_size=2 * size) as socket:
+        try:
+            for _ in range(messages):
+                await socket.send(bytes(size))
+                echoed += len(await socket.recv())
+        except ConnectionClosed as closed:
+            return echoed, closed
+    raise AssertionError(f"{messages} messages of {size} bytes were echoed whole")
+
+
 async def test_using_a_preview_keeps_its_session_alive(make_config: Callable[..., ServerConfig]) -> None:
     async with (
         running(make_config()) as server,
