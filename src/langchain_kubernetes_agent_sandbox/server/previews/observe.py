@@ -45,6 +45,8 @@ class PreviewCall:
     started: float = field(default_factory=time.perf_counter)
     outcome: str = "ok"
     status: int | None = None
+    responded: bool = False
+    """Whether the port's response has started to pass (after that a failure can only cut it)."""
     bytes_in: int = 0
     bytes_out: int = 0
 

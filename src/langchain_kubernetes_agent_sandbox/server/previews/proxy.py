@@ -115,7 +115,6 @@ class PreviewProxy:
 
         if not has_body:
             watcher = asyncio.ensure_future(_watch_disconnect(receive, gone))
-        started = False
         try:
             async with asyncio.timeout(limits.max_response_seconds):
                 async with upstream.pool.stream(
@@ -125,51 +124,10 @@ class PreviewProxy:
                     content=body() if has_body else None,
                     extensions={"timeout": {"connect": limits.connect_timeout}},
                 ) as response:
-                    chunks = response.aiter_stream()
-                    peeked = b""
-                    if upstream.route.routed and response.status == 502:
-                        peeked, refusal = await _router_refusal(chunks)
-                        if refusal is not None:
-                            call.outcome, call.status = "unreachable", 502
-                            await pages.nothing_listens(preview.port, preview.session_id, refusal)(scope, receive, send)
-                            return
-                    announced = _content_length(response.headers)
-                    if announced is not None and announced > limits.max_response_bytes:
-                        call.outcome, call.status = "too_large", 502
-                        await pages.too_large(preview.port, announced, limits.max_response_bytes)(scope, receive, send)
-                        return
-                    call.status = response.status
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": response.status,
-                            "headers": response_headers(response.headers),
-                        }
-                    )
-                    started = True
-                    if peeked:
-                        call.bytes_out += len(peeked)
-                        await send({"type": "http.response.body", "body": peeked, "more_body": True})
-                    async for chunk in chunks:
-                        if gone.is_set():
-                            call.outcome = "cut"
-                            return
-                        call.bytes_out += len(chunk)
-                        if call.bytes_out > limits.max_response_bytes:
-                            call.outcome = "too_large"
-                            logger.warning(
-                                "cut a preview response from port %d of session %s after %d bytes "
-                                "(preview_max_response_bytes)",
-                                preview.port,
-                                preview.session_id,
-                                limits.max_response_bytes,
-                            )
-                            return  # an unfinished response: the server closes the connection
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    await self._respond(scope, receive, send, call, response, gone)
         except TimeoutError:
             call.outcome = "timed_out"
-            if not started:
+            if not call.responded:
                 call.status = 504
                 await pages.too_slow(preview.port, limits.max_response_seconds)(scope, receive, send)
             else:
@@ -184,13 +142,66 @@ class PreviewProxy:
             await pages.nothing_listens(preview.port, preview.session_id, str(error))(scope, receive, send)
         except (httpcore.ProtocolError, httpcore.NetworkError, httpcore.TimeoutException) as error:
             call.outcome = "bad_answer"
-            if not started and not gone.is_set():
+            if not call.responded and not gone.is_set():
                 call.status = 502
                 await pages.bad_answer(preview.port, str(error) or type(error).__name__)(scope, receive, send)
         finally:
             if watcher is not None:
                 watcher.cancel()
             call.record(self.previews.metrics)
+
+    async def _respond(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        call: PreviewCall,
+        response: httpcore.Response,
+        gone: asyncio.Event,
+    ) -> None:
+        """Pass the port's response on, within the byte bound; a router's own 502, or a body announced over the
+        bound, becomes a page of ours. Returning before the last byte leaves the response unfinished, so the
+        client sees it cut (the server closes the connection)."""
+        preview, most = call.preview, self.previews.limits.max_response_bytes
+        chunks = response.aiter_stream()
+        peeked = b""
+        if preview.upstream.route.routed and response.status == 502:
+            peeked, refusal = await _router_refusal(chunks)
+            if refusal is not None:
+                call.outcome, call.status = "unreachable", 502
+                await pages.nothing_listens(preview.port, preview.session_id, refusal)(scope, receive, send)
+                return
+        announced = _content_length(response.headers)
+        if announced is not None and announced > most:
+            call.outcome, call.status = "too_large", 502
+            await pages.too_large(preview.port, announced, most)(scope, receive, send)
+            return
+        call.status, call.responded = response.status, True
+        start = {
+            "type": "http.response.start",
+            "status": response.status,
+            "headers": response_headers(response.headers),
+        }
+        await send(start)
+        if peeked:
+            call.bytes_out += len(peeked)
+            await send({"type": "http.response.body", "body": peeked, "more_body": True})
+        async for chunk in chunks:
+            if gone.is_set():
+                call.outcome = "cut"
+                return
+            call.bytes_out += len(chunk)
+            if call.bytes_out > most:
+                call.outcome = "too_large"
+                logger.warning(
+                    "cut a preview response from port %d of session %s after %d bytes (preview_max_response_bytes)",
+                    preview.port,
+                    preview.session_id,
+                    most,
+                )
+                return
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     # WebSockets
 
