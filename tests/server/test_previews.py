@@ -224,7 +224,7 @@ async def read_all(http: httpx.AsyncClient, url: str) -> tuple[int, Exception | 
 
 
 async def test_a_huge_or_endless_response_is_bounded(make_config: Callable[..., ServerConfig]) -> None:
-    config = make_config(preview_max_response_bytes=4 * 1024 * 1024, preview_max_response_seconds=3)
+    config = make_config(preview_max_bytes=4 * 1024 * 1024, preview_max_seconds=3)
     async with (
         running(config) as server,
         create_connected_server_and_client_session(server) as client,
@@ -236,20 +236,20 @@ async def test_a_huge_or_endless_response_is_bounded(make_config: Callable[..., 
 
         announced = await http.get(url + "huge")
         assert announced.status_code == 502
-        assert "preview_max_response_bytes" in announced.text
+        assert "preview_max_bytes" in announced.text
         assert str(10 * 1024**3) in announced.text
 
         started = time.monotonic()
         received, error = await read_all(http, url + "huge-chunked")
         assert isinstance(error, httpx.RemoteProtocolError), "a cut response does not look complete"
-        assert 0 < received <= 4 * 1024 * 1024, "no more than preview_max_response_bytes arrives"
+        assert 0 < received <= 4 * 1024 * 1024, "no more than preview_max_bytes arrives"
         assert time.monotonic() - started < 10
 
         started = time.monotonic()
         received, error = await read_all(http, url + "forever")
         assert isinstance(error, httpx.RemoteProtocolError)
         assert received > 0
-        assert 2.5 < time.monotonic() - started < 10, "cut after preview_max_response_seconds"
+        assert 2.5 < time.monotonic() - started < 10, "cut after preview_max_seconds"
 
         assert (await http.get(url + "hello")).status_code == 200, "the preview still serves afterwards"
 
@@ -257,7 +257,7 @@ async def test_a_huge_or_endless_response_is_bounded(make_config: Callable[..., 
 async def test_a_websocket_that_brings_too_much_from_the_sandbox_is_closed(
     make_config: Callable[..., ServerConfig],
 ) -> None:
-    config = make_config(preview_max_response_bytes=4 * 1024 * 1024)
+    config = make_config(preview_max_bytes=4 * 1024 * 1024)
     async with (
         running(config) as server,
         create_connected_server_and_client_session(server) as client,

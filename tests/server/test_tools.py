@@ -22,6 +22,8 @@ TOOLS = {
     "list_sessions",
     "close_session",
     "session_info",
+    "expose_port",
+    "unexpose_port",
 }
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="

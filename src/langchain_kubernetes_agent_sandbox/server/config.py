@@ -251,12 +251,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     # Previews (issue 16): what a server in a sandbox may send through a preview URL.
     Setting(
-        "preview_max_response_bytes",
+        "preview_max_bytes",
         "Bytes one response through a preview URL (or one WebSocket, from the sandbox) may carry; a larger one is cut.",
         "int",
     ),
     Setting(
-        "preview_max_response_seconds",
+        "preview_max_seconds",
         "Seconds one HTTP exchange through a preview URL may last, until its response's last byte; a longer one is "
         "cut.",
         "float",
@@ -336,8 +336,8 @@ class ServerConfig(BaseModel):
     max_output_bytes: int = Field(_TOOLS.output_bytes, ge=64)
     max_call_output_bytes: int = Field(_TOOLS.max_call_output_bytes, ge=64, le=64 * 1024 * 1024)
     max_transfer_bytes: int = Field(_TOOLS.max_transfer_bytes, ge=1024, le=64 * 1024 * 1024)
-    preview_max_response_bytes: int = Field(_PREVIEWS.max_response_bytes, ge=1024)
-    preview_max_response_seconds: float = Field(_PREVIEWS.max_response_seconds, gt=0)
+    preview_max_bytes: int = Field(_PREVIEWS.max_response_bytes, ge=1024)
+    preview_max_seconds: float = Field(_PREVIEWS.max_response_seconds, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
     @property

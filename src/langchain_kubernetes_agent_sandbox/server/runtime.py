@@ -165,8 +165,8 @@ def tool_limits(config: ServerConfig, registry: SessionRegistry) -> ToolLimits:
 
 def preview_limits(config: ServerConfig) -> PreviewLimits:
     return PreviewLimits(
-        max_response_bytes=config.preview_max_response_bytes,
-        max_response_seconds=config.preview_max_response_seconds,
+        max_response_bytes=config.preview_max_bytes,
+        max_response_seconds=config.preview_max_seconds,
     )
 
 

@@ -41,7 +41,7 @@ def too_large(port: int, size: int, limit: int) -> HTMLResponse:
         502,
         f"502: the response from port {port} is too large",
         f"The server on port {port} announced a body of {size} bytes; a preview passes at most {limit} bytes per "
-        "response (setting preview_max_response_bytes). Serve it in smaller parts, or fetch it with download_file.",
+        "response (setting preview_max_bytes). Serve it in smaller parts, or fetch it with download_file.",
     )
 
 
@@ -50,7 +50,7 @@ def too_slow(port: int, seconds: float) -> HTMLResponse:
         504,
         f"504: the server on port {port} did not answer in time",
         f"The server on port {port} in the sandbox sent no answer within {seconds:g} s (setting "
-        "preview_max_response_seconds). Check that it is not stuck, then reload this page.",
+        "preview_max_seconds). Check that it is not stuck, then reload this page.",
     )
 
 

@@ -132,7 +132,7 @@ class PreviewProxy:
                 await pages.too_slow(preview.port, limits.max_response_seconds)(scope, receive, send)
             else:
                 logger.warning(
-                    "cut a preview response from port %d of session %s after %g s (preview_max_response_seconds)",
+                    "cut a preview response from port %d of session %s after %g s (preview_max_seconds)",
                     preview.port,
                     preview.session_id,
                     limits.max_response_seconds,
@@ -194,7 +194,7 @@ class PreviewProxy:
             if call.bytes_out > most:
                 call.outcome = "too_large"
                 logger.warning(
-                    "cut a preview response from port %d of session %s after %d bytes (preview_max_response_bytes)",
+                    "cut a preview response from port %d of session %s after %d bytes (preview_max_bytes)",
                     preview.port,
                     preview.session_id,
                     most,
