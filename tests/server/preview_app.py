@@ -4,7 +4,8 @@
 
 GET /hello answers with the request's path, Host and whether an Authorization header arrived; /page a 1 MiB
 page; /stream five lines 0.2 s apart; /forever lines without end; /huge announces 10 GB and sends zeros;
-/huge-chunked sends zeros without end; /ws is a WebSocket echo. Everything else is 404.
+/huge-chunked sends zeros without end; /endless-head a header without end; /not-http
+something else than HTTP; /ws is a WebSocket echo. Everything else is 404.
 """
 
 import base64
@@ -43,6 +44,14 @@ class Handler(BaseHTTPRequestHandler):
             return self.whole(body, "application/json")
         if self.path == "/page":
             return self.whole(PAGE, "text/html")
+        if self.path == "/endless-head":
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Filler: ")
+            while True:
+                self.wfile.write(b"y" * 65536)
+        if self.path == "/not-http":
+            self.wfile.write(b"SSH-2.0-OpenSSH_9.2\r\n" * 10)
+            self.close_connection = True
+            return
         if self.path == "/huge":
             self.send_response(200)
             self.send_header("Content-Length", str(10 * 1024**3))

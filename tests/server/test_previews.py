@@ -223,7 +223,7 @@ async def read_all(http: httpx.AsyncClient, url: str) -> tuple[int, Exception | 
     return received, None
 
 
-async def test_a_huge_or_endless_response_is_bounded(make_config: Callable[..., ServerConfig]) -> None:
+async def test_a_huge_endless_or_hostile_response_is_bounded(make_config: Callable[..., ServerConfig]) -> None:
     config = make_config(preview_max_bytes=4 * 1024 * 1024, preview_max_seconds=3)
     async with (
         running(config) as server,
@@ -250,6 +250,11 @@ async def test_a_huge_or_endless_response_is_bounded(make_config: Callable[..., 
         assert isinstance(error, httpx.RemoteProtocolError)
         assert received > 0
         assert 2.5 < time.monotonic() - started < 10, "cut after preview_max_seconds"
+
+        for hostile in ("endless-head", "not-http"):
+            answer = await http.get(url + hostile)
+            assert answer.status_code == 502, hostile
+            assert "gave no valid HTTP answer" in answer.text
 
         assert (await http.get(url + "hello")).status_code == 200, "the preview still serves afterwards"
 
