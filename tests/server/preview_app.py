@@ -104,6 +104,7 @@ class Handler(BaseHTTPRequestHandler):
         while True:
             head = self.rfile.read(2)
             if len(head) < 2:
+                self.close_connection = True
                 return
             opcode, size = head[0] & 0x0F, head[1] & 0x7F
             if size == 126:
@@ -114,6 +115,7 @@ class Handler(BaseHTTPRequestHandler):
             data = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(size)))
             if opcode == 8:
                 self.wfile.write(b"\x88\x00")
+                self.close_connection = True
                 return
             if opcode in (1, 2):
                 reply = data.upper() if opcode == 1 else data

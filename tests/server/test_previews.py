@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import secrets
 import sys
@@ -333,7 +334,10 @@ def http_settings(
     asyncio.run(close_sessions())
 
 
-async def test_over_http_only_the_owners_token_opens_the_preview(http_settings: ServerConfig) -> None:
+async def test_over_http_only_the_owners_token_opens_the_preview(
+    http_settings: ServerConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="langchain_kubernetes_agent_sandbox.audit")
     async with http_server(http_settings) as base, mcp_client(base, ALICE) as alice:
         await start_app(alice)
         result = await call(alice, "expose_port", port=PORT)
@@ -367,8 +371,34 @@ async def test_over_http_only_the_owners_token_opens_the_preview(http_settings: 
             assert (await fail(bob, "unexpose_port", port=PORT, session_id=data(result)["session_id"])).startswith(
                 "not_found:"
             )
-        audit = json.dumps(data(result))
-        assert ALICE not in audit
+        counted = ['{kind="http",outcome="ok"}', '{kind="websocket",outcome="ok"}', '{kind="http",outcome="refused"}']
+        async with httpx.AsyncClient(timeout=30) as http:
+            deadline = time.monotonic() + 10  # the WebSocket is counted once its relay has closed both sides
+            while True:
+                metrics = (await http.get(base + "/metrics")).text
+                found = [f"kubernetes_agent_sandbox_preview_requests_total{labels}" in metrics for labels in counted]
+                if found[:2] == [True, True] or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+        assert found == [True, True, True]
+    lines = [
+        record.audit  # type: ignore[attr-defined]
+        for record in caplog.records
+        if getattr(record, "audit", {}).get("event") == "preview_request"
+    ]
+    assert lines, "every exchange through a preview has an audit line"
+    assert {line["port"] for line in lines} == {PORT}
+    assert all(line["principal"].startswith("alice") for line in lines)
+    refused = [
+        (record.audit["principal"] or "")[:3]  # type: ignore[attr-defined]
+        for record in caplog.records
+        if getattr(record, "audit", {}).get("event") == "preview_refused"
+    ]
+    assert sorted(set(refused)) == ["", "bob"], "refusals are audited: anonymous, bad token, bob's"
+    everything = json.dumps([getattr(record, "audit", None) for record in caplog.records])
+    assert "/hello" not in everything, "no paths in the audit log"
+    assert ALICE not in everything
+    assert BOB not in everything
 
 
 async def test_over_stdio_the_preview_listens_on_loopback_and_ends_with_the_server(local_state_dir: Path) -> None:

@@ -23,8 +23,8 @@ class PreviewMetrics:
     def __init__(self, metrics: ServerMetrics) -> None:
         self.requests = Counter(
             f"{PREFIX}_preview_requests",
-            "Requests through previews by kind (http, websocket) and outcome (ok, refused, unreachable, too_large, "
-            "timed_out, cut, bad_answer).",
+            "Requests to previews by kind (http, websocket) and outcome (ok, refused, unreachable, too_large, "
+            "timed_out, cut, bad_answer); refused ones named no live preview of the caller's, or no credentials.",
             ["kind", "outcome"],
             registry=metrics.registry,
         )
@@ -80,3 +80,17 @@ class PreviewCall:
                 }
             },
         )
+
+
+def record_refusal(metrics: PreviewMetrics, kind: Kind, principal: str | None, status: int) -> None:
+    """A request that reached no preview: no valid credentials (401), or no live preview of the caller's (404)."""
+    metrics.requests.labels(kind=kind, outcome="refused").inc()
+    audit_logger.info(
+        "preview %s by %s refused: %d",
+        kind,
+        principal or "an unauthenticated caller",
+        status,
+        extra={
+            "audit": {"event": "preview_refused", "principal": principal, "kind": kind, "status": status},
+        },
+    )

@@ -26,7 +26,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from . import pages
-from .observe import PreviewCall
+from .observe import Kind, PreviewCall, record_refusal
 from .table import Preview
 
 if TYPE_CHECKING:
@@ -58,17 +58,18 @@ class PreviewProxy:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         preview, refusal = await self._admitted(scope)
-        if scope["type"] == "websocket":
-            websocket = WebSocket(scope, receive, send)
-            if preview is None:
-                await websocket.send_denial_response(refusal or pages.not_found())
-                return
-            await self._websocket(websocket, preview)
-            return
+        kind: Kind = "websocket" if scope["type"] == "websocket" else "http"
         if preview is None:
-            await (refusal or pages.not_found())(scope, receive, send)
-            return
-        await self._http(scope, receive, send, preview)
+            refusal = refusal or pages.not_found()
+            record_refusal(self.previews.metrics, kind, _principal(scope), refusal.status_code)
+            if kind == "websocket":
+                await WebSocket(scope, receive, send).send_denial_response(refusal)
+            else:
+                await refusal(scope, receive, send)
+        elif kind == "websocket":
+            await self._websocket(WebSocket(scope, receive, send), preview)
+        else:
+            await self._http(scope, receive, send, preview)
 
     async def _admitted(self, scope: Scope) -> tuple[Preview | None, Response | None]:
         """The preview the request may use, or the page that refuses it."""
@@ -77,10 +78,8 @@ class PreviewProxy:
         preview = self.previews.table.find(str(scope.get("path_params", {}).get("token", "")))
         if preview is None:
             return None, None
-        if self.authenticated:
-            token = scope["user"].access_token
-            if (token.subject or token.client_id) != preview.principal:
-                return None, None  # someone else's preview: as if there were none
+        if self.authenticated and _principal(scope) != preview.principal:
+            return None, None  # someone else's preview: as if there were none
         if not await self.previews.alive(preview):
             return None, None
         return preview, None
@@ -295,6 +294,14 @@ async def _relay(websocket: WebSocket, upstream: ClientConnection, call: Preview
         with contextlib.suppress(Exception):
             await websocket.close(code=1009 if call.bytes_out > most else 1000)
     return outcome
+
+
+def _principal(scope: Scope) -> str | None:
+    """Whom the request's bearer token names, if it carries a valid one."""
+    user = scope.get("user")
+    if not isinstance(user, AuthenticatedUser):
+        return None
+    return user.access_token.subject or user.access_token.client_id
 
 
 def request_headers(

@@ -46,6 +46,7 @@ class Previews:
         """The routes that serve previews on the server's own listener at `base_url` (`authenticated` when it
         checks bearer tokens); previews made from now on get URLs there."""
         self.base_url, self.authenticated = base_url.rstrip("/"), authenticated
+        _quiet_denials()
         return self._routes(authenticated=authenticated)
 
     def _routes(self, *, authenticated: bool) -> list[BaseRoute]:
@@ -115,6 +116,22 @@ class Previews:
         return f"{base}{PATH_PREFIX}{preview.token}/"
 
 
+DENIAL_NOISE = "ASGI callable returned without completing handshake."
+"""What uvicorn's WebSocket protocol logs, as an error, after every handshake refused with a page of ours."""
+
+
+class _DenialsAreNoErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != DENIAL_NOISE
+
+
+def _quiet_denials() -> None:
+    """A preview that refuses a WebSocket (401, 404, 502) answers with a page, as it should: not an error."""
+    server_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(existing, _DenialsAreNoErrors) for existing in server_log.filters):
+        server_log.addFilter(_DenialsAreNoErrors())
+
+
 class _SignalFreeServer(uvicorn.Server):
     """The process's signals stay with the MCP server, which stops this one when it stops."""
 
@@ -138,6 +155,7 @@ class _LoopbackListener:
         listener.bind((LOOPBACK, 0))
         port = listener.getsockname()[1]
         app = Starlette(routes=previews._routes(authenticated=False))
+        _quiet_denials()
         config = uvicorn.Config(
             app, log_level="warning", access_log=False, lifespan="off", ws="websockets-sansio", ws_max_size=2**24
         )

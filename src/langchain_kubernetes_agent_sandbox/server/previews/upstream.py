@@ -26,6 +26,8 @@ READ_CHUNK = 1024 * 1024
 the proxy's layers cost less per byte, and h11 takes data of any size."""
 MAX_WEBSOCKET_MESSAGE = 16 * 1024 * 1024
 """The largest WebSocket message relayed either way (as the sandbox-routers)."""
+CLOSE_TIMEOUT = 2.0
+"""Seconds a closing WebSocket waits for the sandbox's server to close its side."""
 UPSTREAM_HOST = "localhost"
 """The Host the server in the sandbox sees: development servers accept only their own names by default."""
 
@@ -145,6 +147,7 @@ class Upstream:
                 subprotocols=[*subprotocols] or None,  # type: ignore[list-item]
                 max_size=MAX_WEBSOCKET_MESSAGE,
                 open_timeout=open_timeout,
+                close_timeout=CLOSE_TIMEOUT,
                 proxy=None,
                 compression=None,
                 user_agent_header=None,
