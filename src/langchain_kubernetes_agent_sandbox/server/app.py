@@ -76,7 +76,9 @@ class SandboxMCP(FastMCP[Any]):
 
     def serve_previews(self, base_url: str) -> None:
         """Serve previews on this server's own HTTP app, reached at `base_url`, with its authentication; call it
-        before `streamable_http_app()` builds the app."""
+        before `streamable_http_app()` builds the app (once: a second call changes nothing)."""
+        if self.previews.base_url is not None:
+            return
         authenticated = self._token_verifier is not None
         # FastMCP's custom_route takes HTTP routes only, and previews take WebSockets as well
         self._custom_starlette_routes.extend(self.previews.serve_on(base_url, authenticated=authenticated))  # type: ignore[arg-type]
