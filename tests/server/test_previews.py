@@ -29,6 +29,7 @@ from websockets.asyncio.client import connect as websocket
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
+from langchain_kubernetes_agent_sandbox.server.previews import PreviewLimits
 from langchain_kubernetes_agent_sandbox.server.runtime import running
 from tests.server.http_serving import http_server, mcp_client
 from tests.server.mcp_calls import call, data, fail, text_of
@@ -206,6 +207,19 @@ async def test_a_bad_port_or_session_is_refused_with_what_to_do(previewing: Open
         refused = await fail(client, "expose_port", port=PORT, session_id="sdoesnotexist0000000000000000")
         assert refused.startswith("not_found:")
         assert "list_sessions" in refused
+
+
+async def test_a_session_exposes_a_bounded_number_of_ports(make_config: Callable[..., ServerConfig]) -> None:
+    async with running(make_config()) as server, create_connected_server_and_client_session(server) as client:
+        most = PreviewLimits().max_per_session
+        for port in range(9000, 9000 + most):
+            await exposed(client, port)
+        refused = await fail(client, "expose_port", port=9000 + most)
+        assert refused.startswith("quota_exceeded:")
+        assert "unexpose_port" in refused
+        await call(client, "unexpose_port", port=9000)
+        await exposed(client, 9000 + most)
+        await call(client, "close_session", session_id=data(await call(client, "session_info"))["session_id"])
 
 
 # Bounds: on the local provider, where they are quickest to reach.
