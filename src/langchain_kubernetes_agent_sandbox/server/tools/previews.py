@@ -28,7 +28,7 @@ class PortPreview(Rendered):
     def render(self) -> str:
         how = (
             "send your MCP bearer token with each request (Authorization: Bearer ...), e.g. "
-            f"curl -H 'Authorization: Bearer $TOKEN' {self.url}"
+            f'curl -H "Authorization: Bearer $TOKEN" {self.url}'
             if self.bearer_token_required
             else f"open it from this machine, e.g. curl {self.url}; the URL itself is the key, keep it private"
         )
