@@ -28,6 +28,7 @@ import bench_fork  # noqa: E402
 import bench_kubernetes  # noqa: E402
 import bench_local  # noqa: E402
 import bench_mcp  # noqa: E402
+import bench_preview  # noqa: E402
 import bench_python  # noqa: E402
 import bench_validation  # noqa: E402
 from langchain_kubernetes_agent_sandbox.providers.local.state import temporary_state  # noqa: E402
@@ -86,6 +87,14 @@ def egress_rows(runs: int) -> list[Row]:
     2 ms added per connection)."""
     return [
         row("egress (local)", name, value, "ms", base, label) for name, value, base, label in bench_egress.measure(runs)
+    ]
+
+
+def preview_rows(runs: int) -> list[Row]:
+    """A 1 MiB GET through a preview URL against the same GET inside the sandbox (issue 16: at most 1.3x + 2 ms)."""
+    return [
+        row("preview (local)", name, value, "ms", base, label)
+        for name, value, base, label in asyncio.run(bench_preview.measure(runs))
     ]
 
 
@@ -210,6 +219,7 @@ def main() -> None:
     rows += kubernetes_rows(args.rounds, args.commands)
     rows += adapter_rows(args.rounds)
     rows += egress_rows(args.runs * 2)
+    rows += preview_rows(args.runs * 2)
     table = markdown(rows, facts)
     results = BENCH / "results"
     results.mkdir(exist_ok=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import paths
-from .errors import InvalidArgumentError, TooLargeError
+from .errors import InvalidArgumentError, SandboxError, TooLargeError
 from .limits import ExecutionLimits
 from .network.policy import EgressPolicy
 from .results import CommandResult, FileEntry, Listing
@@ -24,6 +24,7 @@ from .results import CommandResult, FileEntry, Listing
 if TYPE_CHECKING:
     from .engine.channel import AgentChannel
     from .engine.processes import SandboxProcess
+    from .ports import PortRoute
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,13 @@ class Sandbox(abc.ABC):
     async def agent(self) -> AgentChannel | None:
         """The channel to this sandbox's agent (see `engine`), or None where only one-shot commands run."""
         return None
+
+    async def port_route(self, port: int) -> PortRoute:
+        """How HTTP requests reach TCP port `port` inside this sandbox (see `ports`), for previews."""
+        raise SandboxError(
+            f"The {self.info.provider} provider cannot reach ports inside its sandboxes, so nothing served there "
+            "can be previewed."
+        )
 
     async def run(
         self,

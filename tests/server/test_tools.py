@@ -23,6 +23,8 @@ TOOLS = {
     "close_session",
     "fork_session",
     "session_info",
+    "expose_port",
+    "unexpose_port",
 }
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="

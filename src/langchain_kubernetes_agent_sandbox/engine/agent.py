@@ -6,8 +6,7 @@ socket `DIR/sock`, and runs commands and Python cells for whoever connects (any 
 hands the connected socket to the server over its stdin (a Unix socket, SCM_RIGHTS) and exits, so the server talks
 to the agent directly and no process stays in between. Where the server is outside the sandbox's machine (a pod),
 `python3 agent.py listen DIR PORT` starts an agent serving TCP port PORT instead (see `agent_port.py`) if none
-does, and prints its record (port, token, pid) as JSON. `python3 agent.py dial DIR PORT` hands over a connection to
-loopback port PORT of the network the sandbox's commands run in (the agent's), relayed by the agent.
+does, and prints its record (port, token, pid) as JSON.
 
 Each process (a command, or a cell of the Python kernel) has an id and a folder `JOBS/<id>/` holding its whole
 stdout and stderr and, once it ended, `exit.json`: output is spooled there as it is read from the pipes and
@@ -601,9 +600,6 @@ class Agent:
         try:
             while True:
                 header, payload = await wire.read_frame(reader)
-                if header["op"] == "dial" and isinstance(writer, asyncio.StreamWriter):
-                    await relay(reader, writer, wire.field(header, "port", int))
-                    return
                 await self.handle(link, header, payload)
         except (asyncio.IncompleteReadError, ConnectionError, wire.FrameError):
             pass
@@ -795,31 +791,6 @@ class Agent:
         link.send({"op": "data", "r": header.get("r"), "p": process_id, "s": stream, "o": offset}, data)
 
 
-async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int) -> None:
-    """Make this connection a pipe to loopback port `port` (see `dial`), once it says whether one could be made."""
-    try:
-        tcp_reader, tcp_writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError as error:
-        message = f"nothing listens on port {port} in the sandbox ({error.strerror or error})"
-        writer.write(wire.encode({"op": "error", "code": "refused", "message": message}))
-        await writer.drain()
-        return
-    writer.write(wire.encode({"op": "dialed"}))
-
-    async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError):
-            while data := await source.read(CHUNK):
-                sink.write(data)
-                await sink.drain()
-        with contextlib.suppress(OSError):
-            sink.write_eof()
-
-    try:
-        await asyncio.gather(pump(reader, tcp_writer), pump(tcp_reader, writer))
-    finally:
-        tcp_writer.close()
-
-
 class Link:
     """One connection: frames out, and the attachments streaming processes' output to it."""
 
@@ -946,43 +917,6 @@ def listen(directory: str, port: int, replace: bool = False) -> int:
     return 0
 
 
-def dial(directory: str, port: int) -> int:
-    """Hand the server a connection to loopback port `port` of the sandbox's network over fd 0: a connection to
-    the agent, which runs where the sandbox's commands run and relays it to the port."""
-    connection = _connect(socket.AF_UNIX, f"{directory}/sock")
-    if connection is None:
-        sys.stderr.write("the sandbox's agent does not run\n")
-        return 1
-    connection.sendall(wire.encode({"op": "dial", "port": port}))
-    answer = _read_answer(connection)
-    if answer.get("op") != "dialed":
-        sys.stderr.write(str(answer.get("message", "the agent did not relay the connection"))[:1000] + "\n")
-        return 1
-    return _hand_over(connection)
-
-
-def _read_answer(connection: socket.socket) -> dict[str, Any]:
-    """One frame without payload, read without buffering past it (what follows belongs to the server)."""
-
-    def exactly(size: int) -> bytes:
-        data = b""
-        while len(data) < size:
-            chunk = connection.recv(size - len(data))
-            if not chunk:
-                raise ConnectionError("the agent ended the connection")
-            data += chunk
-        return data
-
-    try:
-        header_size, payload_size = wire.PREFIX.unpack(exactly(wire.PREFIX.size))
-        if header_size > 4096 or payload_size:
-            return {}
-        header: dict[str, Any] = wire.decode_header(exactly(header_size))
-        return header
-    except (OSError, wire.FrameError):
-        return {}
-
-
 @contextlib.contextmanager
 def _locked(directory: str) -> Any:
     with open(f"{directory}/lock", "w") as lock:
@@ -1065,8 +999,6 @@ def main() -> None:
         sys.exit(connect(arguments[0], replace=arguments[1:] == ["replace"]))
     if mode == "listen":
         sys.exit(listen(arguments[0], int(arguments[1]), replace=arguments[2:] == ["replace"]))
-    if mode == "dial":
-        sys.exit(dial(arguments[0], int(arguments[1])))
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     os.makedirs(JOBS, exist_ok=True)
     asyncio.run(serve(arguments[0], int(arguments[1]) if len(arguments) > 1 else None))

@@ -19,9 +19,10 @@ from .era_probe import serve_stdio
 from .failures import classify
 from .metrics import ServerMetrics
 from .observe import observed
+from .previews import PreviewLimits, Previews
 from .principal import current_principal, principal_of
 from .tool_limits import ToolLimits
-from .tools import commands, files, jobs, sessions
+from .tools import commands, files, jobs, previews, sessions
 
 INSTRUCTIONS = """\
 Run code and shell commands in an isolated Linux sandbox, and move files in and out of it.
@@ -48,6 +49,7 @@ class SandboxMCP(FastMCP[Any]):
         host: str = "127.0.0.1",
         port: int = 8000,
         metrics: ServerMetrics | None = None,
+        preview_limits: PreviewLimits | None = None,
     ) -> None:
         self.registry = registry
         self.metrics = metrics or ServerMetrics()
@@ -66,10 +68,20 @@ class SandboxMCP(FastMCP[Any]):
             max_request_body_size=request_body_bound(self.limits),
             log_level="WARNING",
         )
-        self.context = ToolContext(registry, self.limits)
-        for module in (commands, files, jobs, sessions):
+        self.previews = Previews(registry, preview_limits or PreviewLimits(), self.metrics)
+        self.context = ToolContext(registry, self.limits, self.previews)
+        for module in (commands, files, jobs, sessions, previews):
             for spec in module.TOOLS:
                 spec.add_to(self, self.limits)
+
+    def serve_previews(self, base_url: str) -> None:
+        """Serve previews on this server's own HTTP app, reached at `base_url`, with its authentication; call it
+        before `streamable_http_app()` builds the app (once: a second call changes nothing)."""
+        if self.previews.base_url is not None:
+            return
+        authenticated = self._token_verifier is not None
+        # FastMCP's custom_route takes HTTP routes only, and previews take WebSockets as well
+        self._custom_starlette_routes.extend(self.previews.serve_on(base_url, authenticated=authenticated))  # type: ignore[arg-type]
 
     async def run_stdio_async(self) -> None:
         """Serve stdio, answering the era probe of 2026-07-28 clients without the SDK's warning (`era_probe`)."""

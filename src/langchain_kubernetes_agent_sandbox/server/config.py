@@ -24,12 +24,14 @@ from ..network.settings import operator_policy
 from ..providers.kubernetes.config import AGENT_PORT
 from ..providers.local.limits import ResourceLimits
 from ..sessions import SessionPolicy
+from .previews.table import PreviewLimits
 from .tool_limits import ToolLimits
 
 ENV_PREFIX = "KUBERNETES_AGENT_SANDBOX_"
 _LOCAL = ResourceLimits()
 _POLICY = SessionPolicy()
 _TOOLS = ToolLimits()
+_PREVIEWS = PreviewLimits()
 _MIB = 1024 * 1024
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
@@ -248,6 +250,18 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest piece of a file one upload_file or download_file call moves; larger files move in pieces.",
         "int",
     ),
+    # Previews (issue 16): what a server in a sandbox may send through a preview URL.
+    Setting(
+        "preview_max_bytes",
+        "Bytes one response through a preview URL (or one WebSocket, from the sandbox) may carry; a larger one is cut.",
+        "int",
+    ),
+    Setting(
+        "preview_max_seconds",
+        "Seconds one HTTP exchange through a preview URL may last, until its response's last byte; a longer one is "
+        "cut.",
+        "float",
+    ),
     Setting("log_level", "Logging level.", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -324,6 +338,8 @@ class ServerConfig(BaseModel):
     max_output_bytes: int = Field(_TOOLS.output_bytes, ge=64)
     max_call_output_bytes: int = Field(_TOOLS.max_call_output_bytes, ge=64, le=64 * 1024 * 1024)
     max_transfer_bytes: int = Field(_TOOLS.max_transfer_bytes, ge=1024, le=64 * 1024 * 1024)
+    preview_max_bytes: int = Field(_PREVIEWS.max_response_bytes, ge=1024)
+    preview_max_seconds: float = Field(_PREVIEWS.max_response_seconds, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
     @property

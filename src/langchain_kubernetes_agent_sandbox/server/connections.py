@@ -142,6 +142,13 @@ class GuardedH11Protocol(H11Protocol):
         self._unset_keepalive_if_required()  # one deadline per connection: ours
         self._settle()
 
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        """A WebSocket (a preview's) leaves this guard: its protocol is another one from now on, and the previews
+        bound how many are open at once (`PreviewLimits.max_websockets`)."""
+        self._cancel_deadline()
+        self.guard.leave(self)
+        super().handle_websocket_upgrade(event)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
         self.guard.leave(self)

@@ -8,6 +8,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from ..sessions import SessionRegistry
+from .previews import Previews
 from .tool_limits import ToolLimits
 
 
@@ -15,6 +16,7 @@ from .tool_limits import ToolLimits
 class ToolContext:
     registry: SessionRegistry
     limits: ToolLimits
+    previews: Previews
 
 
 current_context: ContextVar[ToolContext] = ContextVar("current_context")

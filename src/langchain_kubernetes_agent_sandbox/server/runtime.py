@@ -30,6 +30,8 @@ from .config import ConfigError, ServerConfig
 from .connections import ConnectionLimits, connection_limits, guarded_protocol, open_file_limit
 from .logs import quiet_ended_session_streams
 from .metrics import CONTENT_TYPE, MeasuredProvider, ServerMetrics
+from .previews import PreviewLimits
+from .previews.upstream import MAX_WEBSOCKET_MESSAGE as PREVIEW_WEBSOCKET_MESSAGE
 from .tool_limits import ToolLimits
 
 if TYPE_CHECKING:
@@ -162,6 +164,21 @@ def tool_limits(config: ServerConfig, registry: SessionRegistry) -> ToolLimits:
     )
 
 
+def preview_limits(config: ServerConfig) -> PreviewLimits:
+    return PreviewLimits(
+        max_response_bytes=config.preview_max_bytes,
+        max_response_seconds=config.preview_max_seconds,
+    )
+
+
+def public_base(config: ServerConfig) -> str:
+    """Where clients reach this server's listener: `public_url` without its /mcp, else the bound address."""
+    if config.public_url:
+        return config.public_url.rstrip("/").removesuffix("/mcp")
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    return f"http://{host}:{config.port}"
+
+
 def build_server(config: ServerConfig, registry: SessionRegistry) -> SandboxMCP:
     """The MCP server for `registry`, with authentication and health routes as configured."""
     metrics = ServerMetrics()
@@ -190,6 +207,7 @@ def build_server(config: ServerConfig, registry: SessionRegistry) -> SandboxMCP:
         host=config.host,
         port=config.port,
         metrics=metrics,
+        preview_limits=preview_limits(config),
     )
 
     async def healthz(request: Request) -> JSONResponse:
@@ -227,6 +245,7 @@ async def running(config: ServerConfig, provider: SandboxProvider | None = None)
         try:
             yield mcp
         finally:
+            await mcp.previews.aclose()
             reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reaper
@@ -251,6 +270,7 @@ def http_config(mcp: SandboxMCP, config: ServerConfig, limits: ConnectionLimits 
     """uvicorn serving the MCP app with bounded connections (`limits`, else those `config` asks for)."""
     limits = limits or connection_limits(config, open_file_limit())
     quiet_ended_session_streams()
+    mcp.serve_previews(public_base(config))
     return uvicorn.Config(
         mcp.streamable_http_app(),
         host=config.host,
@@ -259,6 +279,7 @@ def http_config(mcp: SandboxMCP, config: ServerConfig, limits: ConnectionLimits 
         lifespan="on",
         access_log=False,
         http=guarded_protocol(limits),
-        ws="none",  # no route takes WebSockets, and an upgraded connection would leave the guard's count
+        ws="websockets-sansio",  # previews relay WebSockets; an upgraded connection leaves the guard's count
+        ws_max_size=PREVIEW_WEBSOCKET_MESSAGE,
         backlog=min(BACKLOG, limits.max_connections),  # what one turn of the event loop may accept
     )

@@ -216,6 +216,13 @@ class SessionRegistry:
                 raise SandboxError(f"The fork of session {source.id} failed and was removed: {error}") from error
             return self._register(sandbox)
 
+    async def touch(self, principal: str, session_id: str) -> Session:
+        """The session `session_id` of `principal`, its idle deadline slid as a call's would be: for use that is
+        not a tool call and holds no run slot (a preview's traffic)."""
+        session = await self.get(principal, session_id)
+        await self._touch(session)
+        return session
+
     async def list_for(self, principal: str) -> list[Session]:
         """The principal's live sessions, oldest first."""
         sessions = []

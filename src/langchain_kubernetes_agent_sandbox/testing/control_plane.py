@@ -33,9 +33,9 @@ from typing import Any, Self
 
 import httpx
 
-from ..providers.kubernetes.config import AGENT_PORT
 from .go_build import ControlPlaneBinaries
 from .pod_network import PodNetwork
+from .pods import FORWARDED_PORTS
 
 COMPONENTS = (
     "etcd",
@@ -57,7 +57,7 @@ START_TIMEOUT = 120.0
 
 def reference_runtime_command() -> list[str]:
     """The project's reference-compatible runtime, serving the legacy protocol on the pod's address, and the pod's
-    agent port (relayed into its sandbox) as a pod network would reach it."""
+    agent port and preview ports (relayed into its sandbox) as a pod network would reach them."""
     return [
         sys.executable,
         "-m",
@@ -69,7 +69,7 @@ def reference_runtime_command() -> list[str]:
         "--state-dir",
         "{state_dir}",
         "--forward",
-        f"{AGENT_PORT}={AGENT_PORT}",
+        ",".join(f"{port}={port}" for port in FORWARDED_PORTS),
     ]
 
 

@@ -33,8 +33,12 @@ DEFAULT_RUNTIME_COMMAND = (
 dropped in (without `{forward}`, its pod has no port but the runtime's)."""
 RUNTIME_PORT = 8888
 """The pod port of the runtime, as in the reference template."""
-FORWARDED_PORTS = (AGENT_PORT,)
-"""The other pod ports a pod serves (`{forward}` is `pod port=loopback port,...`): the agent's default port."""
+PREVIEW_PORTS = (8000, 8001)
+"""Pod ports an imitation pod relays into its sandbox for previews of servers started there (a real pod network
+reaches every port of a pod; here each relayed port is a listener of the runtime's): serve on one of these."""
+FORWARDED_PORTS = (AGENT_PORT, *PREVIEW_PORTS)
+"""The other pod ports a pod serves (`{forward}` is `pod port=loopback port,...`): the agent's default port and
+`PREVIEW_PORTS`."""
 
 READY_TIMEOUT = 60.0
 _addresses = itertools.count(2)

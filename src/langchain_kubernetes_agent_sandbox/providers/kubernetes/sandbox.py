@@ -37,6 +37,7 @@ from ...errors import (
     TooLargeError,
 )
 from ...limits import ExecutionLimits
+from ...ports import PortRoute, check_port
 from ...results import CommandResult, FileEntry
 from ...sandbox import Sandbox, SandboxInfo
 from . import commands
@@ -45,6 +46,7 @@ from .claims import ClaimApi
 from .config import KubernetesConfig
 from .connection import Claims, Runtime
 from .errors import translated
+from .ports import route_of
 
 logger = logging.getLogger(__name__)
 
@@ -202,6 +204,13 @@ class KubernetesSandbox(Sandbox):
         port = self._config.agent_port
         assert port is not None
         return await self._call("find the agent's port", self._config.api_timeout, lambda r: r.agent_endpoint(port))
+
+    async def port_route(self, port: int) -> PortRoute:
+        """Where the agent's port is reached, but for `port` (see `ports.route_of`)."""
+        check_port(port)
+        limit = self._config.api_timeout
+        endpoint = await self._call("find the pod's address", limit, lambda r: r.agent_endpoint(port))
+        return route_of(endpoint, port)
 
     async def _run(self, command: str, *, timeout: float, cwd: str, env: dict[str, str]) -> CommandResult:
         channel = await self._channel_for_run()

@@ -5,7 +5,9 @@ socket as its stdin. Inside, it connects to the agent's socket (starting the age
 the connected descriptor back over that stdin; then it exits. The socket's path is resolved inside the
 sandbox, so whatever the sandbox put there can only lead to something of its own, and the host never follows a
 path, link or socket the sandbox controls: it only receives one descriptor, which it checks is a socket.
-`agent.py dial DIR PORT` hands over a connection to a port of the sandbox's network the same way (the agent relays it).
+`PORT_HELPER` hands over a TCP connection to a port of the sandbox's network the same way: made inside the
+sandbox's network namespace, where it stays, so the host talks to the sandbox's own loopback and to nothing else,
+with no process of the sandbox's relaying the bytes.
 """
 
 from __future__ import annotations
@@ -21,6 +23,23 @@ from ...engine import budget, program
 from ...engine.channel import Connection
 from ...engine.links import Connect
 from ...errors import SandboxError
+
+PORT_HELPER = """import socket, sys
+port = int(sys.argv[1])
+for host in ("127.0.0.1", "::1"):
+    try:
+        connection = socket.create_connection((host, port), timeout=5)
+        break
+    except OSError as error:
+        failure = error
+else:
+    sys.stderr.write(f"nothing listens on port {port} in the sandbox ({failure.strerror or failure})\\n")
+    sys.exit(1)
+socket.send_fds(socket.socket(fileno=0), [b"c"], [connection.fileno()])
+"""
+"""Run with `python3 -c PORT_HELPER PORT` in the sandbox, its stdin a Unix socket: connects to the port on the
+sandbox's loopback (IPv4, then IPv6) and sends the connected socket back."""
+TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
 Launch = Callable[[Sequence[str], socket.socket], Awaitable[asyncio.subprocess.Process]]
 """Starts a command inside the sandbox with the given socket as its stdin."""
@@ -43,8 +62,16 @@ def agent_connection(sandbox_id: str, install: Callable[[], Awaitable[None]], la
     return connect
 
 
-async def handed_over(sandbox_id: str, launch: Launch, helper: Sequence[str], *, what: str) -> socket.socket:
-    """The connected socket that `helper`, started in the sandbox with a socket as its stdin, hands back."""
+async def handed_over(
+    sandbox_id: str,
+    launch: Launch,
+    helper: Sequence[str],
+    *,
+    what: str,
+    families: tuple[int, ...] = (socket.AF_UNIX,),
+) -> socket.socket:
+    """The connected stream socket, of one of `families`, that `helper`, started in the sandbox with a socket as
+    its stdin, hands back."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         with theirs:
@@ -59,7 +86,7 @@ async def handed_over(sandbox_id: str, launch: Launch, helper: Sequence[str], *,
                 f"{what} of sandbox {sandbox_id} did not answer within {budget.AGENT_CONNECT:g} s: the sandbox may "
                 "be out of processes or memory; try again, or close the session."
             ) from None
-        connection = _received_socket(ours)
+        connection = _received_socket(ours, families)
         if connection is None:
             detail = stderr.decode("utf-8", "replace").strip()[-1000:] or f"exit status {process.returncode}"
             raise SandboxError(f"{what} of sandbox {sandbox_id} could not be reached: {detail}")
@@ -68,8 +95,8 @@ async def handed_over(sandbox_id: str, launch: Launch, helper: Sequence[str], *,
         ours.close()
 
 
-def _received_socket(ours: socket.socket) -> socket.socket | None:
-    """The descriptor the helper sent, if it sent exactly one and it is a Unix stream socket."""
+def _received_socket(ours: socket.socket, families: tuple[int, ...]) -> socket.socket | None:
+    """The descriptor the helper sent, if it is a stream socket of one of `families` (the first such one)."""
     ours.setblocking(False)
     try:
         _, fds, _, _ = socket.recv_fds(ours, 16, 4)
@@ -80,7 +107,7 @@ def _received_socket(ours: socket.socket) -> socket.socket | None:
         try:
             if received is None and stat.S_ISSOCK(os.fstat(fd).st_mode):
                 candidate = socket.socket(fileno=fd)
-                if candidate.type == socket.SOCK_STREAM and candidate.family == socket.AF_UNIX:
+                if candidate.type == socket.SOCK_STREAM and candidate.family in families:
                     received = candidate
                     continue
                 candidate.detach()

@@ -37,10 +37,11 @@ from ...network.policy import EgressPolicy
 from ...network.proxy import Observer, Resolver, system_resolver
 from ...network.service import EgressService
 from ...output import OutputLimit
+from ...ports import PortRoute, PortUnreachable, Stream, check_port
 from ...results import TIMEOUT_EXIT_CODE, CommandResult, FileEntry
 from ...sandbox import Sandbox, SandboxInfo, SandboxProvider
 from . import egress, fork, seccomp
-from .agent_link import agent_connection, handed_over
+from .agent_link import PORT_HELPER, TCP_FAMILIES, agent_connection, handed_over
 from .bubblewrap import (
     SANDBOX_PATH,
     Mounts,
@@ -343,15 +344,30 @@ class LocalSandbox(Sandbox):
         return await self._provider._agents.channel(self.id, connect, generation=self._holder.current)
 
     async def connect_port(self, port: int) -> socket.socket:
-        """A connection to loopback port `port` of the network the sandbox's commands run in, which the host cannot
-        reach otherwise (`SandboxError` when nothing listens there); the sandbox's agent relays it."""
-        if not 0 < port < 65536:
-            raise InvalidArgumentError(f"Port {port} is not a TCP port: give one from 1 to 65535.")
-        if await self.agent() is None:
+        """A TCP connection to loopback port `port` of the network the sandbox's commands run in, which the host
+        cannot reach otherwise (`SandboxError` when nothing listens there): made inside that network by a helper
+        (`PORT_HELPER`) and handed over, so it leads nowhere else."""
+        check_port(port)
+        self._require_network_of_its_own()
+        helper = ["python3", "-u", "-E", "-s", "-S", "-c", PORT_HELPER, str(port)]
+        return await handed_over(self.id, self._launch_with_socket, helper, what=f"Port {port}", families=TCP_FAMILIES)
+
+    def _require_network_of_its_own(self) -> None:
+        if self._provider.unisolated or not self._provider.keep_background:
             raise SandboxError("This sandbox runs one process per command, so nothing in it can listen on a port.")
-        helper = ["python3", "-u", "-E", "-s", "-S", f"{program.AGENT_DIR}/agent.py", "dial", program.AGENT_DIR]
-        helper.append(str(port))
-        return await handed_over(self.id, self._launch_with_socket, helper, what=f"Port {port}")
+
+    async def port_route(self, port: int) -> PortRoute:
+        """Each connection is one `connect_port`, inside the sandbox's own network namespace."""
+        check_port(port)
+        self._require_network_of_its_own()
+
+        async def dial() -> Stream:
+            try:
+                return Stream(await self.connect_port(port))
+            except SandboxError as error:
+                raise PortUnreachable(str(error)) from None
+
+        return PortRoute(port, dial)
 
     async def _install_agent(self) -> None:
         for name, content in program.FILES.items():

@@ -76,6 +76,7 @@ async def close_session(
     """Close a session: its sandbox and every file in it are destroyed, and its id stops working.
     Closing your default session is allowed; the next call without session_id starts a fresh one."""
     await context().registry.close(current_principal.get(), session_id)
+    await context().previews.end_session(session_id)
     return reply(ClosedSession(session_id=session_id, closed=True))
 
 
