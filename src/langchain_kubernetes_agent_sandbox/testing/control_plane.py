@@ -73,6 +73,46 @@ def reference_runtime_command() -> list[str]:
     ]
 
 
+SANDBOX_USER = 65534
+"""The unprivileged user a sandboxd pod's processes run as (the upstream image runs sandboxd as a non-root user)."""
+
+
+def sandboxd_command(binary: Path) -> list[str]:
+    """The real sandboxd with its container's args, in a filesystem of its own as its image would give it: the
+    machine's system folders read-only, an empty environment, a private `/tmp`, and writable `/workspace` (the
+    image's root directory) and `/app` (where the project's template mounts its workspace volume), as an
+    unprivileged user. Its network is the pod's."""
+    folders = "{state_dir}/workspace {state_dir}/app"
+    prepare = f'mkdir -p {folders} && chown {SANDBOX_USER}:{SANDBOX_USER} {folders} && exec "$@"'
+    system = [part for folder in ("/usr", "/etc") for part in ("--ro-bind", folder, folder)]
+    merged = [part for link in ("bin", "lib", "lib64", "sbin") for part in ("--symlink", f"usr/{link}", f"/{link}")]
+    return [
+        "sh",
+        "-c",
+        prepare,
+        "sandboxd-container",
+        "bwrap",
+        "--tmpfs", "/",
+        *system,
+        *merged,
+        "--dev", "/dev",
+        "--proc", "/proc",
+        "--perms", "1777", "--tmpfs", "/tmp",
+        "--bind", "{state_dir}/workspace", "/workspace",
+        "--bind", "{state_dir}/app", "/app",
+        "--ro-bind", str(binary), "/sandboxd",
+        # as python images have it
+        "--dir", "/opt/python/bin", "--symlink", "/usr/bin/python3", "/opt/python/bin/python",
+        "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
+        "--clearenv", "--setenv", "PATH", "/opt/python/bin:/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/tmp",
+        "--chdir", "/workspace",
+        "--",
+        "setpriv", f"--reuid={SANDBOX_USER}", f"--regid={SANDBOX_USER}", "--clear-groups", "--",
+        "/sandboxd",
+        "{args}",
+    ]  # fmt: skip
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -101,7 +141,8 @@ class ControlPlane:
             runtimes
             or {
                 "python-runtime-sandbox": reference_runtime_command(),
-                "sandboxd": [str(binaries.upstream("sandboxd")), "--root-dir", "{state_dir}"],
+                "sandboxd": sandboxd_command(binaries.upstream("sandboxd")),
+                "socat": ["socat", "{args}"],
             }
         )
         self.proxy_timeout = proxy_timeout

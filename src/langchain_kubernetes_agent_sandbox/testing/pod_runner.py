@@ -43,7 +43,8 @@ STOP_GRACE = 5.0
 
 RuntimeTable = Mapping[str, Sequence[str]]
 """Image name fragment -> the command that stands for it; `{ip}`, `{port}` (the container's first port) and
-`{state_dir}` (a folder of the pod's own) are filled in. The first fragment found in a container's image wins."""
+`{state_dir}` (a folder of the pod's own) are filled in, and a part `{args}` stands for the container's `args` (with
+`$(NAME)` references to its env expanded, as a kubelet does). The first fragment found in a container's image wins."""
 
 
 class ApiAccess:
@@ -102,6 +103,26 @@ class PodCgroup:
             await asyncio.sleep(0.05)
         with contextlib.suppress(OSError):
             self.path.rmdir()
+
+
+def _environment(container: Mapping[str, Any], pod_ip: str) -> dict[str, str]:
+    """A container's env by name: plain values, and the downward API's `status.podIP` (what templates use to bind
+    the pod's address); other sources are left out, so references to them stay as written, as a kubelet leaves an
+    unknown one."""
+    variables: dict[str, str] = {}
+    for entry in container.get("env", []):
+        field_path = ((entry.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+        if "value" in entry:
+            variables[entry["name"]] = str(entry["value"])
+        elif field_path == "status.podIP":
+            variables[entry["name"]] = pod_ip
+    return variables
+
+
+def _expand(part: str, variables: Mapping[str, str]) -> str:
+    for name, value in variables.items():
+        part = part.replace(f"$({name})", value)
+    return part
 
 
 @dataclass
@@ -260,18 +281,23 @@ class PodRunner:
             ports = [port["containerPort"] for port in container.get("ports", [])]
             port = str(ports[0] if ports else 8888)
             probe = (container.get("readinessProbe") or {}).get("httpGet")
+            argv: list[str] = []
+            for part in command:
+                argv += container.get("args", []) if part == "{args}" else [part.replace("{port}", port)]
             containers.append(
                 Container(
                     container["name"],
-                    [part.replace("{port}", port) for part in command],
+                    argv,
                     (probe.get("path", "/"), int(probe["port"])) if probe else None,
                 )
             )
         state_dir = self.work_dir / "pods" / f"{meta['namespace']}_{meta['name']}_{meta['uid'][:8]}"
         address = self.network.add()
-        for container in containers:
+        for container, declared in zip(containers, spec.get("containers", []), strict=True):
+            variables = _environment(declared, address.ip)
+            folder = str(state_dir / container.name)
             container.argv = [
-                part.replace("{ip}", address.ip).replace("{state_dir}", str(state_dir / container.name))
+                _expand(part, variables).replace("{ip}", address.ip).replace("{state_dir}", folder)
                 for part in container.argv
             ]
         cgroup = PodCgroup(address.netns)
