@@ -93,6 +93,8 @@ class RealPool:
     plane: ControlPlane
     pool: str = POOL
     namespace: str = NAMESPACE
+    runtime: str = "reference"
+    """What the pool's pods run: `reference` (python-runtime, behind the router) or `sandboxd`."""
 
     @property
     def router_url(self) -> str:
@@ -124,4 +126,4 @@ def sandboxd_pool(request: pytest.FixtureRequest, control_plane: ControlPlane) -
     except TimeoutError as late:
         raise TimeoutError(f"{late}\n{control_plane.diagnostics()}") from None
     _say(request.config, f"sandboxd warm pool ready in {time.monotonic() - started:.1f} s")
-    return RealPool(control_plane, pool=SANDBOXD_POOL)
+    return RealPool(control_plane, pool=SANDBOXD_POOL, runtime="sandboxd")
