@@ -49,12 +49,31 @@ def connection_config(config: KubernetesConfig) -> SandboxConnectionConfig:
     return SandboxdInClusterConnectionConfig(mode="in-cluster-pod-ip", **ports)
 
 
+class RestClient:
+    """An HTTP client for sandboxd's REST API, made on first use: a claim whose files are never read pays nothing
+    (building one costs a TLS context even for plain HTTP)."""
+
+    def __init__(self) -> None:
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=None)  # each call is bounded by the sandbox's own deadline
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
 class SandboxdAsyncRuntime(AsyncRuntime):
     """The async client's handle on a sandboxd config: its gRPC channel is the client's own."""
 
     def __init__(self, handle: Any) -> None:
         super().__init__(handle)
-        self.http = httpx.AsyncClient(timeout=None)  # each call is bounded by the sandbox's own deadline
+        self.rest = RestClient()
 
     async def grpc_channel(self) -> grpc.aio.Channel:
         channel: grpc.aio.Channel = await self.handle.connector.grpc_channel()
@@ -64,7 +83,7 @@ class SandboxdAsyncRuntime(AsyncRuntime):
         return str(await self.handle.connector.connect())
 
     async def close(self) -> None:
-        await self.http.aclose()
+        await self.rest.aclose()
         await super().close()
 
 
@@ -74,7 +93,7 @@ class SandboxdThreadedRuntime(ThreadedRuntime):
 
     def __init__(self, handle: Any) -> None:
         super().__init__(handle)
-        self.http = httpx.AsyncClient(timeout=None)
+        self.rest = RestClient()
         self._channel: grpc.aio.Channel | None = None
         self._target: str | None = None
 
@@ -93,7 +112,7 @@ class SandboxdThreadedRuntime(ThreadedRuntime):
         return str(await asyncio.to_thread(self.handle.connector.strategy.connect))
 
     async def close(self) -> None:
-        await self.http.aclose()
+        await self.rest.aclose()
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
@@ -180,7 +199,7 @@ class SandboxdSandbox(KubernetesSandbox):
         if rel is not None:
             try:
                 return await self._on_file_api(
-                    "read a file", lambda r, url: sandboxd_files.read(r.http, url, rel, path, max_bytes)
+                    "read a file", lambda r, url: sandboxd_files.read(r.rest.http, url, rel, path, max_bytes)
                 )
             except sandboxd_files.ShellNeeded:
                 pass
@@ -190,7 +209,9 @@ class SandboxdSandbox(KubernetesSandbox):
         rel = await self._file_api_name(path)
         if rel is not None:
             try:
-                return await self._on_file_api("check a path", lambda r, url: sandboxd_files.exists(r.http, url, rel))
+                return await self._on_file_api(
+                    "check a path", lambda r, url: sandboxd_files.exists(r.rest.http, url, rel)
+                )
             except sandboxd_files.ShellNeeded:
                 pass
         return await self._exists_by_shell(path)
