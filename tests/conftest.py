@@ -157,13 +157,27 @@ async def real_kubernetes_provider_factory(control_plane: ControlPlane) -> Async
 async def real_sandboxd_provider_factory(sandboxd_pool: RealPool) -> AsyncIterator[ProviderFactory]:
     """The Kubernetes provider on the real control plane's sandboxd pool, in-cluster by pod address."""
 
+    async with sandboxd_factory(sandboxd_pool, ConnectionMode.IN_CLUSTER) as make:
+        yield make
+
+
+@pytest.fixture
+async def real_sandboxd_tunnel_provider_factory(sandboxd_pool: RealPool) -> AsyncIterator[ProviderFactory]:
+    """The same pool through the pod tunnel: `kubectl port-forward` to each pod, through the real API server to the
+    control plane's kubelet endpoint, which connects to sandboxd on the pod's loopback."""
+    async with sandboxd_factory(sandboxd_pool, ConnectionMode.TUNNEL) as make:
+        yield make
+
+
+@contextlib.asynccontextmanager
+async def sandboxd_factory(pool: RealPool, connection: ConnectionMode) -> AsyncIterator[ProviderFactory]:
     def build(limits: ExecutionLimits | None = None) -> SandboxProvider:
         config = KubernetesConfig(
-            warm_pool=sandboxd_pool.pool,
-            namespace=sandboxd_pool.namespace,
-            connection=ConnectionMode.IN_CLUSTER,
+            warm_pool=pool.pool,
+            namespace=pool.namespace,
+            connection=connection,
             runtime=RuntimeKind.SANDBOXD,
-            kubeconfig=sandboxd_pool.kubeconfig,
+            kubeconfig=pool.kubeconfig,
         )
         return KubernetesProvider(config, limits=limits)
 
@@ -178,6 +192,7 @@ PROVIDER_FACTORY_FIXTURES = {
     "kubernetes-no-background": "kubernetes_no_background_provider_factory",
     "kubernetes-real": "real_kubernetes_provider_factory",
     "kubernetes-sandboxd": "real_sandboxd_provider_factory",
+    "kubernetes-sandboxd-tunnel": "real_sandboxd_tunnel_provider_factory",
 }
 """Provider name -> the fixture that makes it; each contract test runs once per entry."""
 

@@ -35,6 +35,9 @@ from .pod_network import PodAddress, PodNetwork
 log = logging.getLogger(__name__)
 
 NODE_NAME = "test-node"
+NETNS_RECORDS = "netns"
+"""The runner's folder that says which network namespace holds which pod (a file `NAMESPACE_POD` each, holding its
+name): the kubelet's port-forward endpoint (`tests/controlplane/kubelet.go`) connects there."""
 FREEZER = Path("/sys/fs/cgroup/freezer")
 READY_TIMEOUT = 60.0
 RETRY_FOR = 120.0
@@ -182,7 +185,7 @@ class PodRunner:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.network.open)
-        for folder in (self.work_dir, self.work_dir / "pods", self.work_dir / "logs"):
+        for folder in (self.work_dir, self.work_dir / "pods", self.work_dir / "logs", self.work_dir / NETNS_RECORDS):
             folder.mkdir(parents=True, exist_ok=True)
             folder.chmod(0o755)  # the pods' sandboxes run as an unprivileged user that must reach their folders
         self._http = self.api.client()
@@ -301,6 +304,7 @@ class PodRunner:
                 for part in container.argv
             ]
         cgroup = PodCgroup(address.netns)
+        (self.work_dir / NETNS_RECORDS / f"{meta['namespace']}_{meta['name']}").write_text(address.netns)
         return RunningPod(
             meta["namespace"], meta["name"], meta["uid"], address, state_dir, containers, spec["restartPolicy"], cgroup
         )
@@ -489,6 +493,9 @@ class PodRunner:
                     os.killpg(process.pid, signal.SIGKILL)
                 await process.wait()
         await pod.cgroup.kill_all()  # what the runtimes left: their sandboxes' processes
+        record = self.work_dir / NETNS_RECORDS / f"{pod.namespace}_{pod.name}"
+        if record.exists() and record.read_text() == pod.address.netns:  # not yet a new pod's of the same name
+            record.unlink()
         await asyncio.to_thread(self.network.remove, pod.address.netns)
         # Each container's runtime keeps a state folder of the local provider, whose sandboxes' holders end
         # when their folders go.
