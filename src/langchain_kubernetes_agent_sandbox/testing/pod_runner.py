@@ -353,13 +353,18 @@ class PodRunner:
                 start_new_session=True,
             )
 
-    async def _until_ready(self, pod: RunningPod) -> None:
+    async def _until_ready(self, pod: RunningPod, *, restarting: bool = False) -> None:
+        """Wait for every container's readiness probe. While `restarting` (after a crash), a container found ended
+        is restarted too: several can end at once (a pod's processes killed together), and one's probe may need
+        another (a sidecar that publishes its port)."""
         deadline = time.monotonic() + READY_TIMEOUT
         async with httpx.AsyncClient(timeout=2.0) as probe_client:
             for container in pod.containers:
                 while container.probe is not None:
                     if container.process is None or container.process.returncode is not None:
-                        raise RuntimeError(f"container {container.name} exited before it was ready")
+                        if not restarting:
+                            raise RuntimeError(f"container {container.name} exited before it was ready")
+                        await self._restart_ended(pod)
                     path, port = container.probe
                     with contextlib.suppress(httpx.HTTPError):
                         answer = await probe_client.get(f"http://{pod.address.ip}:{port}{path}")
@@ -383,11 +388,17 @@ class PodRunner:
             if pod.restart_policy == "Never" or (pod.restart_policy == "OnFailure" and code == 0):
                 await self._finish(pod, succeeded=code == 0)
                 return
-            exited.restarts += 1
             await self._report(pod, ready=False)
-            await self._start_container(pod, exited)
-            await self._until_ready(pod)
+            await self._restart_ended(pod)
+            await self._until_ready(pod, restarting=True)
             await self._report(pod, ready=True)
+
+    async def _restart_ended(self, pod: RunningPod) -> None:
+        for container in pod.containers:
+            if container.process is not None and container.process.returncode is None:
+                continue
+            container.restarts += 1
+            await self._start_container(pod, container)
 
     # Status
 
