@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from langchain_kubernetes_agent_sandbox.errors import SandboxError
-from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesConfig, KubernetesProvider
+from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesConfig, KubernetesProvider, sandboxd
 from langchain_kubernetes_agent_sandbox.providers.kubernetes.config import AGENT_PORT, ConnectionMode, RuntimeKind
 from langchain_kubernetes_agent_sandbox.sandbox import Sandbox
 from langchain_kubernetes_agent_sandbox.testing.control_plane import ControlPlane
@@ -94,6 +94,19 @@ async def test_a_killed_pod_process_fails_the_running_command_at_once_and_the_ne
             continue
         assert result.stdout == "back\n"
         break
+
+
+async def test_what_a_relay_that_ends_early_wrote_reaches_the_message_bounded_and_printable(sandbox: Sandbox) -> None:
+    runtime = await sandbox._sandboxd()  # type: ignore[attr-defined]
+    flood = "printf 'no python3 here\\033[2J'; head -c 5000000 /dev/zero | tr '\\0' x; echo; echo last words; exit 3"
+    pipe = await sandboxd.start(await runtime.grpc_channel(), ["/bin/sh", "-c", f"({flood}) >&2"], name="a test")
+    with pytest.raises(ConnectionError) as ended:
+        await pipe.readexactly(1)
+    message = str(ended.value)
+    assert "exit status 3" in message
+    assert message.endswith("last words")
+    assert len(message) < 700
+    assert message.isprintable()
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from .agent import AgentUnavailable, install_argv
 
 MAX_STDERR_TAIL = 2000
 """Bytes of the relay's stderr kept for the message when it ends early."""
+MAX_REASON_CHARS = 500
 
 _START = proto.SERVICE + "/Start"
 _WRITE_STDIN = proto.SERVICE + "/WriteStdin"
@@ -42,6 +43,7 @@ class ProcessPipe:
         self._received = bytearray()
         self._unsent = bytearray()
         self._stderr = bytearray()
+        self._exit_code: int | None = None
         self._ended = False
         self._write = channel.unary_unary(
             _WRITE_STDIN,
@@ -49,13 +51,17 @@ class ProcessPipe:
             response_deserializer=proto.WriteStdinResponse.FromString,
         )
 
-    @property
-    def stderr_tail(self) -> str:
-        return self._stderr.decode("utf-8", "replace").strip()
+    def _end_reason(self) -> str:
+        """Why the relay's output ended, for the message: its exit status and the tail of its stderr, printable."""
+        tail = "".join(c if c.isprintable() else " " for c in self._stderr.decode("utf-8", "replace")).strip()
+        status = "" if self._exit_code is None else f" with exit status {self._exit_code}"
+        return f"the agent's relay in {self._name} ended{status}" + (f": {tail[-MAX_REASON_CHARS:]}" if tail else "")
 
     async def readexactly(self, n: int, /) -> bytes:
         while len(self._received) < n:
             if self._ended:
+                if self._stderr or self._exit_code:
+                    raise ConnectionError(self._end_reason())
                 raise asyncio.IncompleteReadError(bytes(self._received), n)
             await self._next_event()
         data = bytes(self._received[:n])
@@ -78,6 +84,7 @@ class ProcessPipe:
             self._stderr += event.stderr
             del self._stderr[:-MAX_STDERR_TAIL]
         elif kind == "exit":
+            self._exit_code = event.exit.exit_code
             self._ended = True
 
     def write(self, data: bytes, /) -> None:
