@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from k8s_agent_sandbox.models import SandboxdInClusterConnectionConfig, SandboxdPodTunnelConnectionConfig
 
+from langchain_kubernetes_agent_sandbox.providers.kubernetes import rbac
 from langchain_kubernetes_agent_sandbox.providers.kubernetes.config import (
     ConnectionMode,
     KubernetesConfig,
@@ -64,3 +65,12 @@ def test_one_port_for_both_of_sandboxds_services_is_refused() -> None:
 
 def test_the_reference_runtime_stays_the_default() -> None:
     assert _kubernetes(warm_pool="p", api_url="http://r").runtime is RuntimeKind.REFERENCE
+
+
+def test_the_pod_tunnel_needs_the_pods_and_their_port_forward_in_the_sandboxes_namespace() -> None:
+    config = _kubernetes(warm_pool="p", runtime="sandboxd", connection="tunnel", namespace="agents")
+    wanted = {(a.group, a.resource, a.subresource, a.verbs, a.namespace) for a in rbac.required_access(config)}
+    assert ("", "pods", "", ("get",), "agents") in wanted
+    assert ("", "pods", "portforward", ("create",), "agents") in wanted
+    in_cluster = _kubernetes(warm_pool="p", runtime="sandboxd", connection="in-cluster")
+    assert all(a.resource != "pods" for a in rbac.required_access(in_cluster))
