@@ -186,8 +186,9 @@ class SandboxdSandbox(KubernetesSandbox):
         known = _SERVES_WORKDIR.get(self)
         if known is None:
             answer, _ = await self._exec("pwd -P", self._config.file_timeout)
-            root = answer.stdout.strip() if answer.exit_code == 0 else ""
-            known = posixpath.normpath(root or ".") == paths.WORKDIR
+            if answer.exit_code != 0:
+                return False  # the shell then, this time; asked again next time
+            known = posixpath.normpath(answer.stdout.strip() or ".") == paths.WORKDIR
             _SERVES_WORKDIR.put(self, known)
         return known
 
