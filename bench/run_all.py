@@ -30,6 +30,7 @@ import bench_local  # noqa: E402
 import bench_mcp  # noqa: E402
 import bench_preview  # noqa: E402
 import bench_python  # noqa: E402
+import bench_sandboxd  # noqa: E402
 import bench_validation  # noqa: E402
 from langchain_kubernetes_agent_sandbox.providers.local.state import temporary_state  # noqa: E402
 
@@ -169,6 +170,24 @@ def kubernetes_rows(rounds: int, commands: int) -> list[Row]:
     ]
 
 
+def sandboxd_rows(rounds: int, commands: int) -> list[Row]:
+    """The provider on sandboxd pods of the real control plane beside the client used directly (issue 14: a
+    command's first output line at the MCP client within 250 ms)."""
+    figures = bench_sandboxd.main(rounds, commands)
+    print(bench_kubernetes.report(figures))
+    return [
+        row(
+            "kubernetes (sandboxd, real control plane)",
+            f["figure"],
+            f["value"],
+            f["unit"],
+            f["baseline"],
+            f["baseline_is"],
+        )
+        for f in figures
+    ]
+
+
 def markdown(rows: list[Row], facts: dict[str, Any]) -> str:
     lines = [
         f"Measured {facts['date']} on {facts['cpus']} x {facts['cpu_model']}, {facts['memory']} memory, "
@@ -217,6 +236,7 @@ def main() -> None:
     rows += validation_rows(args.validation_rounds)
     rows += python_rows(args.python_rounds)
     rows += kubernetes_rows(args.rounds, args.commands)
+    rows += sandboxd_rows(args.rounds, args.commands // 2)
     rows += adapter_rows(args.rounds)
     rows += egress_rows(args.runs * 2)
     rows += preview_rows(args.runs * 2)

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV="${VENV:-.venv}"
-SYSTEM_PACKAGES=(bubblewrap e2fsprogs iproute2 keyutils mount python3 python3-venv python3-matplotlib nodejs npm util-linux curl git python3-pip)
+SYSTEM_PACKAGES=(bubblewrap e2fsprogs iproute2 keyutils mount python3 python3-venv python3-matplotlib nodejs npm util-linux curl git python3-pip socat)
 
 missing_system_packages() {
     command -v bwrap >/dev/null 2>&1 || echo bubblewrap
@@ -27,6 +27,8 @@ missing_system_packages() {
     # pip inside sandboxes (the host's /usr/bin), through the proxy.
     command -v nsenter >/dev/null 2>&1 || echo util-linux
     command -v curl >/dev/null 2>&1 || echo curl
+    # The real control plane's sandboxd pods publish sandboxd's loopback ports on the pod address with socat sidecars.
+    command -v socat >/dev/null 2>&1 || echo socat
     command -v git >/dev/null 2>&1 || echo git
     /usr/bin/python3 -m pip --version >/dev/null 2>&1 || echo python3-pip
 }

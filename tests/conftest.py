@@ -12,6 +12,7 @@ import pytest
 
 from langchain_kubernetes_agent_sandbox import ExecutionLimits, Sandbox, SandboxProvider
 from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesConfig, KubernetesProvider
+from langchain_kubernetes_agent_sandbox.providers.kubernetes.config import ConnectionMode, RuntimeKind
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider
 from langchain_kubernetes_agent_sandbox.providers.local.state import temporary_state
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
@@ -21,6 +22,7 @@ from langchain_kubernetes_agent_sandbox.testing.pods import DEFAULT_RUNTIME_COMM
 pytest.register_assert_rewrite("tests.control_plane")  # a plugin (below) that this file also imports from
 from tests.control_plane import NAMESPACE as REAL_NAMESPACE  # noqa: E402
 from tests.control_plane import POOL as REAL_POOL  # noqa: E402
+from tests.control_plane import RealPool  # noqa: E402
 
 pytest_plugins = ["langchain_kubernetes_agent_sandbox.testing.pytest_plugin", "tests.control_plane"]
 
@@ -151,12 +153,46 @@ async def real_kubernetes_provider_factory(control_plane: ControlPlane) -> Async
         yield make
 
 
+@pytest.fixture
+async def real_sandboxd_provider_factory(sandboxd_pool: RealPool) -> AsyncIterator[ProviderFactory]:
+    """The Kubernetes provider on the real control plane's sandboxd pool, in-cluster by pod address."""
+
+    async with sandboxd_factory(sandboxd_pool, ConnectionMode.IN_CLUSTER) as make:
+        yield make
+
+
+@pytest.fixture
+async def real_sandboxd_tunnel_provider_factory(sandboxd_pool: RealPool) -> AsyncIterator[ProviderFactory]:
+    """The same pool through the pod tunnel: `kubectl port-forward` to each pod, through the real API server to the
+    control plane's kubelet endpoint, which connects to sandboxd on the pod's loopback."""
+    async with sandboxd_factory(sandboxd_pool, ConnectionMode.TUNNEL) as make:
+        yield make
+
+
+@contextlib.asynccontextmanager
+async def sandboxd_factory(pool: RealPool, connection: ConnectionMode) -> AsyncIterator[ProviderFactory]:
+    def build(limits: ExecutionLimits | None = None) -> SandboxProvider:
+        config = KubernetesConfig(
+            warm_pool=pool.pool,
+            namespace=pool.namespace,
+            connection=connection,
+            runtime=RuntimeKind.SANDBOXD,
+            kubeconfig=pool.kubeconfig,
+        )
+        return KubernetesProvider(config, limits=limits)
+
+    async with tracked(build) as make:
+        yield make
+
+
 PROVIDER_FACTORY_FIXTURES = {
     "local": "local_provider_factory",
     "kubernetes": "kubernetes_provider_factory",
     "kubernetes-oneshot": "kubernetes_oneshot_provider_factory",
     "kubernetes-no-background": "kubernetes_no_background_provider_factory",
     "kubernetes-real": "real_kubernetes_provider_factory",
+    "kubernetes-sandboxd": "real_sandboxd_provider_factory",
+    "kubernetes-sandboxd-tunnel": "real_sandboxd_tunnel_provider_factory",
 }
 """Provider name -> the fixture that makes it; each contract test runs once per entry."""
 

@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CONTROL_PLANE_SOURCE = ROOT / "tests" / "controlplane"
 POOL_MANIFESTS = ROOT / "deploy" / "sandbox-pool"
 POOL = "python-pool"
+SANDBOXD_POOL_MANIFESTS = ROOT / "deploy" / "sandboxd-pool"
+SANDBOXD_POOL = "sandboxd-pool"
 NAMESPACE = "default"
 
 
@@ -37,11 +39,11 @@ def _say(config: pytest.Config, line: str) -> None:
         reporter.write_line(line)
 
 
-def pool_manifests(namespace: str) -> list[dict[str, Any]]:
-    """The project's SandboxTemplate and warm pool, as deploy/sandbox-pool has them, in `namespace`."""
+def pool_manifests(namespace: str, folder: Path = POOL_MANIFESTS) -> list[dict[str, Any]]:
+    """The project's SandboxTemplate and warm pool, as deploy/sandbox-pool (or `folder`) has them, in `namespace`."""
     manifests = []
     for name in ("sandboxtemplate.yaml", "sandboxwarmpool.yaml"):
-        manifest = yaml.safe_load((POOL_MANIFESTS / name).read_text())
+        manifest = yaml.safe_load((folder / name).read_text())
         manifest["metadata"]["namespace"] = namespace
         manifests.append(manifest)
     return manifests
@@ -91,6 +93,8 @@ class RealPool:
     plane: ControlPlane
     pool: str = POOL
     namespace: str = NAMESPACE
+    runtime: str = "reference"
+    """What the pool's pods run: `reference` (python-runtime, behind the router) or `sandboxd`."""
 
     @property
     def router_url(self) -> str:
@@ -109,3 +113,17 @@ class RealPool:
 @pytest.fixture
 def real_pool(control_plane: ControlPlane) -> RealPool:
     return RealPool(control_plane)
+
+
+@pytest.fixture(scope="session")
+def sandboxd_pool(request: pytest.FixtureRequest, control_plane: ControlPlane) -> RealPool:
+    """The warm pool of deploy/sandboxd-pool (pods running the real sandboxd), made on the first test that needs it."""
+    started = time.monotonic()
+    for manifest in pool_manifests(NAMESPACE, SANDBOXD_POOL_MANIFESTS):
+        control_plane.apply(manifest)
+    try:
+        wait_for_pool(control_plane, NAMESPACE, SANDBOXD_POOL)
+    except TimeoutError as late:
+        raise TimeoutError(f"{late}\n{control_plane.diagnostics()}") from None
+    _say(request.config, f"sandboxd warm pool ready in {time.monotonic() - started:.1f} s")
+    return RealPool(control_plane, pool=SANDBOXD_POOL, runtime="sandboxd")

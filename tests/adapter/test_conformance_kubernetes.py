@@ -1,5 +1,5 @@
 """The standard deepagents sandbox suite on the Kubernetes provider, on the imitation cluster and on the real control
-plane."""
+plane (python-runtime and sandboxd pods)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import pytest
 
 from langchain_kubernetes_agent_sandbox.adapter import ADAPTER_LIMITS, SandboxBackend
 from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesConfig, KubernetesProvider
+from langchain_kubernetes_agent_sandbox.providers.kubernetes.config import ConnectionMode, RuntimeKind
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
 from langchain_kubernetes_agent_sandbox.testing.control_plane import ControlPlane
 from tests.adapter.sandbox_suite import StandardSandboxSuite
-from tests.control_plane import NAMESPACE, POOL
+from tests.control_plane import NAMESPACE, POOL, RealPool
 
 
 class TestKubernetesBackendConformance(StandardSandboxSuite):
@@ -41,6 +42,23 @@ class TestRealKubernetesBackendConformance(TestKubernetesBackendConformance):
     def sandbox(self, control_plane: ControlPlane) -> Iterator[SandboxBackend]:
         config = KubernetesConfig(
             warm_pool=POOL, namespace=NAMESPACE, api_url=control_plane.router_url, kubeconfig=control_plane.kubeconfig
+        )
+        provider = KubernetesProvider(config, limits=ADAPTER_LIMITS)
+        with SandboxBackend.open(provider, close_provider=True) as backend:
+            yield backend
+
+
+class TestSandboxdBackendConformance(TestKubernetesBackendConformance):
+    """The same suite on the real control plane's sandboxd pods, in-cluster by pod address."""
+
+    @pytest.fixture(scope="class")
+    def sandbox(self, sandboxd_pool: RealPool) -> Iterator[SandboxBackend]:
+        config = KubernetesConfig(
+            warm_pool=sandboxd_pool.pool,
+            namespace=sandboxd_pool.namespace,
+            connection=ConnectionMode.IN_CLUSTER,
+            runtime=RuntimeKind.SANDBOXD,
+            kubeconfig=sandboxd_pool.kubeconfig,
         )
         provider = KubernetesProvider(config, limits=ADAPTER_LIMITS)
         with SandboxBackend.open(provider, close_provider=True) as backend:

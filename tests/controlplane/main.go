@@ -1,5 +1,6 @@
 // Command controlplane is the tests' Kubernetes control plane: one binary that runs, by its first argument, an
-// embedded etcd, the real kube-apiserver or the real kube-controller-manager (for its garbage collector), and that
+// embedded etcd, the real kube-apiserver, the real kube-controller-manager (for its garbage collector) or the kubelet's
+// port-forward endpoint (beside the tests' pod runner, which stands in for the rest of the kubelet), and that
 // writes what they need (certificates and keys; agent-sandbox's CRDs as JSON). The tests start each component as a
 // process of its own so that they can stop and restart one (an API server restarted mid-load) while the others go
 // on. Only upstream packages run here: these files are the glue that chooses one and feeds it its flags.
@@ -18,7 +19,7 @@ import (
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 )
 
-const usage = "usage: controlplane pki DIR | crds FROM TO | etcd DATA_DIR CLIENT_URL | kube-apiserver FLAGS... | kube-controller-manager FLAGS..."
+const usage = "usage: controlplane pki DIR | crds FROM TO | etcd DATA_DIR CLIENT_URL | kube-apiserver FLAGS... | kube-controller-manager FLAGS... | kubelet ADDRESS CERT KEY NETNS_DIR"
 
 func main() {
 	if len(os.Args) < 2 {
@@ -62,6 +63,15 @@ func main() {
 		command := controllermanager.NewControllerManagerCommand()
 		command.SetArgs(args)
 		os.Exit(cli.Run(command))
+	case "kubelet":
+		if len(args) != 4 {
+			fmt.Fprintln(os.Stderr, usage)
+			os.Exit(2)
+		}
+		if err := runKubelet(args[0], args[1], args[2], args[3]); err != nil {
+			fmt.Fprintln(os.Stderr, "kubelet:", err)
+			os.Exit(1)
+		}
 	default:
 		fmt.Fprintf(os.Stderr, "controlplane: unknown component %q\n%s\n", component, usage)
 		os.Exit(2)

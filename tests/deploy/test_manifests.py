@@ -15,7 +15,7 @@ from langchain_kubernetes_agent_sandbox.server.config import load
 from tests.deploy.crd_fields import K8S_VERSION, pool_problems, template_problems
 from tests.deploy.tools import find, render
 
-FOLDERS = ["base", "sandbox-pool", "overlays/example", "overlays/gateway"]
+FOLDERS = ["base", "sandbox-pool", "sandboxd-pool", "overlays/example", "overlays/gateway", "overlays/sandboxd"]
 CRD_KINDS = {"SandboxTemplate", "SandboxWarmPool"}
 
 
@@ -36,7 +36,7 @@ def test_renders_and_validates_against_the_kubernetes_schemas(
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
 
 
-@pytest.mark.parametrize("folder", ["sandbox-pool", "overlays/example"])
+@pytest.mark.parametrize("folder", ["sandbox-pool", "overlays/example", "sandboxd-pool", "overlays/sandboxd"])
 def test_sandbox_template_and_pool_use_only_fields_of_the_agent_sandbox_crds(
     rendered: dict[str, list[dict[str, Any]]], folder: str
 ) -> None:
@@ -162,3 +162,27 @@ def test_deployment_settings_are_ones_the_server_accepts(
     assert config.provider == "kubernetes"
     assert config.port == deploy["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
     assert kubernetes_config(config).namespace == "agents"
+
+
+def test_the_sandboxd_overlay_serves_its_pool_in_cluster_and_opens_exactly_sandboxds_ports(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    objects = rendered["overlays/sandboxd"]
+    env = env_of(deployment(objects))
+    (pool,) = find(objects, "SandboxWarmPool")
+    (template,) = find(objects, "SandboxTemplate")
+    assert env["KUBERNETES_AGENT_SANDBOX_RUNTIME"] == "sandboxd"
+    assert env["KUBERNETES_AGENT_SANDBOX_CONNECTION"] == "in-cluster"
+    assert env["KUBERNETES_AGENT_SANDBOX_WARM_POOL"] == pool["metadata"]["name"]
+    assert "KUBERNETES_AGENT_SANDBOX_API_URL" not in env
+    roles = find(objects, "Role")
+    assert set().union(*(rules_of(role) for role in roles)) == expected(ConnectionMode.IN_CLUSTER)
+    server_labels = deployment(objects)["spec"]["template"]["metadata"]["labels"]
+    pod_labels = template["spec"]["podTemplate"]["metadata"]["labels"]
+    (egress,) = find(objects, "NetworkPolicy", "kubernetes-agent-sandbox-sandboxd")
+    (rule,) = egress["spec"]["egress"]
+    assert rule["to"][0]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert sorted(port["port"] for port in rule["ports"]) == [8080, 9090]
+    (ingress,) = template["spec"]["networkPolicy"]["ingress"]
+    assert ingress["from"][0]["podSelector"]["matchLabels"].items() <= server_labels.items()
+    assert sorted(port["port"] for port in ingress["ports"]) == [8080, 9090]

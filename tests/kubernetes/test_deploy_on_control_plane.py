@@ -136,3 +136,18 @@ def test_doctor_passes_with_the_service_account_and_names_a_verb_the_role_lacks(
     assert (
         f"[FAIL] rbac: denied: watch sandboxclaims.extensions.agents.x-k8s.io in namespace {NAMESPACE}"
     ) in broken.stdout
+
+
+def test_doctor_names_the_pod_tunnel_rights_that_the_role_does_not_grant(
+    installed: dict[str, str], control_plane: ControlPlane
+) -> None:
+    """The Role is for the router's path; sandboxd through the pod tunnel needs pods and their port-forward, which
+    the real authorizer refuses and doctor names (a subresource in a SelfSubjectAccessReview)."""
+    kubeconfig = control_plane.kubeconfig_for(NAMESPACE, ACCOUNT)
+    argv = [sys.executable, "-m", "langchain_kubernetes_agent_sandbox", "doctor", "--kubeconfig", kubeconfig]
+    argv += ["--warm-pool", POOL, "--namespace", NAMESPACE, "--runtime", "sandboxd", "--connection", "tunnel"]
+    checked = subprocess.run([*argv, "--no-claim"], capture_output=True, text=True, timeout=180, check=False)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert (
+        f"[FAIL] rbac: denied: get pods in namespace {NAMESPACE}; create pods/portforward in namespace {NAMESPACE}"
+    ) in checked.stdout

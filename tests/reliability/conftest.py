@@ -20,13 +20,10 @@ Serve = Callable[..., contextlib.AbstractContextManager[ServedServer]]
 
 
 def cluster_flags(cluster: Cluster) -> tuple[str, ...]:
-    return (
-        "--provider=kubernetes",
-        f"--warm-pool={cluster.pool}",
-        f"--api-url={cluster.router_url}",
-        f"--kubeconfig={cluster.kubeconfig}",
-        "--connection=direct",
-    )
+    common = ("--provider=kubernetes", f"--warm-pool={cluster.pool}", f"--kubeconfig={cluster.kubeconfig}")
+    if getattr(cluster, "runtime", "reference") == "sandboxd":
+        return (*common, "--runtime=sandboxd", "--connection=in-cluster")
+    return (*common, f"--api-url={cluster.router_url}", "--connection=direct")
 
 
 @pytest.fixture
@@ -66,8 +63,8 @@ def alive(backend: str, state_dir: Path, request: pytest.FixtureRequest) -> Aliv
     if backend == "kubernetes":
         cluster: FakeCluster = request.getfixturevalue("fake_cluster")
         return lambda: {claim["metadata"]["name"] for claim in cluster.claims()}
-    if backend == "kubernetes-real":
-        real: RealPool = request.getfixturevalue("real_pool")
+    if backend in ("kubernetes-real", "kubernetes-sandboxd"):
+        real: RealPool = request.getfixturevalue(CLUSTER_FIXTURES[backend])
         return lambda: {claim["metadata"]["name"] for claim in real.claims()}
 
     def local_sandboxes() -> set[str]:

@@ -18,9 +18,10 @@ from tests.reliability.workload import Tally, Worker, connect, make_workers, tex
 SESSIONS_EACH = 2
 
 
-@pytest.fixture(params=["local", "kubernetes", "kubernetes-real"])
+@pytest.fixture(params=["local", "kubernetes", "kubernetes-real", "kubernetes-sandboxd"])
 def backend(request: pytest.FixtureRequest) -> str:
-    """Restarts and replicas also on the real control plane (the load tests stay on the two cheaper backends)."""
+    """Restarts and replicas also on the real control plane, python-runtime and sandboxd pods (the load tests stay on
+    the two cheaper backends)."""
     return str(request.param)
 
 

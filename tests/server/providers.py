@@ -31,17 +31,24 @@ class Cluster(Protocol):
 
 
 def on_cluster(cluster: Cluster, **settings: Any) -> ServerConfig:
-    """The server's settings for the Kubernetes provider on `cluster`."""
+    """The server's settings for the Kubernetes provider on `cluster` (a pool of sandboxd pods says so)."""
+    if getattr(cluster, "runtime", "reference") == "sandboxd":
+        settings = {**SANDBOXD_SETTINGS, **settings}
     return ServerConfig(
         provider="kubernetes",
         warm_pool=cluster.pool,
-        api_url=cluster.router_url,
         kubeconfig=cluster.kubeconfig,
-        **settings,
+        **{"api_url": cluster.router_url, **settings},
     )
 
 
-CLUSTER_FIXTURES = {"kubernetes": "fake_cluster", "kubernetes-real": "real_pool"}
+CLUSTER_FIXTURES = {
+    "kubernetes": "fake_cluster",
+    "kubernetes-real": "real_pool",
+    "kubernetes-sandboxd": "sandboxd_pool",
+}
+SANDBOXD_SETTINGS: dict[str, Any] = {"runtime": "sandboxd", "connection": "in-cluster", "api_url": None}
+"""sandboxd's pods are reached in-cluster (the test machine is on the pod network), not through the router."""
 
 
 @pytest.fixture(params=["local", *CLUSTER_FIXTURES])

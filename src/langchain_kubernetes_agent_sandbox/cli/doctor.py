@@ -21,6 +21,10 @@ KUBERNETES_SETTINGS = (
     "gateway_name",
     "gateway_namespace",
     "kubeconfig",
+    "runtime",
+    "sandboxd_address",
+    "sandboxd_rest_port",
+    "sandboxd_grpc_port",
 )
 
 DESCRIPTION = """\

@@ -4,7 +4,9 @@
 socket `DIR/sock`, and runs commands and Python cells for whoever connects (any server process, any replica).
 `python3 agent.py connect DIR` is what a server starts to reach it: it starts the agent if none answers, connects,
 hands the connected socket to the server over its stdin (a Unix socket, SCM_RIGHTS) and exits, so the server talks
-to the agent directly and no process stays in between. Where the server is outside the sandbox's machine (a pod),
+to the agent directly and no process stays in between; `python3 agent.py pipe DIR` relays such a connection over
+its own stdin and stdout instead, for a server that has only a process's pipes (sandboxd's process API).
+Where the server is outside the sandbox's machine (a pod),
 `python3 agent.py listen DIR PORT` starts an agent serving TCP port PORT instead (see `agent_port.py`) if none
 does, and prints its record (port, token, pid) as JSON.
 
@@ -42,6 +44,7 @@ import json
 import math
 import os
 import secrets
+import select
 import shutil
 import signal
 import socket
@@ -882,6 +885,25 @@ def connect(directory: str, replace: bool = False) -> int:
     """Hand a connection to the agent (started if none answers) to the server over fd 0, then exit. With
     `replace`, whatever listens on the agent's socket now (an agent the server could not accept) is left behind
     and a new agent started."""
+    connection = _agent_connection(directory, replace)
+    if connection is None:
+        return _report_failure(directory)
+    return _hand_over(connection)
+
+
+def pipe(directory: str, replace: bool = False) -> int:
+    """Relay a connection to the agent (started if none answers, as with `connect`) over this process's stdin and
+    stdout until either side ends: for a server that reaches the sandbox only through a process's pipes (sandboxd's
+    process API). The agent outlives this relay, so a server that lost it starts another and attaches again."""
+    connection = _agent_connection(directory, replace)
+    if connection is None:
+        return _report_failure(directory)
+    with connection:
+        _relay_pipes(connection)
+    return 0
+
+
+def _agent_connection(directory: str, replace: bool) -> socket.socket | None:
     path = f"{directory}/sock"
     with _locked(directory):
         if replace:
@@ -891,9 +913,27 @@ def connect(directory: str, replace: bool = False) -> int:
         if connection is None:
             _start_agent(directory, [])
             connection = _wait_for(lambda: _connect(socket.AF_UNIX, path))
-    if connection is None:
-        return _report_failure(directory)
-    return _hand_over(connection)
+    return connection
+
+
+def _relay_pipes(connection: socket.socket) -> None:
+    reading_stdin, agent = True, connection.fileno()
+    while True:
+        readable, _, _ = select.select([agent, *([0] if reading_stdin else [])], [], [])
+        if 0 in readable:
+            data = os.read(0, CHUNK)
+            if data:
+                connection.sendall(data)
+            else:
+                reading_stdin = False
+                connection.shutdown(socket.SHUT_WR)
+        if agent in readable:
+            data = connection.recv(CHUNK)
+            if not data:
+                return
+            view = memoryview(data)
+            while view:
+                view = view[os.write(1, view) :]
 
 
 def listen(directory: str, port: int, replace: bool = False) -> int:
@@ -999,6 +1039,8 @@ def main() -> None:
         sys.exit(connect(arguments[0], replace=arguments[1:] == ["replace"]))
     if mode == "listen":
         sys.exit(listen(arguments[0], int(arguments[1]), replace=arguments[2:] == ["replace"]))
+    if mode == "pipe":
+        sys.exit(pipe(arguments[0], replace=arguments[1:] == ["replace"]))
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     os.makedirs(JOBS, exist_ok=True)
     asyncio.run(serve(arguments[0], int(arguments[1]) if len(arguments) > 1 else None))

@@ -185,6 +185,33 @@ SETTINGS: tuple[Setting, ...] = (
         "request to the runtime.",
         "int",
     ),
+    # sandboxd as a runtime (issue 14): the pool's pods speak sandboxd's gRPC and REST instead of python-runtime.
+    Setting(
+        "runtime",
+        "Kubernetes provider: what the warm pool's pods run: the python-runtime protocol, or sandboxd (then "
+        "connection must be in-cluster or tunnel: the router cannot carry its gRPC).",
+        choices=("reference", "sandboxd"),
+        default_of=_kubernetes_default("runtime"),
+    ),
+    Setting(
+        "sandboxd_address",
+        "Kubernetes provider: for sandboxd in-cluster, reach the pod's address or its Service (the template "
+        "needs `service: true`).",
+        choices=("pod-ip", "service"),
+        default_of=_kubernetes_default("sandboxd_address"),
+    ),
+    Setting(
+        "sandboxd_rest_port",
+        "Kubernetes provider: pod port of sandboxd's REST file API.",
+        "int",
+        default_of=_kubernetes_default("sandboxd_rest_port"),
+    ),
+    Setting(
+        "sandboxd_grpc_port",
+        "Kubernetes provider: pod port of sandboxd's gRPC ProcessService.",
+        "int",
+        default_of=_kubernetes_default("sandboxd_grpc_port"),
+    ),
     Setting(
         "ready_timeout",
         "Kubernetes provider: seconds a claim may wait for a ready pod.",
@@ -317,6 +344,10 @@ class ServerConfig(BaseModel):
     kubeconfig: str | None = None
     router_timeout: float | None = Field(None, gt=0)
     agent_port: int = Field(AGENT_PORT, ge=0, le=65535)
+    runtime: Literal["reference", "sandboxd"] | None = None
+    sandboxd_address: Literal["pod-ip", "service"] | None = None
+    sandboxd_rest_port: int | None = Field(None, ge=1, le=65535)
+    sandboxd_grpc_port: int | None = Field(None, ge=1, le=65535)
     ready_timeout: float | None = Field(None, gt=0)
     api_timeout: float | None = Field(None, gt=0)
     file_timeout: float | None = Field(None, gt=0)

@@ -103,6 +103,7 @@ def kubernetes_config(config: ServerConfig, **defaults: Any) -> KubernetesConfig
         "file_timeout": config.file_timeout,
     }
     chosen = {**defaults, **{name: value for name, value in timeouts.items() if value is not None}}
+    chosen.update(sandboxd_settings(config))
     try:
         return KubernetesConfig(
             warm_pool=config.warm_pool or "",
@@ -119,6 +120,21 @@ def kubernetes_config(config: ServerConfig, **defaults: Any) -> KubernetesConfig
         )
     except InvalidArgumentError as error:
         raise ConfigError(f"kubernetes provider: {error}") from None
+
+
+def sandboxd_settings(config: ServerConfig) -> dict[str, Any]:
+    """The Kubernetes provider's runtime settings the operator gave (`KubernetesConfig` has the defaults)."""
+    from ..providers.kubernetes.config import RuntimeKind, SandboxdAddress
+
+    chosen: dict[str, Any] = {}
+    if config.runtime is not None:
+        chosen["runtime"] = RuntimeKind(config.runtime)
+    if config.sandboxd_address is not None:
+        chosen["sandboxd_address"] = SandboxdAddress(config.sandboxd_address)
+    for name in ("sandboxd_rest_port", "sandboxd_grpc_port"):
+        if getattr(config, name) is not None:
+            chosen[name] = getattr(config, name)
+    return chosen
 
 
 def session_policy(config: ServerConfig) -> SessionPolicy:

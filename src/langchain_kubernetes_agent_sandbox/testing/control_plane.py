@@ -35,6 +35,7 @@ import httpx
 
 from .go_build import ControlPlaneBinaries
 from .pod_network import PodNetwork
+from .pod_runner import NETNS_RECORDS, NODE_NAME
 from .pods import FORWARDED_PORTS
 
 COMPONENTS = (
@@ -43,6 +44,7 @@ COMPONENTS = (
     "kube-controller-manager",
     "agent-sandbox-controller",
     "sandbox-router",
+    "kubelet",
     "pod-runner",
 )
 """In the order they start; they stop in the reverse one."""
@@ -73,6 +75,46 @@ def reference_runtime_command() -> list[str]:
     ]
 
 
+SANDBOX_USER = 65534
+"""The unprivileged user a sandboxd pod's processes run as (the upstream image runs sandboxd as a non-root user)."""
+
+
+def sandboxd_command(binary: Path) -> list[str]:
+    """The real sandboxd with its container's args, in a filesystem of its own as its image would give it: the
+    machine's system folders read-only, an empty environment, a private `/tmp`, and writable `/workspace` (the
+    image's root directory) and `/app` (where the project's template mounts its workspace volume), as an
+    unprivileged user. Its network is the pod's."""
+    folders = "{state_dir}/workspace {state_dir}/app"
+    prepare = f'mkdir -p {folders} && chown {SANDBOX_USER}:{SANDBOX_USER} {folders} && exec "$@"'
+    system = [part for folder in ("/usr", "/etc") for part in ("--ro-bind", folder, folder)]
+    merged = [part for link in ("bin", "lib", "lib64", "sbin") for part in ("--symlink", f"usr/{link}", f"/{link}")]
+    return [
+        "sh",
+        "-c",
+        prepare,
+        "sandboxd-container",
+        "bwrap",
+        "--tmpfs", "/",
+        *system,
+        *merged,
+        "--dev", "/dev",
+        "--proc", "/proc",
+        "--perms", "1777", "--tmpfs", "/tmp",
+        "--bind", "{state_dir}/workspace", "/workspace",
+        "--bind", "{state_dir}/app", "/app",
+        "--ro-bind", str(binary), "/sandboxd",
+        # as python images have it
+        "--dir", "/opt/python/bin", "--symlink", "/usr/bin/python3", "/opt/python/bin/python",
+        "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
+        "--clearenv", "--setenv", "PATH", "/opt/python/bin:/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/tmp",
+        "--chdir", "/workspace",
+        "--",
+        "setpriv", f"--reuid={SANDBOX_USER}", f"--regid={SANDBOX_USER}", "--clear-groups", "--",
+        "/sandboxd",
+        "{args}",
+    ]  # fmt: skip
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -101,7 +143,8 @@ class ControlPlane:
             runtimes
             or {
                 "python-runtime-sandbox": reference_runtime_command(),
-                "sandboxd": [str(binaries.upstream("sandboxd")), "--root-dir", "{state_dir}"],
+                "sandboxd": sandboxd_command(binaries.upstream("sandboxd")),
+                "socat": ["socat", "{args}"],
             }
         )
         self.proxy_timeout = proxy_timeout
@@ -109,6 +152,7 @@ class ControlPlane:
         self.etcd_url = f"http://127.0.0.1:{_free_port()}"
         self.api_url = f"https://127.0.0.1:{_free_port()}"
         self.router_url = f"http://127.0.0.1:{_free_port()}"
+        self.kubelet_address = f"127.0.0.1:{_free_port()}"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._http: httpx.Client | None = None
 
@@ -158,6 +202,8 @@ class ControlPlane:
                 self._start(component)
                 if component == "kube-apiserver":
                     self._apply_crds()
+                if component == "kubelet":
+                    self._register_node()
         except BaseException:
             self.stop()
             raise
@@ -201,6 +247,17 @@ class ControlPlane:
                 f"--proxy-timeout={self.proxy_timeout:g}s",
                 "--access-log=false",
             ]
+        if component == "kubelet":
+            # The API server's serving pair serves here too: it is for 127.0.0.1, signed by the CA the API server
+            # checks kubelets against.
+            return [
+                plane,
+                "kubelet",
+                self.kubelet_address,
+                str(self.pki / "apiserver.crt"),
+                str(self.pki / "apiserver.key"),
+                str(self.work_dir / "node" / NETNS_RECORDS),
+            ]
         if component == "pod-runner":
             return [
                 sys.executable,
@@ -238,6 +295,8 @@ class ControlPlane:
             "--service-cluster-ip-range=10.96.0.0/16",
             # The API server's own address is a loopback one, which no Endpoints may hold.
             "--endpoint-reconciler-type=none",
+            f"--kubelet-certificate-authority={self.pki / 'ca.crt'}",
+            "--kubelet-preferred-address-types=InternalIP",
             "--enable-priority-and-fairness=false",
             "--profiling=false",
             "--v=0",
@@ -280,7 +339,11 @@ class ControlPlane:
                 return self.http.get("/api/v1/namespaces/default/serviceaccounts/default").status_code == 200
             if component == "sandbox-router":
                 return httpx.get(self.router_url + "/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
+            if component == "kubelet":
+                tls = ssl.create_default_context(cafile=self.ca_file)
+                kubelet = httpx.get(f"https://{self.kubelet_address}/healthz", verify=tls, timeout=2)
+                return kubelet.status_code == 404  # it serves port-forwards only
+        except (httpx.HTTPError, OSError):
             return False
         # The controller and the pod runner show that they work by what they do; a second after start they
         # have either failed (exited) or are watching.
@@ -301,6 +364,23 @@ class ControlPlane:
         with contextlib.suppress(OSError):
             return self.log(component).read_text(errors="replace")[-3000:]
         return ""
+
+    def _register_node(self) -> None:
+        """The Node the pod runner binds pods to, with the kubelet endpoint the API server proxies
+        `pods/portforward` to."""
+        host, port = self.kubelet_address.rsplit(":", 1)
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": NODE_NAME},
+            "status": {
+                "addresses": [{"type": "InternalIP", "address": host}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": int(port)}},
+            },
+        }
+        answer = self.http.post("/api/v1/nodes", json=node)
+        if answer.status_code != 409:
+            answer.raise_for_status()
 
     def _apply_crds(self) -> None:
         path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"

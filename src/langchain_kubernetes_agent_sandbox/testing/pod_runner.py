@@ -35,6 +35,9 @@ from .pod_network import PodAddress, PodNetwork
 log = logging.getLogger(__name__)
 
 NODE_NAME = "test-node"
+NETNS_RECORDS = "netns"
+"""The runner's folder that says which network namespace holds which pod (a file `NAMESPACE_POD` each, holding its
+name): the kubelet's port-forward endpoint (`tests/controlplane/kubelet.go`) connects there."""
 FREEZER = Path("/sys/fs/cgroup/freezer")
 READY_TIMEOUT = 60.0
 RETRY_FOR = 120.0
@@ -43,7 +46,8 @@ STOP_GRACE = 5.0
 
 RuntimeTable = Mapping[str, Sequence[str]]
 """Image name fragment -> the command that stands for it; `{ip}`, `{port}` (the container's first port) and
-`{state_dir}` (a folder of the pod's own) are filled in. The first fragment found in a container's image wins."""
+`{state_dir}` (a folder of the pod's own) are filled in, and a part `{args}` stands for the container's `args` (with
+`$(NAME)` references to its env expanded, as a kubelet does). The first fragment found in a container's image wins."""
 
 
 class ApiAccess:
@@ -104,6 +108,26 @@ class PodCgroup:
             self.path.rmdir()
 
 
+def _environment(container: Mapping[str, Any], pod_ip: str) -> dict[str, str]:
+    """A container's env by name: plain values, and the downward API's `status.podIP` (what templates use to bind
+    the pod's address); other sources are left out, so references to them stay as written, as a kubelet leaves an
+    unknown one."""
+    variables: dict[str, str] = {}
+    for entry in container.get("env", []):
+        field_path = ((entry.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+        if "value" in entry:
+            variables[entry["name"]] = str(entry["value"])
+        elif field_path == "status.podIP":
+            variables[entry["name"]] = pod_ip
+    return variables
+
+
+def _expand(part: str, variables: Mapping[str, str]) -> str:
+    for name, value in variables.items():
+        part = part.replace(f"$({name})", value)
+    return part
+
+
 @dataclass
 class Container:
     name: str
@@ -161,7 +185,7 @@ class PodRunner:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.network.open)
-        for folder in (self.work_dir, self.work_dir / "pods", self.work_dir / "logs"):
+        for folder in (self.work_dir, self.work_dir / "pods", self.work_dir / "logs", self.work_dir / NETNS_RECORDS):
             folder.mkdir(parents=True, exist_ok=True)
             folder.chmod(0o755)  # the pods' sandboxes run as an unprivileged user that must reach their folders
         self._http = self.api.client()
@@ -260,21 +284,27 @@ class PodRunner:
             ports = [port["containerPort"] for port in container.get("ports", [])]
             port = str(ports[0] if ports else 8888)
             probe = (container.get("readinessProbe") or {}).get("httpGet")
+            argv: list[str] = []
+            for part in command:
+                argv += container.get("args", []) if part == "{args}" else [part.replace("{port}", port)]
             containers.append(
                 Container(
                     container["name"],
-                    [part.replace("{port}", port) for part in command],
+                    argv,
                     (probe.get("path", "/"), int(probe["port"])) if probe else None,
                 )
             )
         state_dir = self.work_dir / "pods" / f"{meta['namespace']}_{meta['name']}_{meta['uid'][:8]}"
         address = self.network.add()
-        for container in containers:
+        for container, declared in zip(containers, spec.get("containers", []), strict=True):
+            variables = _environment(declared, address.ip)
+            folder = str(state_dir / container.name)
             container.argv = [
-                part.replace("{ip}", address.ip).replace("{state_dir}", str(state_dir / container.name))
+                _expand(part, variables).replace("{ip}", address.ip).replace("{state_dir}", folder)
                 for part in container.argv
             ]
         cgroup = PodCgroup(address.netns)
+        (self.work_dir / NETNS_RECORDS / f"{meta['namespace']}_{meta['name']}").write_text(address.netns)
         return RunningPod(
             meta["namespace"], meta["name"], meta["uid"], address, state_dir, containers, spec["restartPolicy"], cgroup
         )
@@ -323,13 +353,18 @@ class PodRunner:
                 start_new_session=True,
             )
 
-    async def _until_ready(self, pod: RunningPod) -> None:
+    async def _until_ready(self, pod: RunningPod, *, restarting: bool = False) -> None:
+        """Wait for every container's readiness probe. While `restarting` (after a crash), a container found ended
+        is restarted too: several can end at once (a pod's processes killed together), and one's probe may need
+        another (a sidecar that publishes its port)."""
         deadline = time.monotonic() + READY_TIMEOUT
         async with httpx.AsyncClient(timeout=2.0) as probe_client:
             for container in pod.containers:
                 while container.probe is not None:
                     if container.process is None or container.process.returncode is not None:
-                        raise RuntimeError(f"container {container.name} exited before it was ready")
+                        if not restarting:
+                            raise RuntimeError(f"container {container.name} exited before it was ready")
+                        await self._restart_ended(pod)
                     path, port = container.probe
                     with contextlib.suppress(httpx.HTTPError):
                         answer = await probe_client.get(f"http://{pod.address.ip}:{port}{path}")
@@ -353,11 +388,17 @@ class PodRunner:
             if pod.restart_policy == "Never" or (pod.restart_policy == "OnFailure" and code == 0):
                 await self._finish(pod, succeeded=code == 0)
                 return
-            exited.restarts += 1
             await self._report(pod, ready=False)
-            await self._start_container(pod, exited)
-            await self._until_ready(pod)
+            await self._restart_ended(pod)
+            await self._until_ready(pod, restarting=True)
             await self._report(pod, ready=True)
+
+    async def _restart_ended(self, pod: RunningPod) -> None:
+        for container in pod.containers:
+            if container.process is not None and container.process.returncode is None:
+                continue
+            container.restarts += 1
+            await self._start_container(pod, container)
 
     # Status
 
@@ -463,6 +504,9 @@ class PodRunner:
                     os.killpg(process.pid, signal.SIGKILL)
                 await process.wait()
         await pod.cgroup.kill_all()  # what the runtimes left: their sandboxes' processes
+        record = self.work_dir / NETNS_RECORDS / f"{pod.namespace}_{pod.name}"
+        if record.exists() and record.read_text() == pod.address.netns:  # not yet a new pod's of the same name
+            record.unlink()
         await asyncio.to_thread(self.network.remove, pod.address.netns)
         # Each container's runtime keeps a state folder of the local provider, whose sandboxes' holders end
         # when their folders go.

@@ -89,16 +89,21 @@ for name, content in json.loads(zlib.decompress(base64.b64decode(sys.argv[2]))).
         with open(path + ".part", "wb") as file:
             file.write(content)
         os.replace(path + ".part", path)
-agent = [sys.executable, "-u", "-E", "-s", "-S", folder + "/agent.py", "listen", folder]
-os.execv(sys.executable, agent + sys.argv[3:])
+agent = [sys.executable, "-u", "-E", "-s", "-S", folder + "/agent.py", sys.argv[3], folder]
+os.execv(sys.executable, agent + sys.argv[4:])
 """
+
+
+def install_argv(mode: str, *arguments: str) -> list[str]:
+    """A command that installs this package's agent where the pod's copy differs, then runs `agent.py MODE DIR
+    ARGUMENTS` (see `engine/agent.py`)."""
+    return ["python3", "-c", _INSTALLER, program.AGENT_DIR, _BUNDLE, mode, *arguments]
 
 
 def start_script(port: int, *, replace: bool) -> str:
     """One command that installs this package's agent where it differs, starts it on `port` unless it runs there,
     and prints its record: a single request, whatever state the pod is in."""
-    argv = ["python3", "-c", _INSTALLER, program.AGENT_DIR, _BUNDLE, str(port), *(["replace"] if replace else [])]
-    return shlex.join(argv)
+    return shlex.join(install_argv("listen", str(port), *(["replace"] if replace else [])))
 
 
 def token_of(stdout: str, port: int) -> str:

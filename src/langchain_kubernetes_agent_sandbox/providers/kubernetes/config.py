@@ -21,6 +21,23 @@ class ConnectionMode(enum.StrEnum):
     """Through `kubectl port-forward` to the router, for laptops (sync client in a worker thread)."""
 
 
+class RuntimeKind(enum.StrEnum):
+    """What serves the warm pool's pods: which protocol commands and files speak."""
+
+    REFERENCE = "reference"
+    """The python-runtime HTTP protocol (upstream's example runtime and compatible ones), behind the router."""
+    SANDBOXD = "sandboxd"
+    """sandboxd (KEP-539.2): gRPC processes and REST files, reached in-cluster or through a pod port-forward."""
+
+
+class SandboxdAddress(enum.StrEnum):
+    """Where in-cluster connections reach a sandboxd pod (the client's two in-cluster modes)."""
+
+    POD_IP = "pod-ip"
+    SERVICE = "service"
+    """The Sandbox's Service (`status.serviceFQDN`; the template needs `service: true`)."""
+
+
 AGENT_PORT = 6988
 """The pod port the execution engine's agent listens on unless configured otherwise."""
 
@@ -52,6 +69,11 @@ class KubernetesConfig:
     `X-Sandbox-Port`; None runs every command as a one-shot request to the runtime instead."""
     egress_pool: str | None = None
     """The warm pool that serves sessions with network (profile `egress`, see `profiles.py`); None: none does."""
+    runtime: RuntimeKind = RuntimeKind.REFERENCE
+    sandboxd_address: SandboxdAddress = SandboxdAddress.POD_IP
+    """For sandboxd in-cluster: the pod's address, or its Service's."""
+    sandboxd_rest_port: int = 8080
+    sandboxd_grpc_port: int = 9090
 
     def __post_init__(self) -> None:
         if not self.warm_pool:
@@ -64,9 +86,24 @@ class KubernetesConfig:
             raise InvalidArgumentError("--connection gateway needs --gateway-name (and --gateway-namespace).")
         if self.agent_port is not None and not 0 < self.agent_port < 65536:
             raise InvalidArgumentError(f"agent_port must be a TCP port (1 to 65535), got {self.agent_port}.")
+        if self.runtime is RuntimeKind.SANDBOXD:
+            self._check_sandboxd()
         for name in ("ready_timeout", "api_timeout", "file_timeout", "max_lifetime"):
             if getattr(self, name) <= 0:
                 raise InvalidArgumentError(f"{name} must be positive, got {getattr(self, name)}.")
+
+    def _check_sandboxd(self) -> None:
+        if self.connection not in (ConnectionMode.IN_CLUSTER, ConnectionMode.TUNNEL):
+            raise InvalidArgumentError(
+                f"--runtime sandboxd cannot use --connection {self.connection}: the sandbox-router carries HTTP/1 "
+                "only, not sandboxd's gRPC. Use --connection in-cluster (a server inside the cluster) or tunnel "
+                "(a port-forward to each pod, with kubectl)."
+            )
+        ports = (self.sandboxd_rest_port, self.sandboxd_grpc_port)
+        if not all(0 < port < 65536 for port in ports) or ports[0] == ports[1]:
+            raise InvalidArgumentError(
+                f"sandboxd's REST and gRPC ports must be two different TCP ports (1 to 65535), got {ports}."
+            )
 
     @property
     def pools(self) -> tuple[str, ...]:
@@ -76,7 +113,9 @@ class KubernetesConfig:
     @property
     def router_limit(self) -> float | None:
         """The longest request the path to the pods allows, or None when no router sits in between."""
-        return None if self.connection is ConnectionMode.IN_CLUSTER else self.proxy_timeout
+        if self.connection is ConnectionMode.IN_CLUSTER or self.runtime is RuntimeKind.SANDBOXD:
+            return None
+        return self.proxy_timeout
 
     def where(self) -> str:
         """How messages name the cluster side: warm pool and namespace."""

@@ -193,11 +193,15 @@ class AsyncRuntime:
 class AsyncClaims(TrackedClaims):
     """`AsyncSandboxClient` without automatic cleanup: a claim it merely found must never be deleted by it."""
 
-    def __init__(self, config: KubernetesConfig, api: BoundedApiClient) -> None:
+    runtime_type: type[AsyncRuntime] = AsyncRuntime
+
+    def __init__(
+        self, config: KubernetesConfig, api: BoundedApiClient, connection: SandboxConnectionConfig | None = None
+    ) -> None:
         super().__init__()
         self.config = config
         self.client: Any = AsyncSandboxClient(
-            connection_config=connection_config(config), cleanup=False, api_client=api
+            connection_config=connection or connection_config(config), cleanup=False, api_client=api
         )
 
     async def create(self, labels: dict[str, str], shutdown_after: int) -> tuple[str, Runtime]:
@@ -209,13 +213,13 @@ class AsyncClaims(TrackedClaims):
             shutdown_after_seconds=shutdown_after,
         )
         claim = str(handle.claim_name)
-        return claim, self._track(claim, AsyncRuntime(handle))
+        return claim, self._track(claim, self.runtime_type(handle))
 
     async def attach(self, claim: str) -> Runtime:
         handle = await self.client.get_sandbox(
             claim, namespace=self.config.namespace, resolve_timeout=_seconds(self.config.api_timeout)
         )
-        return self._track(claim, AsyncRuntime(handle))
+        return self._track(claim, self.runtime_type(handle))
 
     async def _forget_closed(self) -> None:
         await self.client.list_active_sandboxes()  # listing is what prunes closed handles
@@ -267,6 +271,8 @@ class ThreadedRuntime:
 class ThreadedClaims(TrackedClaims):
     """The sync `SandboxClient` (the only one with the kubectl tunnel), each call in a worker thread."""
 
+    runtime_type: type[ThreadedRuntime] = ThreadedRuntime
+
     def __init__(self, config: KubernetesConfig, connection: SandboxConnectionConfig | None = None) -> None:
         super().__init__()
         self.config = config
@@ -287,14 +293,14 @@ class ThreadedClaims(TrackedClaims):
             shutdown_after_seconds=shutdown_after,
         )
         claim = str(handle.claim_name)
-        return claim, self._track(claim, ThreadedRuntime(handle))
+        return claim, self._track(claim, self.runtime_type(handle))
 
     async def attach(self, claim: str) -> Runtime:
         get = self.client.get_sandbox
         handle = await asyncio.to_thread(
             get, claim, namespace=self.config.namespace, resolve_timeout=_seconds(self.config.api_timeout)
         )
-        return self._track(claim, ThreadedRuntime(handle))
+        return self._track(claim, self.runtime_type(handle))
 
     async def _forget_closed(self) -> None:
         await asyncio.to_thread(self.client.list_active_sandboxes)  # listing is what prunes closed handles

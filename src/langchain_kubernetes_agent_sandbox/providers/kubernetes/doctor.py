@@ -182,7 +182,11 @@ class Doctor:
         for access in required_access(self.config):
             for verb in access.verbs:
                 attributes = k8s.V1ResourceAttributes(
-                    namespace=access.namespace, verb=verb, group=access.group, resource=access.resource
+                    namespace=access.namespace,
+                    verb=verb,
+                    group=access.group,
+                    resource=access.resource,
+                    subresource=access.subresource or None,
                 )
                 body = k8s.V1SelfSubjectAccessReview(
                     spec=k8s.V1SelfSubjectAccessReviewSpec(resource_attributes=attributes)
@@ -191,7 +195,9 @@ class Doctor:
                     review = await authorization.create_self_subject_access_review(body)
                 checked += 1
                 if not review.status.allowed:
-                    denied.append(f"{verb} {access.resource}.{access.group} in namespace {access.namespace}")
+                    resource = "/".join(filter(None, (access.resource, access.subresource)))
+                    named = f"{resource}.{access.group}" if access.group else resource
+                    denied.append(f"{verb} {named} in namespace {access.namespace}")
         if denied:
             raise Failed(
                 "denied: " + "; ".join(denied),

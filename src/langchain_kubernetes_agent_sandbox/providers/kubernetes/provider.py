@@ -24,12 +24,17 @@ from .claims import (
     is_ours,
     selector,
 )
-from .config import KubernetesConfig
+from .config import KubernetesConfig, RuntimeKind
 from .connection import BoundedApiClient, Claims, api_client, claims_for
 from .errors import translated
 from .profiles import pool_for, pool_of
 from .sandbox import Backend, KubernetesSandbox
+from .sandboxd_sandbox import SandboxdSandbox, sandboxd_claims
 from .unavailable import through_unavailability
+
+
+def _claims_for(config: KubernetesConfig, api: BoundedApiClient) -> Claims:
+    return sandboxd_claims(config, api) if config.runtime is RuntimeKind.SANDBOXD else claims_for(config, api)
 
 
 class KubernetesProvider(SandboxProvider):
@@ -49,6 +54,7 @@ class KubernetesProvider(SandboxProvider):
         self._egress_claims: Claims | None = None
         self._api: BoundedApiClient | None = None
         self._connecting = asyncio.Lock()
+        self._sandbox_type = SandboxdSandbox if config.runtime is RuntimeKind.SANDBOXD else KubernetesSandbox
 
     @staticmethod
     def _fitted(config: KubernetesConfig, limits: ExecutionLimits) -> ExecutionLimits:
@@ -63,7 +69,7 @@ class KubernetesProvider(SandboxProvider):
             if self._backend is None:
                 with translated(self.config, "connect to the cluster"):
                     self._api = await api_client(self.config)
-                claims: Claims = claims_for(self.config, self._api)
+                claims: Claims = _claims_for(self.config, self._api)
                 self._backend = Backend(self.config, ClaimApi(self.config, self._api), claims)
             return self._backend
 
@@ -100,7 +106,7 @@ class KubernetesProvider(SandboxProvider):
             expires_at=started + lifetime,
             network=pool != self.config.warm_pool,
         )
-        return KubernetesSandbox(backend, info, self.limits, runtime)
+        return self._sandbox_type(backend, info, self.limits, runtime)
 
     async def get(self, sandbox_id: str) -> Sandbox:
         backend = await self._connected()
@@ -123,7 +129,7 @@ class KubernetesProvider(SandboxProvider):
             raise NotFoundError(
                 f"Sandbox {sandbox_id!r} in the {self.config.where()} expired and was terminated: create a new one."
             )
-        return KubernetesSandbox(backend, self._info(claim), self.limits)
+        return self._sandbox_type(backend, self._info(claim), self.limits)
 
     async def list(self, labels: Mapping[str, str] | None = None) -> list[Sandbox]:
         backend = await self._connected()
@@ -136,7 +142,9 @@ class KubernetesProvider(SandboxProvider):
         now = time.time()
         await self._reap(backend, [claim for claim in claims if is_expired(claim, now)])
         return [
-            KubernetesSandbox(backend, self._info(claim), self.limits) for claim in claims if not is_expired(claim, now)
+            self._sandbox_type(backend, self._info(claim), self.limits)
+            for claim in claims
+            if not is_expired(claim, now)
         ]
 
     def _info(self, claim: JsonObject) -> SandboxInfo:
@@ -150,7 +158,7 @@ class KubernetesProvider(SandboxProvider):
             return backend
         if self._egress_claims is None:
             assert self._api is not None
-            self._egress_claims = claims_for(dataclasses.replace(self.config, warm_pool=pool), self._api)
+            self._egress_claims = _claims_for(dataclasses.replace(self.config, warm_pool=pool), self._api)
         # The same agent links as the warm pool's, which `aclose` closes (the sandbox ids never collide).
         return Backend(self.config, backend.claim_api, self._egress_claims, backend.agents, backend.hosts_agent)
 

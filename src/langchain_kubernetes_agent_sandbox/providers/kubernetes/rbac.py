@@ -9,13 +9,15 @@ Read off the provider and the `k8s-agent-sandbox` 1.0.8 async client it drives:
   its pod died). Nothing lists or watches Sandboxes.
 - gateways, only with `--connection gateway`: `list` and `watch` (the client watches the named Gateway for its
   address), in the gateway's namespace.
+- pods, only with `--runtime sandboxd --connection tunnel`: `get` (kubectl reads the pod) and `create` on
+  `pods/portforward` (the tunnel to sandboxd's ports), in the sandboxes' namespace.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import ConnectionMode, KubernetesConfig
+from .config import ConnectionMode, KubernetesConfig, RuntimeKind
 
 CLAIMS_GROUP = "extensions.agents.x-k8s.io"
 SANDBOX_GROUP = "agents.x-k8s.io"
@@ -31,11 +33,13 @@ class Access:
     verbs: tuple[str, ...]
     namespace: str
     why: str
+    subresource: str = ""
 
 
 CLAIM_VERBS = ("create", "delete", "get", "list", "patch", "watch")
 SANDBOX_VERBS = ("get",)
 GATEWAY_VERBS = ("list", "watch")
+CORE_GROUP = ""
 
 
 def required_access(config: KubernetesConfig) -> list[Access]:
@@ -48,4 +52,9 @@ def required_access(config: KubernetesConfig) -> list[Access]:
         needed.append(
             Access(GATEWAY_GROUP, "gateways", GATEWAY_VERBS, config.gateway_namespace, "wait for the Gateway address")
         )
+    if config.runtime is RuntimeKind.SANDBOXD and config.connection is ConnectionMode.TUNNEL:
+        needed += [
+            Access(CORE_GROUP, "pods", ("get",), config.namespace, "kubectl port-forward finds the pod"),
+            Access(CORE_GROUP, "pods", ("create",), config.namespace, "the tunnel to sandboxd", "portforward"),
+        ]
     return needed

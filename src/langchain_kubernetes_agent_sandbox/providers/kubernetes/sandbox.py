@@ -240,8 +240,12 @@ class KubernetesSandbox(Sandbox):
         answer, duration = await self._exec(commands.wrap(script, limit, "/", {}), limit)
         return CommandResult(answer.stdout, answer.stderr, answer.exit_code, duration)
 
+    async def _file_api_name(self, path: str) -> str | None:
+        """The runtime file API's name for `path`, or None when only the shell can reach it."""
+        return _file_api_path(path)
+
     async def _write_file(self, path: str, data: bytes) -> None:
-        rel = _file_api_path(path)
+        rel = await self._file_api_name(path)
         if rel is not None and rel != "/":
             timeout = self._config.file_timeout
             try:
@@ -262,7 +266,7 @@ class KubernetesSandbox(Sandbox):
             raise
 
     async def _read_file(self, path: str, max_bytes: int) -> bytes:
-        rel = _file_api_path(path)
+        rel = await self._file_api_name(path)
         if rel is not None:
             timeout = self._config.file_timeout
             try:
@@ -299,7 +303,7 @@ class KubernetesSandbox(Sandbox):
         return shell_files.parse_listing(path, result.stdout, max_entries)
 
     async def _exists(self, path: str) -> bool:
-        rel = _file_api_path(path)
+        rel = await self._file_api_name(path)
         if rel is not None:
             timeout = self._config.file_timeout
             try:
@@ -308,6 +312,9 @@ class KubernetesSandbox(Sandbox):
                 raise await self._gone_or(error) from error
             except PermissionDeniedError:
                 pass
+        return await self._exists_by_shell(path)
+
+    async def _exists_by_shell(self, path: str) -> bool:
         return (await self._shell(shell_files.exists(path))).exit_code == 0
 
     async def set_expiry(self, expires_at: float | None) -> None:
