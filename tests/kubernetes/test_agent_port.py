@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from k8s_agent_sandbox.models import SandboxdInClusterConnectionConfig, SandboxdPodTunnelConnectionConfig
 
-from langchain_kubernetes_agent_sandbox import Sandbox
+from langchain_kubernetes_agent_sandbox import Sandbox, SandboxError
 from langchain_kubernetes_agent_sandbox.engine import wire
 from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesConfig, KubernetesProvider
-from langchain_kubernetes_agent_sandbox.providers.kubernetes.agent import AgentUnavailable, token_of
+from langchain_kubernetes_agent_sandbox.providers.kubernetes.agent import AgentUnavailable, endpoint_of, token_of
 from langchain_kubernetes_agent_sandbox.providers.kubernetes.config import AGENT_PORT
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
 
@@ -126,3 +127,11 @@ def test_a_record_the_pod_forged_or_mangled_is_refused(printed: str) -> None:
 def test_the_record_of_a_genuine_agent_gives_its_token() -> None:
     printed = "note\n" + json.dumps({"port": AGENT_PORT, "token": "t" * 43, "pid": 7}) + "\n"
     assert token_of(printed, AGENT_PORT) == "t" * 43
+
+
+def test_a_sandboxd_pod_is_reached_at_its_own_address_in_cluster_and_refused_through_the_tunnel() -> None:
+    in_cluster = SandboxdInClusterConnectionConfig(mode="in-cluster-pod-ip")
+    url, headers, _ = endpoint_of(in_cluster, "http://198.18.0.7:8080", "sb", "default", "198.18.0.7", 8000)
+    assert (url, headers) == (f"ws://198.18.0.7:8000{wire.PORT_PATH}", {})
+    with pytest.raises(SandboxError, match="--connection in-cluster"):
+        endpoint_of(SandboxdPodTunnelConnectionConfig(), "http://127.0.0.1:41234", "sb", "default", None, 8000)

@@ -14,6 +14,7 @@ import json
 import re
 import shlex
 import ssl
+import urllib.parse
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,7 +22,9 @@ from typing import Any
 import aiohttp
 from k8s_agent_sandbox.models import (
     SandboxConnectionConfig,
+    SandboxdInClusterConnectionConfig,
     SandboxDirectConnectionConfig,
+    SandboxdPodTunnelConnectionConfig,
     SandboxInClusterConnectionConfig,
 )
 
@@ -42,13 +45,27 @@ RunScript = Callable[[str, float], Awaitable[tuple[str, str, int]]]
 
 
 def endpoint_of(
-    config: SandboxConnectionConfig, base_url: str, sandbox_id: str, namespace: str, pod_ip: str | None, port: int
+    config: SandboxConnectionConfig | SandboxdInClusterConnectionConfig | SandboxdPodTunnelConnectionConfig,
+    base_url: str,
+    sandbox_id: str,
+    namespace: str,
+    pod_ip: str | None,
+    port: int,
 ) -> Endpoint:
     """Where the agent's port is reached on this connection: through the router that `base_url` names, with the
     routing headers the client sends there, or (in-cluster) at the pod itself."""
     if isinstance(config, SandboxInClusterConnectionConfig):
         host = pod_ip or f"{sandbox_id}.{namespace}.svc.cluster.local"
         return f"ws://{f'[{host}]' if ':' in host else host}:{port}{wire.PORT_PATH}", {}, None
+    if isinstance(config, SandboxdInClusterConnectionConfig):
+        # sandboxd's REST address is the pod's (or its Service's), and so is every other port of the pod.
+        host = urllib.parse.urlsplit(base_url).hostname or ""
+        return f"ws://{f'[{host}]' if ':' in host else host}:{port}{wire.PORT_PATH}", {}, None
+    if isinstance(config, SandboxdPodTunnelConnectionConfig):
+        raise SandboxError(
+            f"Port {port} of sandbox {sandbox_id} cannot be reached: the pod tunnel forwards sandboxd's own ports "
+            "only. Serve with --connection in-cluster (a server inside the cluster) to reach its other ports."
+        )
     headers = {"X-Sandbox-ID": sandbox_id, "X-Sandbox-Namespace": namespace, "X-Sandbox-Port": str(port)}
     if pod_ip:
         headers["X-Sandbox-Pod-IP"] = pod_ip
