@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
 from langchain_kubernetes_agent_sandbox import QuotaExceededError, Sandbox, SandboxError, TimedOutError
@@ -187,3 +189,40 @@ async def test_a_claim_beyond_the_namespace_quota_is_quota_exceeded(
         for left in await provider.list():
             await left.terminate()
         await provider.aclose()
+
+
+def compact_etcd(plane: ControlPlane) -> int:
+    """Compact etcd's history up to its current revision (through etcd's own JSON gateway): a watch from any
+    earlier resourceVersion then answers 410 Gone, as on a cluster whose history was compacted meanwhile."""
+    for index in range(5):  # writes, so that the claim's own revision is behind the compacted one
+        metadata = {"name": f"compact-{index}", "namespace": NAMESPACE}
+        plane.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata})
+    answer = httpx.post(f"{plane.etcd_url}/v3/kv/range", json={"key": "AA=="}, timeout=5).raise_for_status()
+    revision = int(answer.json()["header"]["revision"])
+    compaction = {"revision": revision, "physical": True}
+    httpx.post(f"{plane.etcd_url}/v3/kv/compaction", json=compaction, timeout=10).raise_for_status()
+    return revision
+
+
+async def test_a_claim_whose_watch_expired_during_an_api_server_restart_is_still_served(
+    provider: KubernetesProvider, control_plane: ControlPlane, caplog: pytest.LogCaptureFixture
+) -> None:
+    await asyncio.to_thread(control_plane.stop_component, "agent-sandbox-controller")
+    caplog.set_level(logging.INFO, logger="k8s_agent_sandbox")
+    claiming = asyncio.create_task(create(provider))
+    for _ in range(200):
+        if claims_left(control_plane) or claiming.done():
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # the client now watches the claim from its creation's resourceVersion
+    await asyncio.to_thread(compact_etcd, control_plane)
+    await asyncio.to_thread(control_plane.restart, "kube-apiserver")
+    await asyncio.to_thread(control_plane.start_component, "agent-sandbox-controller")
+    sandbox = await claiming
+    assert (await sandbox.run("echo served")).stdout == "served\n"
+    assert "410 Gone" in caplog.text, "the watch was expected to come back with 410 Gone after the compaction"
+    for _ in range(50):  # a claim an attempt made before a 503 is rolled back by the client
+        if claims_left(control_plane) == [sandbox.id]:
+            break
+        await asyncio.sleep(0.1)
+    assert claims_left(control_plane) == [sandbox.id]

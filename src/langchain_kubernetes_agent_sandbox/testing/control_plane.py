@@ -509,6 +509,7 @@ def _established(crd: dict[str, Any]) -> bool:
 
 PLURALS = {
     "Namespace": "namespaces",
+    "ConfigMap": "configmaps",
     "ResourceQuota": "resourcequotas",
     "ServiceAccount": "serviceaccounts",
     "Role": "roles",

@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import re
+import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -67,6 +68,13 @@ def selector(labels: Mapping[str, str]) -> str:
     mapped, _ = claim_labels(labels)
     mapped.pop(VERSION_LABEL)
     return ",".join(f"{key}={value}" for key, value in mapped.items())
+
+
+def new_claim_name() -> str:
+    """A name for a new claim, chosen here rather than by the client so that an attempt made again after the API
+    server failed it adopts the claim the first attempt may have made, and a claim that failed is deleted by name.
+    64 random bits: adopting by name must never meet another session's claim."""
+    return f"sandbox-claim-{secrets.token_hex(8)}"
 
 
 def format_time(moment: float) -> str:

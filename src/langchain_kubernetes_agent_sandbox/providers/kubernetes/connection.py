@@ -103,8 +103,8 @@ class Runtime(Protocol):
 class Claims(Protocol):
     """Claiming sandboxes and attaching to claims; deleting claims is done through the Kubernetes API directly."""
 
-    async def create(self, labels: dict[str, str], shutdown_after: int) -> tuple[str, Runtime]:
-        """A new claim on the warm pool, bound and ready: (claim name, its runtime)."""
+    async def create(self, name: str, labels: dict[str, str], shutdown_after: int) -> Runtime:
+        """The claim `name` on the warm pool, made (or, made by an attempt before, adopted), bound and ready."""
         ...
 
     async def attach(self, claim: str) -> Runtime: ...
@@ -204,16 +204,17 @@ class AsyncClaims(TrackedClaims):
             connection_config=connection or connection_config(config), cleanup=False, api_client=api
         )
 
-    async def create(self, labels: dict[str, str], shutdown_after: int) -> tuple[str, Runtime]:
+    async def create(self, name: str, labels: dict[str, str], shutdown_after: int) -> Runtime:
         handle = await self.client.create_sandbox(
             self.config.warm_pool,
             namespace=self.config.namespace,
             sandbox_ready_timeout=_seconds(self.config.ready_timeout),
             labels=labels,
+            claim_name=name,
+            adopt_existing=True,
             shutdown_after_seconds=shutdown_after,
         )
-        claim = str(handle.claim_name)
-        return claim, self._track(claim, self.runtime_type(handle))
+        return self._track(name, self.runtime_type(handle))
 
     async def attach(self, claim: str) -> Runtime:
         handle = await self.client.get_sandbox(
@@ -283,17 +284,18 @@ class ThreadedClaims(TrackedClaims):
             connection_config=connection or connection_config(config), cleanup=False, api_client=api
         )
 
-    async def create(self, labels: dict[str, str], shutdown_after: int) -> tuple[str, Runtime]:
+    async def create(self, name: str, labels: dict[str, str], shutdown_after: int) -> Runtime:
         handle = await asyncio.to_thread(
             self.client.create_sandbox,
             self.config.warm_pool,
             namespace=self.config.namespace,
             sandbox_ready_timeout=_seconds(self.config.ready_timeout),
             labels=labels,
+            claim_name=name,
+            adopt_existing=True,
             shutdown_after_seconds=shutdown_after,
         )
-        claim = str(handle.claim_name)
-        return claim, self._track(claim, self.runtime_type(handle))
+        return self._track(name, self.runtime_type(handle))
 
     async def attach(self, claim: str) -> Runtime:
         get = self.client.get_sandbox

@@ -29,7 +29,7 @@ class _HandleClaims:
     def __init__(self, runtime: ThreadedRuntime) -> None:
         self._runtime = runtime
 
-    async def create(self, labels: dict[str, str], shutdown_after: int) -> tuple[str, Any]:
+    async def create(self, name: str, labels: dict[str, str], shutdown_after: int) -> Any:
         raise InvalidArgumentError("A sandbox on an existing handle never claims one of its own.")
 
     async def attach(self, claim: str) -> ThreadedRuntime:

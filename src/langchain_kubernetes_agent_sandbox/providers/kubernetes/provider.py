@@ -22,6 +22,7 @@ from .claims import (
     info_of,
     is_expired,
     is_ours,
+    new_claim_name,
     selector,
 )
 from .config import KubernetesConfig, RuntimeKind
@@ -90,11 +91,17 @@ class KubernetesProvider(SandboxProvider):
         deadline = self.config.ready_timeout + 3 * self.config.api_timeout
         started = time.time()
         mapped[EXPIRY_LABEL] = expiry_label(started + lifetime)
+        claim = new_claim_name()
         with translated(self.config, "create a sandbox"):
-            async with asyncio.timeout(deadline):
-                claim, runtime = await through_unavailability(
-                    lambda: backend.claims.create(mapped, backstop_after(lifetime)), within=self.config.api_timeout
-                )
+            try:
+                async with asyncio.timeout(deadline):
+                    runtime = await through_unavailability(
+                        lambda: backend.claims.create(claim, mapped, backstop_after(lifetime)),
+                        within=self.config.api_timeout,
+                    )
+            except BaseException:
+                await asyncio.shield(self._delete_failed(backend, claim))
+                raise
             if hashed:
                 async with asyncio.timeout(self.config.api_timeout):
                     await backend.claim_api.keep_labels(claim, wanted)
@@ -107,6 +114,13 @@ class KubernetesProvider(SandboxProvider):
             network=pool != self.config.warm_pool,
         )
         return self._sandbox_type(backend, info, self.limits, runtime)
+
+    async def _delete_failed(self, backend: Backend, claim: str) -> None:
+        """Delete the claim a failed create may have left (the client leaves named claims to their namer), through
+        an API server that may still be restarting; what cannot be deleted now its shutdownTime ends."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2 * self.config.api_timeout):
+                await through_unavailability(lambda: backend.claim_api.delete(claim), within=self.config.api_timeout)
 
     async def get(self, sandbox_id: str) -> Sandbox:
         backend = await self._connected()

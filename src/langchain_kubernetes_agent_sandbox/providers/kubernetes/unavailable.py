@@ -18,14 +18,19 @@ LONGEST_PAUSE = 1.0
 
 
 async def through_unavailability(call: Callable[[], Awaitable[T]], *, within: float) -> T:
-    """`call()`, asked again after each 503 answer until `within` seconds have passed; then the 503 is raised."""
-    give_up_at = time.monotonic() + within
+    """`call()`, asked again after each 503 answer until the API server has been unavailable for `within`
+    seconds (counted from its first 503: a long wait for a pod before it is no reason to give up); then the 503 is
+    raised."""
+    give_up_at: float | None = None
     pause = FIRST_PAUSE
     while True:
         try:
             return await call()
         except API_EXCEPTIONS as error:
-            if error.status != 503 or time.monotonic() + pause > give_up_at:
+            if error.status != 503:
+                raise
+            give_up_at = give_up_at or time.monotonic() + within
+            if time.monotonic() + pause > give_up_at:
                 raise
         await asyncio.sleep(pause)
         pause = min(2 * pause, LONGEST_PAUSE)
