@@ -43,14 +43,8 @@ async def load_until(mcp_url: str, worker: Worker, tally: Tally, deadline: float
 
 
 async def test_sigkill_mid_load_then_restart_finds_every_session(
-    serve: Serve, alive: Alive, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+    serve: Serve, alive: Alive, tmp_path: Path, backend: str
 ) -> None:
-    if backend == "kubernetes-real":
-        # Passes alone; in a full run on a loaded machine one call of the 48 after the restart has failed in 2 of 4
-        # runs (once "cannot fork", fixed since; once no answer within 30 s; once a wrong answer): not yet
-        # understood, so it may fail without failing the run until it is.
-        reason = "one call after the restart is sometimes lost on the real control plane under load (open)"
-        request.applymarker(pytest.mark.xfail(strict=False, reason=reason))
     before = alive()
     workers = make_workers(4)
     token_file = write_token_file(tmp_path, workers)
