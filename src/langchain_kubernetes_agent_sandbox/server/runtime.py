@@ -113,6 +113,7 @@ def kubernetes_config(config: ServerConfig, **defaults: Any) -> KubernetesConfig
             max_lifetime=config.max_lifetime,
             agent_port=config.agent_port or None,
             egress_pool=config.egress_pool,
+            suspend_pools=config.suspend_pools,
             **chosen,
         )
     except InvalidArgumentError as error:
@@ -129,6 +130,8 @@ def session_policy(config: ServerConfig) -> SessionPolicy:
         allow_network=config.allow_network,
         egress=config.egress,
         reap_interval=config.reap_interval,
+        suspend_idle=config.suspend_idle,
+        resume_timeout=config.resume_timeout,
     )
 
 

@@ -34,6 +34,7 @@ from ..errors import (
 from ..network.policy import EgressPolicy
 from ..sandbox import Sandbox, SandboxProvider
 from . import labels as lb
+from . import suspension
 from .policy import SessionPolicy
 
 logger = logging.getLogger(__name__)
@@ -57,14 +58,27 @@ class Session:
     ends_at: float
     """When the maximum lifetime runs out; the idle deadline never moves past it."""
     expires_at: float | None
+    """When idleness ends it, or suspends it where it `suspends` (None while suspended)."""
+    suspends: bool = False
+    """Whether idleness suspends it (files kept) rather than ending it; only its maximum lifetime ends it then."""
 
     @property
     def network(self) -> bool:
         return self.sandbox.info.network
 
+    @property
+    def suspended(self) -> bool:
+        return self.sandbox.info.suspended
+
     def expired(self, now: float) -> bool:
+        if self.suspends:
+            return now >= self.ends_at
         deadline = min(self.ends_at, math.inf if self.expires_at is None else self.expires_at)
         return now >= deadline
+
+    def idle(self, now: float) -> bool:
+        """Due to be suspended: it suspends, runs, and went unused for its idle timeout."""
+        return self.suspends and not self.suspended and self.expires_at is not None and now >= self.expires_at
 
 
 class SessionRegistry:
@@ -84,6 +98,7 @@ class SessionRegistry:
         self._defaults: dict[str, str] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._running: Counter[str] = Counter()
+        self._resuming: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def create(
         self,
@@ -177,6 +192,8 @@ class SessionRegistry:
         try:
             session = await self.resolve(principal, session_id)
             try:
+                if session.suspended:
+                    await self._resume(session)
                 await self._touch(session)
                 yield session
             except SandboxGoneError as error:
@@ -201,6 +218,7 @@ class SessionRegistry:
         for found in await self._live(lb.owner_of(principal)):
             cached = self._sessions.setdefault(found.id, found)
             cached.expires_at = found.expires_at
+            cached.sandbox = found.sandbox  # its suspended state as the provider has it now
             sessions.append(cached)
         return sorted(sessions, key=lambda s: (s.created_at, s.id))
 
@@ -210,24 +228,38 @@ class SessionRegistry:
         self._forget(session)
         await session.sandbox.terminate()
 
-    async def reap(self) -> int:
-        """Terminate every expired session, whoever owns it; returns how many were reaped.
+    async def suspend(self, principal: str, session_id: str | None = None) -> Session:
+        """Suspend the session now, as its idle timeout would: processes stop, files stay, the next call resumes it."""
+        session = await self.resolve(principal, session_id)
+        if not session.suspends:
+            raise InvalidArgumentError(
+                f"Session {session.id} cannot be suspended here: this server's {self.provider.name} sandboxes do not "
+                "keep their files when stopped, so idle sessions end instead. Close it with close_session when done."
+            )
+        await self._suspend(session)
+        return session
 
-        A session whose sandbox fails to terminate is logged and skipped, so that it cannot keep the others
-        alive; it is still expired, so the next sweep tries it again."""
+    async def reap(self) -> int:
+        """Terminate every expired session and suspend every idle one that suspends, whoever owns it; returns how
+        many were reaped or suspended.
+
+        A session whose sandbox fails to terminate or suspend is logged and skipped, so that it cannot keep the
+        others alive; it is still due, so the next sweep tries it again."""
         reaped = 0
         now = self._clock()
         for sandbox in await self.provider.list({lb.ROLE: lb.ROLE_SESSION}):
             session = self._session_from(sandbox)
-            if session is not None and session.expired(now):
-                try:
+            if session is None or not (session.expired(now) or session.idle(now)):
+                continue
+            try:
+                if session.expired(now):
                     await self._discard(session)
-                except Exception:
-                    logger.exception(
-                        "reaping session %s (sandbox %s) failed; retrying next sweep", session.id, sandbox.id
-                    )
-                    continue
-                reaped += 1
+                else:
+                    await self._suspend(self._sessions.get(session.id, session))
+            except Exception:
+                logger.exception("reaping session %s (sandbox %s) failed; retrying next sweep", session.id, sandbox.id)
+                continue
+            reaped += 1
         return reaped
 
     async def reap_forever(self) -> None:
@@ -278,9 +310,11 @@ class SessionRegistry:
             lb.IDLE_SECONDS: _label_number(idle),
             **{lb.USER_PREFIX + key: value for key, value in user_labels.items()},
         }
-        sandbox = await self.provider.create(
-            labels=labels, lifetime=min(idle, self.policy.max_lifetime), network=network
-        )
+        suspends = self.policy.suspend_idle and self.provider.can_suspend(network)
+        lifetime = self.policy.max_lifetime if suspends else min(idle, self.policy.max_lifetime)
+        sandbox = await self.provider.create(labels=labels, lifetime=lifetime, network=network)
+        if suspends:
+            await sandbox.set_suspend_at(self._clock() + idle)
         session = self._session_from(sandbox)
         if session is None:
             raise SandboxError(f"The provider dropped the session labels of sandbox {sandbox.id}.")
@@ -296,8 +330,25 @@ class SessionRegistry:
         target = min(self._clock() + session.idle_timeout, session.ends_at)
         current = session.expires_at
         if current is None or target - current > session.idle_timeout * SLIDE_SLACK:
-            await session.sandbox.set_expiry(target)
+            if session.suspends:
+                await session.sandbox.set_suspend_at(target)
+            else:
+                await session.sandbox.set_expiry(target)
             session.expires_at = target
+
+    async def _suspend(self, session: Session) -> None:
+        async with self._resuming[session.id]:
+            await session.sandbox.suspend()
+            session.expires_at = None
+        logger.info("suspended session %s (sandbox %s)", session.id, session.sandbox.id)
+
+    async def _resume(self, session: Session) -> None:
+        """Start a suspended session again, once however many calls wait for it; they all say it resumed."""
+        async with self._resuming[session.id]:
+            if session.suspended:
+                await session.sandbox.resume(self.policy.resume_timeout)
+                logger.info("resumed session %s (sandbox %s)", session.id, session.sandbox.id)
+        suspension.resumed.set(session.id)
 
     def _session_from(self, sandbox: Sandbox) -> Session | None:
         info = sandbox.info
@@ -310,6 +361,7 @@ class SessionRegistry:
             idle = float(labels.get(lb.IDLE_SECONDS, ""))
         except ValueError:
             idle = self.policy.idle_timeout
+        suspends = self.policy.suspend_idle and sandbox.can_suspend
         return Session(
             id=session_id,
             sandbox=sandbox,
@@ -319,7 +371,8 @@ class SessionRegistry:
             labels=lb.user_labels_of(labels),
             created_at=info.created_at,
             ends_at=info.created_at + self.policy.max_lifetime,
-            expires_at=info.expires_at,
+            expires_at=info.suspend_at if suspends else info.expires_at,
+            suspends=suspends,
         )
 
     async def _still_listed(self, session: Session) -> bool:

@@ -52,6 +52,9 @@ class KubernetesConfig:
     `X-Sandbox-Port`; None runs every command as a one-shot request to the runtime instead."""
     egress_pool: str | None = None
     """The warm pool that serves sessions with network (profile `egress`, see `profiles.py`); None: none does."""
+    suspend_pools: tuple[str, ...] = ()
+    """Warm pools whose template keeps `/app` on a volume (a volumeClaimTemplate): their sandboxes can be suspended
+    (the Sandbox's `operatingMode: Suspended` deletes the pod and keeps its PVCs); the others' only end."""
 
     def __post_init__(self) -> None:
         if not self.warm_pool:
