@@ -29,6 +29,7 @@ from .connection import BoundedApiClient, Claims, api_client, claims_for
 from .errors import translated
 from .profiles import pool_for, pool_of
 from .sandbox import Backend, KubernetesSandbox
+from .suspension import suspend_at_of, suspended_of
 
 
 class KubernetesProvider(SandboxProvider):
@@ -97,7 +98,7 @@ class KubernetesProvider(SandboxProvider):
             expires_at=started + lifetime,
             network=pool != self.config.warm_pool,
         )
-        return KubernetesSandbox(backend, info, self.limits, runtime)
+        return KubernetesSandbox(backend, info, self.limits, runtime, suspendable=pool in self.config.suspend_pools)
 
     async def get(self, sandbox_id: str) -> Sandbox:
         backend = await self._connected()
@@ -118,7 +119,7 @@ class KubernetesProvider(SandboxProvider):
             raise NotFoundError(
                 f"Sandbox {sandbox_id!r} in the {self.config.where()} expired and was terminated: create a new one."
             )
-        return KubernetesSandbox(backend, self._info(claim), self.limits)
+        return self._sandbox(backend, claim)
 
     async def list(self, labels: Mapping[str, str] | None = None) -> list[Sandbox]:
         backend = await self._connected()
@@ -127,13 +128,18 @@ class KubernetesProvider(SandboxProvider):
                 claims = [claim for claim in await backend.claim_api.list(selector(labels or {})) if self._live(claim)]
         now = time.time()
         await self._reap(backend, [claim for claim in claims if is_expired(claim, now)])
-        return [
-            KubernetesSandbox(backend, self._info(claim), self.limits) for claim in claims if not is_expired(claim, now)
-        ]
+        return [self._sandbox(backend, claim) for claim in claims if not is_expired(claim, now)]
 
-    def _info(self, claim: JsonObject) -> SandboxInfo:
-        egress = self.config.egress_pool is not None and pool_of(claim) == self.config.egress_pool
-        return dataclasses.replace(info_of(claim), network=egress)
+    def _sandbox(self, backend: Backend, claim: JsonObject) -> KubernetesSandbox:
+        pool = pool_of(claim)
+        egress = self.config.egress_pool is not None and pool == self.config.egress_pool
+        info = dataclasses.replace(
+            info_of(claim), network=egress, suspended=suspended_of(claim), suspend_at=suspend_at_of(claim)
+        )
+        return KubernetesSandbox(backend, info, self.limits, suspendable=pool in self.config.suspend_pools)
+
+    def can_suspend(self, network: bool | EgressPolicy = False) -> bool:
+        return pool_for(self.config, network) in self.config.suspend_pools
 
     async def _on_pool(self, pool: str) -> Backend:
         """The backend that claims from `pool`: the warm pool's, or the egress pool's (its own client)."""
