@@ -134,7 +134,8 @@ async def test_reaping_suspends_idle_sessions_and_a_use_resumes_them_with_their_
     clock.now += 150
     assert await registry.reap() == 1
     [listed] = await registry.list_for("alice")
-    assert listed.suspended and listed.expires_at is None
+    assert listed.suspended
+    assert listed.expires_at is None
     assert await make_registry(clock=clock, idle_timeout=100).reap() == 0  # suspended, not idle any more
     async with registry.use("alice", session.id) as used:
         assert not used.suspended

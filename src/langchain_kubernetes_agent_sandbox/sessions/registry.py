@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..engine.channel import AgentLost
@@ -99,6 +99,8 @@ class SessionRegistry:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._running: Counter[str] = Counter()
         self._resuming: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._in_use: Counter[str] = Counter()
+        """Calls in flight by session id: idleness never suspends a session under a call of this process."""
 
     async def create(
         self,
@@ -195,7 +197,8 @@ class SessionRegistry:
                 if session.suspended:
                     await self._resume(session)
                 await self._touch(session)
-                yield session
+                with self._held(session):
+                    yield session
             except SandboxGoneError as error:
                 closed_elsewhere = not session.is_default and not await self._still_listed(session)
                 await self._discard(session)
@@ -211,6 +214,24 @@ class SessionRegistry:
             self._running[owner] -= 1
             if self._running[owner] <= 0:
                 del self._running[owner]
+
+    @contextlib.asynccontextmanager
+    async def peek(self, principal: str, session_id: str | None = None) -> AsyncIterator[Session]:
+        """The session, kept from being suspended for idleness meanwhile, but neither resumed nor slid: for looking
+        at it (session_info) without counting as a use."""
+        session = await self.resolve(principal, session_id)
+        with self._held(session):
+            yield session
+
+    @contextlib.contextmanager
+    def _held(self, session: Session) -> Iterator[None]:
+        self._in_use[session.id] += 1
+        try:
+            yield
+        finally:
+            self._in_use[session.id] -= 1
+            if self._in_use[session.id] <= 0:
+                del self._in_use[session.id]
 
     async def list_for(self, principal: str) -> list[Session]:
         """The principal's live sessions, oldest first."""
@@ -254,6 +275,8 @@ class SessionRegistry:
             try:
                 if session.expired(now):
                     await self._discard(session)
+                elif self._in_use[session.id]:
+                    continue  # a call of this process is using it (a long command, say): not idle
                 else:
                     await self._suspend(self._sessions.get(session.id, session))
             except Exception:

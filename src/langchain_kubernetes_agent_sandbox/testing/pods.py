@@ -30,7 +30,9 @@ DEFAULT_RUNTIME_COMMAND = (
     "{forward}",
 )
 """`{port}`, `{state_dir}` and `{forward}` are filled in per pod; any server of the legacy runtime protocol can be
-dropped in (without `{forward}`, its pod has no port but the runtime's)."""
+dropped in (without `{forward}`, its pod has no port but the runtime's). The runtime's `--keep-files` stands for a
+template's volume at /app: a pod of a suspended Sandbox started again with the same name finds its files (not yet in
+the default command: stopping such a pod leaves its disk image mounted)."""
 RUNTIME_PORT = 8888
 """The pod port of the runtime, as in the reference template."""
 FORWARDED_PORTS = (AGENT_PORT,)
@@ -94,7 +96,8 @@ class Pod:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
 
-    async def stop(self) -> None:
+    async def stop(self, *, keep_files: bool = False) -> None:
+        """End the runtime; its files go too unless `keep_files` (a suspension: the volume stays)."""
         if self.alive:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
@@ -103,7 +106,8 @@ class Pod:
             except TimeoutError:
                 self.kill()
                 await self.process.wait()
-        await asyncio.to_thread(discard_state, Path(self.state_dir))
+        if not keep_files:
+            await asyncio.to_thread(discard_state, Path(self.state_dir))
 
 
 class PodLauncher:

@@ -44,7 +44,7 @@ def required_access(config: KubernetesConfig) -> list[Access]:
     """What the provider configured as `config` calls on the Kubernetes API."""
     needed = [
         Access(CLAIMS_GROUP, "sandboxclaims", CLAIM_VERBS, config.namespace, "claim, find, wait for, slide, delete"),
-        Access(SANDBOX_GROUP, "sandboxes", SANDBOX_VERBS, config.namespace, "resolve a claim's pod, suspend and resume it"),
+        Access(SANDBOX_GROUP, "sandboxes", SANDBOX_VERBS, config.namespace, "resolve, suspend, resume a claim's pod"),
     ]
     if config.connection is ConnectionMode.GATEWAY:
         needed.append(

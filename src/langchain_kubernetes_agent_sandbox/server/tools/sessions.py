@@ -11,7 +11,7 @@ from pydantic import Field
 from ...engine import kernel
 from ...engine.background import keeps_background
 from ...paths import WORKDIR
-from ...sessions import suspension
+from ...sessions import Session, suspension
 from ..context import context
 from ..models import ClosedSession, SessionDescription, SessionList, SuspendedSession
 from ..principal import current_principal
@@ -95,7 +95,11 @@ async def session_info(session_id: SessionId = None) -> Annotated[CallToolResult
     """Describe a session (default: your default session, created if needed): its provider, working
     directory, network access, labels, idle timeout, when it expires or is suspended, its state (running or
     suspended), and whether its Python kernel runs. Asking does not resume a suspended session."""
-    session = await context().registry.resolve(current_principal.get(), session_id)
+    async with context().registry.peek(current_principal.get(), session_id) as session:
+        return await _described(session)
+
+
+async def _described(session: Session) -> CallToolResult:
     described = SessionDescription.of(session, WORKDIR)
     if session.suspended:
         described.python_kernel = f"none while suspended: the next call resumes the session. {suspension.RESUME_NOTE}"
