@@ -21,6 +21,7 @@ TOOLS = {
     "create_session",
     "list_sessions",
     "close_session",
+    "suspend_session",
     "session_info",
 }
 PNG = base64.b64decode(
