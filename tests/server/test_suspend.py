@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from mcp import ClientSession
 
+from langchain_kubernetes_agent_sandbox.errors import TOOL_ERROR_META
 from langchain_kubernetes_agent_sandbox.server.tools import RESUMED_META
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
 from tests.server.mcp_calls import call, data, fail, text_of
 from tests.server.providers import Open
 
-ROWS = pytest.mark.parametrize("provider_client", ["local"], indirect=True)
-"""The rows that pass so far: the Kubernetes rows (the imitation keeps /app on a volume in every pool, so its pool is
-declared in suspend_pools by `suspending`) still lose the pod's agent after a resume; see the branch's report."""
+ROWS = pytest.mark.parametrize("provider_client", ["local", "kubernetes"], indirect=True)
+"""The imitation keeps /app on a volume in every pool, so `suspending` declares its pool in suspend_pools."""
 
 
 @pytest.fixture
@@ -84,6 +84,28 @@ async def test_the_maximum_lifetime_ends_a_suspended_session(provider_client: Op
         await call(client, "suspend_session", session_id=session_id)
         await asyncio.sleep(5)
         assert "No session" in await fail(client, "execute", session_id=session_id, command="true")
+
+
+@pytest.mark.parametrize("provider_client", ["kubernetes"], indirect=True)
+async def test_a_resume_without_capacity_is_a_typed_error_and_the_session_stays_suspended(
+    provider_client: Open, suspending: dict[str, Any], fake_cluster: FakeCluster
+) -> None:
+    async with provider_client(resume_timeout=2, **suspending) as client:
+        session_id = data(await call(client, "create_session"))["session_id"]
+        await call(client, "execute", session_id=session_id, command="printf still > kept.txt")
+        await call(client, "suspend_session", session_id=session_id)
+        fake_cluster.set_faults(pool_exhausted=True)
+        refused = await client.call_tool("execute", {"session_id": session_id, "command": "true"})
+        assert refused.isError
+        assert refused.meta is not None
+        assert refused.meta[TOOL_ERROR_META]["code"] == "no_capacity"
+        assert "stays suspended" in text_of(refused)
+        assert "Insufficient cpu" in text_of(refused)  # what the scheduler said
+        assert await state_of(client, session_id) == "suspended"
+        fake_cluster.clear_faults()
+        kept = await call(client, "execute", session_id=session_id, command="cat kept.txt")
+        assert data(kept)["stdout"] == "still"
+        assert kept.meta == {RESUMED_META: session_id}
 
 
 @pytest.mark.parametrize("provider_client", ["kubernetes"], indirect=True)

@@ -298,7 +298,9 @@ class Controller:
     def _set_sandbox_ready(self, namespace: str, sandbox: str, pod: Pod | None, reason: str, message: str) -> None:
         def mutate(obj: JsonObject) -> None:
             status = obj.setdefault("status", {})
-            status["conditions"] = [_condition(pod is not None, reason, message)]
+            condition = _condition(pod is not None, reason, message)
+            condition["observedGeneration"] = obj["metadata"].get("generation", 1)  # the spec it answers
+            status["conditions"] = [condition]
             status["podIPs"] = [pod.ip] if pod is not None else []
 
         with contextlib.suppress(StoreError):
@@ -313,6 +315,7 @@ class Controller:
             pod = self._claim_of.pop(key)
             self.bound.pop((namespace, sandbox), None)
             self._suspended[(namespace, sandbox)] = key
+            self._set_sandbox_ready(namespace, sandbox, None, "SandboxSuspended", "Sandbox is suspending")
             await pod.stop(keep_files=True)
             self._set_sandbox_ready(namespace, sandbox, None, "SandboxSuspended", "Sandbox is suspended")
             self._set_claim_status(key[0], key[1], None, False, "SandboxSuspended", "Sandbox is suspended")

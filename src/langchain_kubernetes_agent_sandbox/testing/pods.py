@@ -28,11 +28,11 @@ DEFAULT_RUNTIME_COMMAND = (
     "{state_dir}",
     "--forward",
     "{forward}",
+    "--keep-files",
 )
 """`{port}`, `{state_dir}` and `{forward}` are filled in per pod; any server of the legacy runtime protocol can be
-dropped in (without `{forward}`, its pod has no port but the runtime's). The runtime's `--keep-files` stands for a
-template's volume at /app: a pod of a suspended Sandbox started again with the same name finds its files (not yet in
-the default command: stopping such a pod leaves its disk image mounted)."""
+dropped in (without `{forward}`, its pod has no port but the runtime's). `--keep-files` stands for the template's volume
+at /app: a pod of a suspended Sandbox started again with the same name finds its files."""
 RUNTIME_PORT = 8888
 """The pod port of the runtime, as in the reference template."""
 FORWARDED_PORTS = (AGENT_PORT,)
