@@ -31,7 +31,9 @@ from .store import JsonObject, Store, StoreError
 
 logger = logging.getLogger(__name__)
 
-CLAIMS, SANDBOXES, POOLS = "sandboxclaims", "sandboxes", "sandboxwarmpools"
+CLAIMS, SANDBOXES, POOLS, TEMPLATES = "sandboxclaims", "sandboxes", "sandboxwarmpools", "sandboxtemplates"
+WORKSPACE_VOLUME = "workspace"
+"""The volumeClaimTemplate every imitation template mounts at /app (the runtime's `--keep-files`)."""
 _NAME_CHARS = string.ascii_lowercase + string.digits
 
 
@@ -95,7 +97,23 @@ class Controller:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _template(self, name: str) -> JsonObject:
+        """A SandboxTemplate as `doctor` reads it: the runtime container with /app on the workspace volume."""
+        mount = {"name": WORKSPACE_VOLUME, "mountPath": "/app"}
+        claim = {"metadata": {"name": WORKSPACE_VOLUME}, "spec": {"accessModes": ["ReadWriteOnce"]}}
+        return {
+            "apiVersion": "extensions.agents.x-k8s.io/v1beta1",
+            "kind": "SandboxTemplate",
+            "metadata": {"name": name},
+            "spec": {
+                "podTemplate": {"spec": {"containers": [{"name": "python-runtime", "volumeMounts": [mount]}]}},
+                "volumeClaimTemplates": [claim],
+            },
+        }
+
     async def start(self) -> None:
+        for template in {pool.template for pool in self.pools.values()}:
+            self.store.create(TEMPLATES, self.namespace, self._template(template))
         for pool in self.pools.values():
             self.store.create(
                 POOLS,
