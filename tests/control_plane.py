@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CONTROL_PLANE_SOURCE = ROOT / "tests" / "controlplane"
 POOL_MANIFESTS = ROOT / "deploy" / "sandbox-pool"
 POOL = "python-pool"
+KEPT_POOL = "python-pool-kept"
+"""A pool like POOL whose template keeps /app on a PersistentVolumeClaim: its sandboxes can be suspended."""
 NAMESPACE = "default"
 
 
@@ -45,6 +47,24 @@ def pool_manifests(namespace: str) -> list[dict[str, Any]]:
         manifest["metadata"]["namespace"] = namespace
         manifests.append(manifest)
     return manifests
+
+
+def kept_pool_manifests(namespace: str) -> list[dict[str, Any]]:
+    """The project's template and pool with /app on a volumeClaimTemplate `workspace`, named for KEPT_POOL."""
+    template, pool = pool_manifests(namespace)
+    template["metadata"]["name"] = "python-runtime-kept"
+    template["spec"]["volumeClaimTemplates"] = [
+        {
+            "metadata": {"name": "workspace"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        }
+    ]
+    for container in template["spec"]["podTemplate"]["spec"]["containers"]:
+        container["volumeMounts"] = [{"name": "workspace", "mountPath": "/app"}]
+    pool["metadata"]["name"] = KEPT_POOL
+    pool["spec"]["replicas"] = 1
+    pool["spec"]["sandboxTemplateRef"]["name"] = "python-runtime-kept"
+    return [template, pool]
 
 
 def wait_for_pool(plane: ControlPlane, namespace: str, pool: str, timeout: float = 120.0) -> None:
@@ -109,3 +129,17 @@ class RealPool:
 @pytest.fixture
 def real_pool(control_plane: ControlPlane) -> RealPool:
     return RealPool(control_plane)
+
+
+@pytest.fixture(scope="session")
+def kept_pool_ready(control_plane: ControlPlane) -> ControlPlane:
+    """The control plane with KEPT_POOL applied and ready (once per run)."""
+    for manifest in kept_pool_manifests(NAMESPACE):
+        control_plane.apply(manifest)
+    wait_for_pool(control_plane, NAMESPACE, KEPT_POOL)
+    return control_plane
+
+
+@pytest.fixture
+def real_kept_pool(kept_pool_ready: ControlPlane) -> RealPool:
+    return RealPool(kept_pool_ready, pool=KEPT_POOL)

@@ -12,19 +12,29 @@ from mcp import ClientSession
 from langchain_kubernetes_agent_sandbox.errors import TOOL_ERROR_META
 from langchain_kubernetes_agent_sandbox.server.tools import RESUMED_META
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
+from tests.control_plane import RealPool
 from tests.server.mcp_calls import call, data, fail, text_of
-from tests.server.providers import Open
+from tests.server.providers import Cluster, Open
 
-ROWS = pytest.mark.parametrize("provider_client", ["local", "kubernetes"], indirect=True)
-"""The imitation keeps /app on a volume in every pool, so `suspending` declares its pool in suspend_pools."""
+ROWS = pytest.mark.parametrize("provider_client", ["local", "kubernetes", "kubernetes-real"], indirect=True)
+"""The imitation keeps /app on a volume in every pool; on the real control plane the sessions are claimed from a pool
+whose template does (`real_pool` below), as the agent-sandbox controller needs for its operatingMode."""
+CLUSTERS = {"kubernetes": "fake_cluster", "kubernetes-real": "real_pool"}
+
+
+@pytest.fixture
+def real_pool(real_kept_pool: RealPool) -> RealPool:
+    """The real control plane's rows claim from its pool that keeps /app on a PVC."""
+    return real_kept_pool
 
 
 @pytest.fixture
 def suspending(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """Settings under which the row's sessions suspend when idle."""
-    if request.node.callspec.params["provider_client"] == "local":
+    """Settings under which the row's sessions suspend when idle: a cluster's pool is declared in suspend_pools."""
+    row = request.node.callspec.params["provider_client"]
+    if row == "local":
         return {}
-    cluster: FakeCluster = request.getfixturevalue("fake_cluster")
+    cluster: Cluster = request.getfixturevalue(CLUSTERS[row])
     return {"suspend_pools": (cluster.pool,)}
 
 

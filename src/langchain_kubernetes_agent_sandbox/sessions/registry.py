@@ -19,7 +19,7 @@ import logging
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..engine.channel import AgentLost
@@ -99,6 +99,7 @@ class SessionRegistry:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._running: Counter[str] = Counter()
         self._resuming: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        """Per session: a suspension or resume in progress, which calls wait out."""
         self._in_use: Counter[str] = Counter()
         """Calls in flight by session id: idleness never suspends a session under a call of this process."""
 
@@ -194,11 +195,12 @@ class SessionRegistry:
         try:
             session = await self.resolve(principal, session_id)
             try:
-                if session.suspended:
-                    await self._resume(session)
-                await self._touch(session)
-                with self._held(session):
+                await self._enter(session, resume=True)
+                try:
+                    await self._touch(session)
                     yield session
+                finally:
+                    self._leave(session)
             except SandboxGoneError as error:
                 closed_elsewhere = not session.is_default and not await self._still_listed(session)
                 await self._discard(session)
@@ -220,18 +222,26 @@ class SessionRegistry:
         """The session, kept from being suspended for idleness meanwhile, but neither resumed nor slid: for looking
         at it (session_info) without counting as a use."""
         session = await self.resolve(principal, session_id)
-        with self._held(session):
-            yield session
-
-    @contextlib.contextmanager
-    def _held(self, session: Session) -> Iterator[None]:
-        self._in_use[session.id] += 1
+        await self._enter(session, resume=False)
         try:
-            yield
+            yield session
         finally:
-            self._in_use[session.id] -= 1
-            if self._in_use[session.id] <= 0:
-                del self._in_use[session.id]
+            self._leave(session)
+
+    async def _enter(self, session: Session, *, resume: bool) -> None:
+        """Count a call as using the session, after any suspension in progress (a call must not meet a dying pod)
+        and, with `resume`, after starting a suspended session again: once however many calls wait for it."""
+        async with self._resuming[session.id]:
+            if resume and session.suspended:
+                await session.sandbox.resume(self.policy.resume_timeout)
+                logger.info("resumed session %s (sandbox %s)", session.id, session.sandbox.id)
+                suspension.resumed.set(session.id)
+            self._in_use[session.id] += 1
+
+    def _leave(self, session: Session) -> None:
+        self._in_use[session.id] -= 1
+        if self._in_use[session.id] <= 0:
+            del self._in_use[session.id]
 
     async def list_for(self, principal: str) -> list[Session]:
         """The principal's live sessions, oldest first."""
@@ -275,10 +285,8 @@ class SessionRegistry:
             try:
                 if session.expired(now):
                     await self._discard(session)
-                elif self._in_use[session.id]:
+                elif not await self._suspend(self._sessions.get(session.id, session), idle=True):
                     continue  # a call of this process is using it (a long command, say): not idle
-                else:
-                    await self._suspend(self._sessions.get(session.id, session))
             except Exception:
                 logger.exception("reaping session %s (sandbox %s) failed; retrying next sweep", session.id, sandbox.id)
                 continue
@@ -359,19 +367,15 @@ class SessionRegistry:
                 await session.sandbox.set_expiry(target)
             session.expires_at = target
 
-    async def _suspend(self, session: Session) -> None:
+    async def _suspend(self, session: Session, *, idle: bool = False) -> bool:
+        """Suspend it, unless `idle` and a call of this process uses it; whether it was suspended."""
         async with self._resuming[session.id]:
+            if idle and self._in_use[session.id]:
+                return False
             await session.sandbox.suspend()
             session.expires_at = None
         logger.info("suspended session %s (sandbox %s)", session.id, session.sandbox.id)
-
-    async def _resume(self, session: Session) -> None:
-        """Start a suspended session again, once however many calls wait for it; they all say it resumed."""
-        async with self._resuming[session.id]:
-            if session.suspended:
-                await session.sandbox.resume(self.policy.resume_timeout)
-                logger.info("resumed session %s (sandbox %s)", session.id, session.sandbox.id)
-        suspension.resumed.set(session.id)
+        return True
 
     def _session_from(self, sandbox: Sandbox) -> Session | None:
         info = sandbox.info
@@ -410,6 +414,9 @@ class SessionRegistry:
 
     def _forget(self, session: Session) -> None:
         self._sessions.pop(session.id, None)
+        lock = self._resuming.get(session.id)
+        if lock is not None and not lock.locked():
+            del self._resuming[session.id]
         if self._defaults.get(session.owner) == session.id:
             del self._defaults[session.owner]
 

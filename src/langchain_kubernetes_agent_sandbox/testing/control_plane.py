@@ -57,7 +57,8 @@ START_TIMEOUT = 120.0
 
 def reference_runtime_command() -> list[str]:
     """The project's reference-compatible runtime, serving the legacy protocol on the pod's address, and the pod's
-    agent port (relayed into its sandbox) as a pod network would reach it."""
+    agent port (relayed into its sandbox) as a pod network would reach it; its files outlive the pod where the pod
+    mounts a claim at /app."""
     return [
         sys.executable,
         "-m",
@@ -68,6 +69,7 @@ def reference_runtime_command() -> list[str]:
         "{port}",
         "--state-dir",
         "{state_dir}",
+        "{keep_files}",
         "--forward",
         f"{AGENT_PORT}={AGENT_PORT}",
     ]

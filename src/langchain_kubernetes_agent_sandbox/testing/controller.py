@@ -316,9 +316,11 @@ class Controller:
     def _set_sandbox_ready(self, namespace: str, sandbox: str, pod: Pod | None, reason: str, message: str) -> None:
         def mutate(obj: JsonObject) -> None:
             status = obj.setdefault("status", {})
-            condition = _condition(pod is not None, reason, message)
-            condition["observedGeneration"] = obj["metadata"].get("generation", 1)  # the spec it answers
-            status["conditions"] = [condition]
+            ready = _condition(pod is not None, reason, message)
+            suspended = {**_condition(message == "Sandbox is suspended", reason, message), "type": "Suspended"}
+            for condition in (ready, suspended):
+                condition["observedGeneration"] = obj["metadata"].get("generation", 1)  # the spec it answers
+            status["conditions"] = [ready, suspended]
             status["podIPs"] = [pod.ip] if pod is not None else []
 
         with contextlib.suppress(StoreError):

@@ -333,8 +333,8 @@ class KubernetesSandbox(Sandbox):
         and keeps its PVCs (the pool's template keeps /app on one). This server's links to the pod go first."""
         await self._forget_pod()
         with translated(self._config, "suspend the sandbox", self.id):
-            async with asyncio.timeout(self._config.api_timeout * 2):
-                await Suspender(self._backend.claim_api).suspend(self.id)
+            async with asyncio.timeout(self._config.api_timeout * 3):
+                await Suspender(self._backend.claim_api).suspend(self.id, self._config.api_timeout)
         self._info = replace(self._info, suspended=True, suspend_at=None)
 
     async def resume(self, timeout: float) -> None:

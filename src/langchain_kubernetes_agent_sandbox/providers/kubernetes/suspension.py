@@ -32,17 +32,17 @@ def suspend_at_of(claim: JsonObject) -> float | None:
     return int(stamp) / 1000 if stamp.isdigit() else None
 
 
-def ready_of(sandbox: JsonObject) -> tuple[bool, str]:
-    """Whether the Sandbox's Ready condition is True for its current spec, and its message (what the controller says
-    is missing); a condition from before the last spec change (the resume itself) is stale."""
+def condition_of(sandbox: JsonObject, kind: str) -> tuple[bool, str]:
+    """Whether the Sandbox's condition `kind` (Ready, Suspended) is True for its current spec, and its message (what
+    the controller says); a condition from before the last spec change (the suspension or resume itself) is stale."""
     generation = (sandbox.get("metadata") or {}).get("generation")
     for condition in (sandbox.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
+        if condition.get("type") == kind:
             observed = condition.get("observedGeneration")
             if generation is not None and observed is not None and observed < generation:
-                return False, "the controller has not seen the resume yet"
+                return False, "the controller has not seen the change yet"
             return condition.get("status") == "True", str(condition.get("message") or condition.get("reason") or "")
-    return False, "no Ready condition yet"
+    return False, f"no {kind} condition yet"
 
 
 class Suspender:
@@ -87,10 +87,24 @@ class Suspender:
     async def set_suspend_at(self, claim: str, moment: float) -> None:
         await self.claim_api.patch(claim, {"metadata": {"labels": {SUSPEND_AT_LABEL: expiry_label(moment)}}})
 
-    async def suspend(self, claim: str) -> None:
-        """Mark the claim first: a crash in between leaves a sandbox said suspended that runs, which a resume fixes."""
+    async def suspend(self, claim: str, timeout: float) -> None:
+        """Mark the claim first (a crash in between leaves a sandbox said suspended that runs, which a resume fixes),
+        then wait up to `timeout` for the pod to be gone: a resume that met the old pod still terminating would take
+        it for the new one. A pod slower than that to end is left to the controller."""
         await self.mark(claim, suspended=True)
-        await self.set_mode(await self.sandbox_name(claim), "Suspended")
+        name = await self.sandbox_name(claim)
+        await self.set_mode(name, "Suspended")
+        give_up = time.monotonic() + timeout
+        while time.monotonic() < give_up:
+            if condition_of(await self.sandbox(name), "Suspended")[0]:
+                return
+            await asyncio.sleep(RESUME_POLL)
+
+    async def _claim_sees(self, claim: str, sandbox: JsonObject) -> bool:
+        """Whether the claim's status has the new pod's addresses yet: the client routes by what the claim says."""
+        addresses = (sandbox.get("status") or {}).get("podIPs") or []
+        found = ((await self.claim_api.get(claim)).get("status") or {}).get("sandbox") or {}
+        return bool(addresses) and found.get("podIPs") == addresses
 
     async def resume(self, claim: str, timeout: float) -> None:
         """Ask for a pod again and wait for it to be ready; one that is not ready in time is suspended again and
@@ -100,8 +114,9 @@ class Suspender:
         give_up = time.monotonic() + timeout
         said = ""
         while time.monotonic() < give_up:
-            ready, said = ready_of(await self.sandbox(name))
-            if ready:
+            sandbox = await self.sandbox(name)
+            ready, said = condition_of(sandbox, "Ready")
+            if ready and await self._claim_sees(claim, sandbox):
                 await self.mark(claim, suspended=False)
                 return
             await asyncio.sleep(RESUME_POLL)
