@@ -136,6 +136,8 @@ class Controller:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         pods = [pod for pods in self.warm.values() for pod in pods] + list(self._claim_of.values())
         await asyncio.gather(*(pod.stop() for pod in pods), return_exceptions=True)
+        for _, sandbox in self._suspended:  # no pod, but their files (the volumes) go too
+            await asyncio.to_thread(discard_state, Path(self.launcher.work_dir) / sandbox)
 
     def pod_for(self, namespace: str, sandbox: str) -> Pod | None:
         return self.bound.get((namespace, sandbox))

@@ -53,6 +53,7 @@ from .bubblewrap import (
 )
 from .cgroups import CgroupManager, SandboxCgroup
 from .disk import NO_SPACE_TEXT, DiskImages, usage_line
+from .disk import detach as detach_disk
 from .files import HostFiles, NeedsSandbox
 from .holder import HOLDER_COMMAND, Holder, HolderRecord, JoinFds
 from .limits import ResourceLimits
@@ -537,10 +538,13 @@ class LocalSandbox(Sandbox):
         await self._save(suspend_at=moment)
 
     async def suspend(self) -> None:
-        """Stop its processes; the files stay in the state folder, and the next use starts a new holder."""
+        """Stop its processes and unmount its disk image; the files stay in the state folder (on the image), and the
+        next use mounts it again and starts a new holder."""
         self._require_alive()
         await self._save(suspended=True, suspend_at=None)
         await self._stop_processes()
+        if self._provider.state.disk_of(self.id) is not None:
+            await asyncio.to_thread(detach_disk, self._provider.state.folder(self.id))
 
     async def resume(self, timeout: float) -> None:
         self._require_alive()
