@@ -4,6 +4,9 @@ suspended rather than ended, the next call resumes it with its files and without
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,7 +15,8 @@ from mcp import ClientSession
 from langchain_kubernetes_agent_sandbox.errors import TOOL_ERROR_META
 from langchain_kubernetes_agent_sandbox.server.tools import RESUMED_META
 from langchain_kubernetes_agent_sandbox.testing import FakeCluster
-from tests.control_plane import RealPool
+from langchain_kubernetes_agent_sandbox.testing.control_plane import ControlPlane
+from tests.control_plane import NAMESPACE, RealPool
 from tests.server.mcp_calls import call, data, fail, text_of
 from tests.server.providers import Cluster, Open
 
@@ -96,23 +100,54 @@ async def test_the_maximum_lifetime_ends_a_suspended_session(provider_client: Op
         assert "No session" in await fail(client, "execute", session_id=session_id, command="true")
 
 
-@pytest.mark.parametrize("provider_client", ["kubernetes"], indirect=True)
+@contextlib.contextmanager
+def no_room(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A cluster where no new pod can start, and what the controller then says: the imitation's exhausted pool, or a
+    ResourceQuota admitting no pod in the real control plane's namespace."""
+    if request.node.callspec.params["provider_client"] == "kubernetes":
+        cluster: FakeCluster = request.getfixturevalue("fake_cluster")
+        cluster.set_faults(pool_exhausted=True)
+        try:
+            yield "Insufficient cpu"
+        finally:
+            cluster.clear_faults()
+        return
+    plane: ControlPlane = request.getfixturevalue("real_pool").plane
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-pods", "namespace": NAMESPACE},
+        "spec": {"hard": {"pods": "0"}},
+    }
+    plane.apply(quota)
+    path = f"/api/v1/namespaces/{NAMESPACE}/resourcequotas/no-pods"
+    deadline = time.monotonic() + 30
+    while "used" not in plane.http.get(path).json().get("status", {}):  # counted by the quota controller
+        assert time.monotonic() < deadline, "the quota controller never counted the quota"
+        time.sleep(0.2)
+    try:
+        yield "exceeded quota: no-pods"
+    finally:
+        plane.http.delete(path).raise_for_status()
+
+
+@pytest.mark.parametrize("provider_client", ["kubernetes", "kubernetes-real"], indirect=True)
 async def test_a_resume_without_capacity_is_a_typed_error_and_the_session_stays_suspended(
-    provider_client: Open, suspending: dict[str, Any], fake_cluster: FakeCluster
+    provider_client: Open, suspending: dict[str, Any], request: pytest.FixtureRequest
 ) -> None:
-    async with provider_client(resume_timeout=2, **suspending) as client:
+    async with provider_client(resume_timeout=3, **suspending) as client:
         session_id = data(await call(client, "create_session"))["session_id"]
         await call(client, "execute", session_id=session_id, command="printf still > kept.txt")
         await call(client, "suspend_session", session_id=session_id)
-        fake_cluster.set_faults(pool_exhausted=True)
-        refused = await client.call_tool("execute", {"session_id": session_id, "command": "true"})
-        assert refused.isError
-        assert refused.meta is not None
-        assert refused.meta[TOOL_ERROR_META]["code"] == "no_capacity"
-        assert "stays suspended" in text_of(refused)
-        assert "Insufficient cpu" in text_of(refused)  # what the scheduler said
-        assert await state_of(client, session_id) == "suspended"
-        fake_cluster.clear_faults()
+        with no_room(request) as said:
+            refused = await client.call_tool("execute", {"session_id": session_id, "command": "true"})
+            assert refused.isError
+            assert refused.meta is not None
+            assert refused.meta[TOOL_ERROR_META]["code"] == "no_capacity"
+            assert "stays suspended" in text_of(refused)
+            assert said in text_of(refused)  # what the controller said
+            assert await state_of(client, session_id) == "suspended"
+    async with provider_client(**suspending) as client:  # room again; the default wait covers a controller's backoff
         kept = await call(client, "execute", session_id=session_id, command="cat kept.txt")
         assert data(kept)["stdout"] == "still"
         assert kept.meta == {RESUMED_META: session_id}

@@ -46,7 +46,8 @@ def register(subcommands: Any) -> None:
         description="Start `serve` over stdio on the embedded local provider and, through a real MCP client "
         "session, create a session, upload a CSV, analyse it with execute_python, download the result file, "
         "plot it (the figure comes back as an image), watch a timeout, follow a command that detached into a "
-        "job, list sessions and close the session, printing each step. Needs bubblewrap; the figure needs "
+        "job, suspend the session and resume it with the next call, list sessions and close the session, printing "
+        "each step. Needs bubblewrap; the figure needs "
         "matplotlib for the sandbox's python3 (Debian's python3-matplotlib, which scripts/setup.sh installs).",
     )
     parser.add_argument("--state-dir", help="Folder for the demo's sandboxes (default: a temporary folder).")
@@ -164,8 +165,16 @@ async def _drive(state_dir: str, log: Path) -> int:
                 session_id=session_id,
             )
             ended = _data(await _until_ended(client, "9. wait for the job to end", status, session_id))
-            listed = _data(await _step(client, "10. list sessions", "list_sessions"))
-            await _step(client, "11. close the session", "close_session", session_id=session_id)
+            await _step(client, "10. suspend the session (as idleness would)", "suspend_session", session_id=session_id)
+            await _step(
+                client,
+                "11. the next call resumes it: the files are there, the kernel is fresh",
+                "execute",
+                command="ls summary.json weather.csv",
+                session_id=session_id,
+            )
+            listed = _data(await _step(client, "12. list sessions", "list_sessions"))
+            await _step(client, "13. close the session", "close_session", session_id=session_id)
     images = _images(plotted)
     figure = (
         f"the chart came back as a {len(base64.b64decode(images[0].data))}-byte image ({images[0].mimeType}), "
