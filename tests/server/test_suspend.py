@@ -162,3 +162,19 @@ async def test_a_pool_not_declared_to_keep_files_ends_idle_sessions(provider_cli
         await asyncio.sleep(4)
         ended = await fail(client, "execute", session_id=session_id, command="true")
         assert "No session" in ended or "its files are lost" in ended
+
+
+@pytest.mark.parametrize("provider_client", ["kubernetes"], indirect=True)
+async def test_a_session_another_replica_suspended_is_resumed_not_lost(
+    provider_client: Open, suspending: dict[str, Any]
+) -> None:
+    async with provider_client(**suspending) as one, provider_client(**suspending) as other:
+        session_id = data(await call(one, "create_session"))["session_id"]
+        await call(one, "execute", session_id=session_id, command="printf kept > kept.txt")
+        await call(other, "suspend_session", session_id=session_id)
+        first = await one.call_tool("execute", {"session_id": session_id, "command": "cat kept.txt"})
+        if first.isError:  # the call met the pod going: it says so, and loses nothing
+            assert "suspended by another server replica" in text_of(first) or "try again" in text_of(first)
+            first = await call(one, "execute", session_id=session_id, command="cat kept.txt")
+        assert data(first)["stdout"] == "kept"
+        assert first.meta == {RESUMED_META: session_id}

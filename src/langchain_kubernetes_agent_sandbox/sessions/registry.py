@@ -202,13 +202,18 @@ class SessionRegistry:
                 finally:
                     self._leave(session)
             except SandboxGoneError as error:
+                if await self._suspended_elsewhere(session):  # its pod went with a suspension: the files are kept
+                    raise SandboxError(
+                        f"Session {session.id} was suspended by another server replica while this call ran; its files "
+                        "are kept. Retry: the next call resumes it."
+                    ) from error
                 closed_elsewhere = not session.is_default and not await self._still_listed(session)
                 await self._discard(session)
                 if closed_elsewhere:  # through another replica: say what that replica would say
                     raise _not_open(session.id) from error
                 raise SandboxGoneError(_gone_message(session, error)) from error
             except AgentLost as error:  # its agent ended mid-call: with the session, if another replica closed it
-                if session.is_default or await self._still_listed(session):
+                if await self._suspended_elsewhere(session) or session.is_default or await self._still_listed(session):
                     raise
                 self._forget(session)
                 raise _not_open(session.id) from error
@@ -401,6 +406,22 @@ class SessionRegistry:
             expires_at=info.suspend_at if suspends else info.expires_at,
             suspends=suspends,
         )
+
+    async def _suspended_elsewhere(self, session: Session) -> bool:
+        """Whether the provider says the session is suspended though this process thought it ran (another replica
+        suspended it); if so, the cache takes the provider's word, so that the next call resumes it."""
+        if session.suspended:
+            return False
+        try:
+            found = await self.provider.list(
+                {lb.ROLE: lb.ROLE_SESSION, lb.SESSION_ID: session.id, lb.OWNER: session.owner}
+            )
+        except SandboxError:
+            return False
+        if not found or not found[0].info.suspended:
+            return False
+        session.sandbox, session.expires_at = found[0], None
+        return True
 
     async def _still_listed(self, session: Session) -> bool:
         """Whether the provider still lists the session's sandbox (when in doubt, yes)."""
