@@ -46,7 +46,8 @@ provider a write per call; the idle timeout a session gets is therefore at least
 
 @dataclass
 class Session:
-    """A sandbox with an owner; `expires_at` is the only field that changes, as use slides it."""
+    """A sandbox with an owner; `expires_at` changes as use slides it, and `sandbox` when another replica suspended
+    or resumed it."""
 
     id: str
     sandbox: Sandbox
@@ -254,7 +255,8 @@ class SessionRegistry:
         for found in await self._live(lb.owner_of(principal)):
             cached = self._sessions.setdefault(found.id, found)
             cached.expires_at = found.expires_at
-            cached.sandbox = found.sandbox  # its suspended state as the provider has it now
+            if cached.suspended != found.suspended:  # suspended or resumed elsewhere: the provider's word counts
+                cached.sandbox = found.sandbox
             sessions.append(cached)
         return sorted(sessions, key=lambda s: (s.created_at, s.id))
 
@@ -393,7 +395,9 @@ class SessionRegistry:
             idle = float(labels.get(lb.IDLE_SECONDS, ""))
         except ValueError:
             idle = self.policy.idle_timeout
-        suspends = self.policy.suspend_idle and sandbox.can_suspend
+        # A session made to be deleted when idle (before suspension existed, or with it off) stays so: its provider
+        # expiry is its idle deadline. One made to suspend has a suspend-at deadline, or is suspended.
+        suspends = self.policy.suspend_idle and sandbox.can_suspend and (info.suspend_at is not None or info.suspended)
         return Session(
             id=session_id,
             sandbox=sandbox,
