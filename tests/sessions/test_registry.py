@@ -152,3 +152,15 @@ async def test_the_maximum_lifetime_ends_a_suspended_session(make_registry: Make
     assert await registry.list_for("alice") == []
     with pytest.raises(NotFoundError):
         await registry.get("alice", session.id)
+
+
+async def test_a_session_made_to_end_when_idle_still_ends_after_suspension_is_turned_on(
+    make_registry: MakeRegistry,
+) -> None:
+    clock = Clock()
+    session = await make_registry(clock=clock, idle_timeout=100, suspend_idle=False).create("alice")
+    later = make_registry(clock=clock, idle_timeout=100)
+    assert not (await later.get("alice", session.id)).suspends
+    clock.now += 150
+    assert await later.reap() == 1
+    assert await later.list_for("alice") == []
