@@ -30,6 +30,7 @@ import bench_local  # noqa: E402
 import bench_mcp  # noqa: E402
 import bench_preview  # noqa: E402
 import bench_python  # noqa: E402
+import bench_resume  # noqa: E402
 import bench_sandboxd  # noqa: E402
 import bench_validation  # noqa: E402
 from langchain_kubernetes_agent_sandbox.providers.local.state import temporary_state  # noqa: E402
@@ -188,6 +189,14 @@ def sandboxd_rows(rounds: int, commands: int) -> list[Row]:
     ]
 
 
+def resume_rows(rounds: int) -> list[Row]:
+    """A suspended session's resume and first command against a fresh claim's (issue 16), imitation and real."""
+    return [
+        row("suspend and resume", f["figure"], f["value"], f["unit"], f["baseline"], f["baseline_is"])
+        for f in bench_resume.figures(rounds)
+    ]
+
+
 def markdown(rows: list[Row], facts: dict[str, Any]) -> str:
     lines = [
         f"Measured {facts['date']} on {facts['cpus']} x {facts['cpu_model']}, {facts['memory']} memory, "
@@ -237,6 +246,7 @@ def main() -> None:
     rows += python_rows(args.python_rounds)
     rows += kubernetes_rows(args.rounds, args.commands)
     rows += sandboxd_rows(args.rounds, args.commands // 2)
+    rows += resume_rows(args.rounds)
     rows += adapter_rows(args.rounds)
     rows += egress_rows(args.runs * 2)
     rows += preview_rows(args.runs * 2)

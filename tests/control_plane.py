@@ -25,6 +25,8 @@ POOL_MANIFESTS = ROOT / "deploy" / "sandbox-pool"
 POOL = "python-pool"
 SANDBOXD_POOL_MANIFESTS = ROOT / "deploy" / "sandboxd-pool"
 SANDBOXD_POOL = "sandboxd-pool"
+KEPT_POOL = "python-pool-kept"
+"""A pool like POOL whose template keeps /app on a PersistentVolumeClaim: its sandboxes can be suspended."""
 NAMESPACE = "default"
 
 
@@ -47,6 +49,24 @@ def pool_manifests(namespace: str, folder: Path = POOL_MANIFESTS) -> list[dict[s
         manifest["metadata"]["namespace"] = namespace
         manifests.append(manifest)
     return manifests
+
+
+def kept_pool_manifests(namespace: str) -> list[dict[str, Any]]:
+    """The project's template and pool with /app on a volumeClaimTemplate `workspace`, named for KEPT_POOL."""
+    template, pool = pool_manifests(namespace)
+    template["metadata"]["name"] = "python-runtime-kept"
+    template["spec"]["volumeClaimTemplates"] = [
+        {
+            "metadata": {"name": "workspace"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        }
+    ]
+    for container in template["spec"]["podTemplate"]["spec"]["containers"]:
+        container["volumeMounts"] = [{"name": "workspace", "mountPath": "/app"}]
+    pool["metadata"]["name"] = KEPT_POOL
+    pool["spec"]["replicas"] = 1
+    pool["spec"]["sandboxTemplateRef"]["name"] = "python-runtime-kept"
+    return [template, pool]
 
 
 def wait_for_pool(plane: ControlPlane, namespace: str, pool: str, timeout: float = 120.0) -> None:
@@ -127,3 +147,17 @@ def sandboxd_pool(request: pytest.FixtureRequest, control_plane: ControlPlane) -
         raise TimeoutError(f"{late}\n{control_plane.diagnostics()}") from None
     _say(request.config, f"sandboxd warm pool ready in {time.monotonic() - started:.1f} s")
     return RealPool(control_plane, pool=SANDBOXD_POOL, runtime="sandboxd")
+
+
+@pytest.fixture(scope="session")
+def kept_pool_ready(control_plane: ControlPlane) -> ControlPlane:
+    """The control plane with KEPT_POOL applied and ready (once per run)."""
+    for manifest in kept_pool_manifests(NAMESPACE):
+        control_plane.apply(manifest)
+    wait_for_pool(control_plane, NAMESPACE, KEPT_POOL)
+    return control_plane
+
+
+@pytest.fixture
+def real_kept_pool(kept_pool_ready: ControlPlane) -> RealPool:
+    return RealPool(kept_pool_ready, pool=KEPT_POOL)

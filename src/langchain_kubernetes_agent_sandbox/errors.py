@@ -81,12 +81,19 @@ class BackendUnavailableError(SandboxError):
     code = "backend_unavailable"
 
 
+class NoCapacityError(BackendUnavailableError):
+    """The cluster has no room to start a sandbox's pod now (a resume or a claim); retrying later may succeed."""
+
+    code = "no_capacity"
+
+
 __all__ = [
     "BackendUnavailableError",
     "DiskQuotaExceededError",
     "InvalidArgumentError",
     "InvalidPathError",
     "IsDirectoryError",
+    "NoCapacityError",
     "NotFoundError",
     "PermissionDeniedError",
     "QuotaExceededError",

@@ -41,6 +41,10 @@ class SandboxInfo:
     network: bool = False
     reachable: tuple[str, ...] = ()
     """Where the sandbox may connect, as the egress rules in force (`name:ports`); empty without egress."""
+    suspended: bool = False
+    """Stopped with its files kept (see `Sandbox.suspend`); the next use resumes it."""
+    suspend_at: float | None = None
+    """When idleness suspends it, for a sandbox that can be suspended (its `expires_at` is then its end)."""
 
 
 def check_command(command: str) -> None:
@@ -206,6 +210,26 @@ class Sandbox(abc.ABC):
     async def terminate(self) -> None:
         """Destroy the sandbox and everything in it; terminating twice is harmless."""
 
+    # Suspension (see `sessions/registry.py`): providers that can stop a sandbox and keep its files override these.
+
+    @property
+    def can_suspend(self) -> bool:
+        """Whether `suspend` keeps this sandbox's files (else an idle sandbox is terminated)."""
+        return False
+
+    async def set_suspend_at(self, moment: float) -> None:
+        """Record when idleness suspends the sandbox (sliding idle timeouts call this on use)."""
+        raise InvalidArgumentError(f"Sandbox {self.id} cannot be suspended on this provider.")
+
+    async def suspend(self) -> None:
+        """Stop every process of the sandbox and keep its files; suspending twice is harmless."""
+        raise InvalidArgumentError(f"Sandbox {self.id} cannot be suspended on this provider.")
+
+    async def resume(self, timeout: float) -> None:
+        """Start a suspended sandbox again with its files, within `timeout` seconds: its processes, the Python
+        kernel among them, start afresh. `NoCapacityError` when there is no room to start it: it stays suspended."""
+        raise InvalidArgumentError(f"Sandbox {self.id} cannot be suspended on this provider.")
+
 
 class SandboxProvider(abc.ABC):
     """Creates sandboxes and finds them again, also after the process that created them restarted."""
@@ -231,6 +255,10 @@ class SandboxProvider(abc.ABC):
     @abc.abstractmethod
     async def list(self, labels: Mapping[str, str] | None = None) -> builtins.list[Sandbox]:
         """This provider's sandboxes whose labels include all of `labels`."""
+
+    def can_suspend(self, network: bool | EgressPolicy = False) -> bool:
+        """Whether the sandboxes `create(network=network)` makes can be suspended with their files kept."""
+        return False
 
     @abc.abstractmethod
     async def check(self) -> None:

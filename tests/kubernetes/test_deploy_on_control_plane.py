@@ -104,11 +104,13 @@ def doctor(plane: ControlPlane, kubeconfig: str, *extra: str) -> subprocess.Comp
 
 
 @contextlib.contextmanager
-def role_without(plane: ControlPlane, verb: str) -> Iterator[None]:
+def role_without(plane: ControlPlane, verb: str, *, resource: str | None = None) -> Iterator[None]:
+    """The project's Role without `verb` (on `resource` only, if given) while the block runs."""
     original = plane.http.get(ROLE).raise_for_status().json()
     changed = {**original, "rules": [dict(rule) for rule in original["rules"]]}
     for rule in changed["rules"]:
-        rule["verbs"] = [v for v in rule["verbs"] if v != verb]
+        if resource is None or resource in rule["resources"]:
+            rule["verbs"] = [v for v in rule["verbs"] if v != verb]
     plane.http.put(ROLE, json=changed).raise_for_status()
     try:
         yield
@@ -151,3 +153,16 @@ def test_doctor_names_the_pod_tunnel_rights_that_the_role_does_not_grant(
     assert (
         f"[FAIL] rbac: denied: get pods in namespace {NAMESPACE}; create pods/portforward in namespace {NAMESPACE}"
     ) in checked.stdout
+
+
+def test_doctor_names_the_patch_on_sandboxes_that_suspension_needs(
+    installed: dict[str, str], control_plane: ControlPlane
+) -> None:
+    kubeconfig = control_plane.kubeconfig_for(NAMESPACE, ACCOUNT)
+    with role_without(control_plane, "patch", resource="sandboxes"):
+        deadline = time.monotonic() + 10
+        while (broken := doctor(control_plane, kubeconfig, "--no-claim")).returncode == 0:
+            assert time.monotonic() < deadline, "the authorizer never saw the changed Role"
+            time.sleep(0.5)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert f"[FAIL] rbac: denied: patch sandboxes.agents.x-k8s.io in namespace {NAMESPACE}" in broken.stdout

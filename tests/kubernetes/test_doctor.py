@@ -126,3 +126,28 @@ def test_gateway_mode_checks_the_gateway_address(fake_cluster: FakeCluster, caps
         assert "[ok  ] gateway: Gateway 'sandbox-gateway' at 127.0.0.1" in out
     finally:
         fake_cluster.http.delete(f"{GATEWAYS}/sandbox-gateway")
+
+
+def test_doctor_checks_that_each_suspend_pool_keeps_app_on_a_volume(
+    fake_cluster: FakeCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = doctor(capsys, *settings(fake_cluster, "--suspend-pools", fake_cluster.pool, "--no-claim"))
+    assert code == 0, out
+    assert f"[ok  ] suspension: idle sessions are suspended on {fake_cluster.pool!r} (volume 'workspace')" in out
+    template = f"/apis/extensions.agents.x-k8s.io/v1beta1/namespaces/{fake_cluster.namespace}/sandboxtemplates"
+    fake_cluster.http.patch(
+        f"{template}/python-runtime",
+        json={"spec": {"volumeClaimTemplates": None}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    ).raise_for_status()
+    try:
+        code, out = doctor(capsys, *settings(fake_cluster, "--suspend-pools", fake_cluster.pool, "--no-claim"))
+    finally:
+        fake_cluster.http.patch(
+            f"{template}/python-runtime",
+            json={"spec": {"volumeClaimTemplates": [{"metadata": {"name": "workspace"}}]}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        ).raise_for_status()
+    assert code != 0
+    assert "[FAIL] suspension: SandboxTemplate 'python-runtime' of pool" in out
+    assert "remove the pool from --suspend-pools" in out

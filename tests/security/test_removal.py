@@ -182,7 +182,9 @@ async def test_the_reaper_survives_unexpected_errors_and_keeps_reaping(
     provider: LocalProvider, local_state_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     now = [time.time()]
-    registry = SessionRegistry(provider, SessionPolicy(idle_timeout=100, reap_interval=0.05), clock=lambda: now[0])
+    registry = SessionRegistry(
+        provider, SessionPolicy(idle_timeout=100, reap_interval=0.05, suspend_idle=False), clock=lambda: now[0]
+    )
     await registry.create("alice")
     await registry.create("bob")
     monkeypatch.setattr(provider, "list", failing_once(provider.list, RuntimeError("the provider broke")))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -49,8 +50,14 @@ async def connect(make_config: Callable[..., ServerConfig]) -> AsyncIterator[Con
             providers.append(provider)
             registries[key] = SessionRegistry(provider, session_policy(config))
         server: SandboxMCP = build_server(config, registries[key])
-        async with create_connected_server_and_client_session(server) as client:
-            yield client
+        reaper = asyncio.create_task(registries[key].reap_forever())  # as `running` has it: idle sessions suspend
+        try:
+            async with create_connected_server_and_client_session(server) as client:
+                yield client
+        finally:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
 
     yield open_client
     for provider in providers:

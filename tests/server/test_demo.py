@@ -21,11 +21,13 @@ def test_demo_runs_every_step_of_the_main_job_a_figure_and_a_detached_job(local_
     assert result.returncode == 0, result.stderr
     out = result.stdout
     steps = ("create_session", "upload_file", "execute_python", "download_file", "job_status", "job_wait")
-    for step in (*steps, "fork_session", "list_sessions", "close_session"):
+    for step in (*steps, "fork_session", "suspend_session", "list_sessions", "close_session"):
         assert f": {step}(" in out, step
     assert "4 cities, mean 17.5 C, warmest Perth" in out
     assert '"warmest": "Perth"' in out
     assert "exited 124 (timed_out)" in out
+    assert "was suspended and has been resumed for this call" in out
+    assert "summary.json\n      weather.csv" in out
     if HAS_MATPLOTLIB:
         assert "plotted 4 cities" in out
         assert re.search(r"\n   -> image content: \d+ bytes, image/png\n", out)

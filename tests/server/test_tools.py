@@ -22,6 +22,7 @@ TOOLS = {
     "list_sessions",
     "close_session",
     "fork_session",
+    "suspend_session",
     "session_info",
     "expose_port",
     "unexpose_port",

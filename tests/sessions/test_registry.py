@@ -32,7 +32,7 @@ async def make_registry(local_state_dir: Path) -> AsyncIterator[MakeRegistry]:
     """A registry on its own provider instance over the shared state folder: a new one models a restart."""
     providers: list[LocalProvider] = []
 
-    def make(clock: Callable[[], float] = time.time, **policy: float) -> SessionRegistry:
+    def make(clock: Callable[[], float] = time.time, **policy: float | bool) -> SessionRegistry:
         provider = LocalProvider(local_state_dir)
         providers.append(provider)
         return SessionRegistry(provider, SessionPolicy(**policy), clock=clock)  # type: ignore[arg-type]
@@ -101,7 +101,7 @@ async def test_the_deadline_a_use_sets_is_seen_after_a_restart(make_registry: Ma
 
 async def test_reaping_removes_expired_sessions_of_every_owner(make_registry: MakeRegistry) -> None:
     clock = Clock()
-    registry = make_registry(clock=clock, idle_timeout=100)
+    registry = make_registry(clock=clock, idle_timeout=100, suspend_idle=False)
     await registry.create("alice")
     await registry.create("bob", idle_timeout=1000)
     clock.now += 150
@@ -121,3 +121,46 @@ async def test_calls_on_one_session_run_in_parallel(make_registry: MakeRegistry)
     started = time.monotonic()
     await asyncio.gather(nap(), nap(), nap())
     assert time.monotonic() - started < 2.5
+
+
+async def test_reaping_suspends_idle_sessions_and_a_use_resumes_them_with_their_files(
+    make_registry: MakeRegistry,
+) -> None:
+    clock = Clock()
+    registry = make_registry(clock=clock, idle_timeout=100)
+    session = await registry.create("alice")
+    async with registry.use("alice", session.id) as used:
+        await used.sandbox.write_file("kept.txt", b"kept")
+    clock.now += 150
+    assert await registry.reap() == 1
+    [listed] = await registry.list_for("alice")
+    assert listed.suspended
+    assert listed.expires_at is None
+    assert await make_registry(clock=clock, idle_timeout=100).reap() == 0  # suspended, not idle any more
+    async with registry.use("alice", session.id) as used:
+        assert not used.suspended
+        assert await used.sandbox.read_file("kept.txt") == b"kept"
+    assert used.expires_at == pytest.approx(clock.now + 100)
+
+
+async def test_the_maximum_lifetime_ends_a_suspended_session(make_registry: MakeRegistry) -> None:
+    clock = Clock()
+    registry = make_registry(clock=clock, idle_timeout=100, max_lifetime=1000)
+    session = await registry.suspend("alice", (await registry.create("alice")).id)
+    clock.now = session.created_at + 1001
+    assert await registry.reap() == 1
+    assert await registry.list_for("alice") == []
+    with pytest.raises(NotFoundError):
+        await registry.get("alice", session.id)
+
+
+async def test_a_session_made_to_end_when_idle_still_ends_after_suspension_is_turned_on(
+    make_registry: MakeRegistry,
+) -> None:
+    clock = Clock()
+    session = await make_registry(clock=clock, idle_timeout=100, suspend_idle=False).create("alice")
+    later = make_registry(clock=clock, idle_timeout=100)
+    assert not (await later.get("alice", session.id)).suspends
+    clock.now += 150
+    assert await later.reap() == 1
+    assert await later.list_for("alice") == []

@@ -13,7 +13,7 @@ from ..errors import InvalidArgumentError, SandboxError
 from ..limits import ExecutionLimits
 from ..output import OutputLimit
 from ..sandbox import Sandbox, SandboxProvider
-from ..sessions.policy import SessionPolicy
+from ..sessions import SessionPolicy
 from .base import AsyncFirstSandbox
 from .loop import LoopThread
 from .translate import execute_error, execute_response, file_error_of, is_relative
@@ -25,6 +25,8 @@ ADAPTER_LIMITS = ExecutionLimits(output=OutputLimit(max_bytes=2 * 1024 * 1024))
 """deepagents reads a file page by printing up to 500 KiB (683 KiB as base64), so output caps must exceed it."""
 FORK_MAX_BYTES = SessionPolicy().max_fork_bytes
 """The largest workspace a backend's `fork()` copies unless told otherwise: the server's default."""
+RESUME_TIMEOUT = SessionPolicy().resume_timeout
+"""How long opening a suspended sandbox waits for it to start again: the server's default."""
 
 
 class SandboxBackend(AsyncFirstSandbox):
@@ -34,7 +36,7 @@ class SandboxBackend(AsyncFirstSandbox):
     provider's are bound to the loop that first used them; `open(provider)` makes (or, given a session id,
     finds) the sandbox on that loop. A sandbox passed to the constructor must be usable from any loop (local
     ones are). `open(provider, sandbox_id=...)` reaches the same files the MCP server serves for that
-    session. A backend terminates only a sandbox it created.
+    session, and resumes it if it is suspended (see `suspend`). A backend terminates only a sandbox it created.
     """
 
     def __init__(self, sandbox: Sandbox, *, timeout: float | None = None) -> None:
@@ -192,6 +194,23 @@ class SandboxBackend(AsyncFirstSandbox):
             return FileDownloadResponse(path=path, error=file_error_of(error))
         return FileDownloadResponse(path=path, content=content)
 
+    async def asuspend(self) -> None:
+        """Suspend the sandbox where its provider keeps its files (`InvalidArgumentError` where it cannot): its
+        processes end, the Python kernel's variables with them, its files stay; `resume` (or opening it again by id)
+        starts it again."""
+        await self._runner.call(self.core.suspend())
+
+    def suspend(self) -> None:
+        self._runner.run(self.core.suspend())
+
+    async def aresume(self, timeout: float = RESUME_TIMEOUT) -> None:
+        """Start the suspended sandbox again with its files (`NoCapacityError` when the cluster has no room: it stays
+        suspended); a running one is left as it is."""
+        await self._runner.call(_resumed(self.core, timeout))
+
+    def resume(self, timeout: float = RESUME_TIMEOUT) -> None:
+        self._runner.run(_resumed(self.core, timeout))
+
     async def aclose(self) -> None:
         """Terminate the sandbox if this backend made it; a sandbox passed in or found is left to its owner."""
         await self._runner.call(self._release())
@@ -211,7 +230,15 @@ class SandboxBackend(AsyncFirstSandbox):
 
 
 async def _sandbox_of(provider: SandboxProvider, sandbox_id: str | None) -> Sandbox:
-    return await provider.get(sandbox_id) if sandbox_id is not None else await provider.create()
+    if sandbox_id is None:
+        return await provider.create()
+    return await _resumed(await provider.get(sandbox_id), RESUME_TIMEOUT)
+
+
+async def _resumed(sandbox: Sandbox, timeout: float) -> Sandbox:
+    if sandbox.info.suspended:
+        await sandbox.resume(timeout)
+    return sandbox
 
 
 async def _gathered(calls: list[Coroutine[Any, Any, T]]) -> list[T]:

@@ -259,6 +259,13 @@ class McpSandboxBackend(AsyncFirstSandbox):
         backend._owns_session = True
         return backend
 
+    async def asuspend(self) -> None:
+        """Suspend the session (`suspend_session`): its processes end, its files stay; the next call resumes it."""
+        await self._call("suspend_session")
+
+    def suspend(self) -> None:
+        self._runner.run(self.asuspend())
+
     async def aclose(self) -> None:
         """Close the session if this backend created it, then the connection and the private loop."""
         await self._runner.call(self._close_on_loop())

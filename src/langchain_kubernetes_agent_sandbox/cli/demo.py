@@ -46,7 +46,8 @@ def register(subcommands: Any) -> None:
         description="Start `serve` over stdio on the embedded local provider and, through a real MCP client "
         "session, create a session, upload a CSV, analyse it with execute_python, download the result file, "
         "plot it (the figure comes back as an image), watch a timeout, follow a command that detached into a "
-        "job, fork the session, list sessions and close them, printing each step. Needs bubblewrap; the figure needs "
+        "job, fork the session, suspend the session and resume it with the next call, list sessions and close them, "
+        "printing each step. Needs bubblewrap; the figure needs "
         "matplotlib for the sandbox's python3 (Debian's python3-matplotlib, which scripts/setup.sh installs).",
     )
     parser.add_argument("--state-dir", help="Folder for the demo's sandboxes (default: a temporary folder).")
@@ -182,9 +183,17 @@ async def _drive(state_dir: str, log: Path) -> int:
             source_files = _data(
                 await _step(client, "12. the source is as it was", "execute", command="ls", session_id=session_id)
             )
-            listed = _data(await _step(client, "13. list sessions", "list_sessions"))
-            await _step(client, "14. close the fork", "close_session", session_id=fork_id)
-            await _step(client, "15. close the session", "close_session", session_id=session_id)
+            await _step(client, "13. suspend the session (as idleness would)", "suspend_session", session_id=session_id)
+            await _step(
+                client,
+                "14. the next call resumes it: the files are there, the kernel is fresh",
+                "execute",
+                command="ls summary.json weather.csv",
+                session_id=session_id,
+            )
+            listed = _data(await _step(client, "15. list sessions", "list_sessions"))
+            await _step(client, "16. close the fork", "close_session", session_id=fork_id)
+            await _step(client, "17. close the session", "close_session", session_id=session_id)
     images = _images(plotted)
     figure = (
         f"the chart came back as a {len(base64.b64decode(images[0].data))}-byte image ({images[0].mimeType}), "

@@ -25,13 +25,15 @@ KUBERNETES_SETTINGS = (
     "sandboxd_address",
     "sandboxd_rest_port",
     "sandboxd_grpc_port",
+    "suspend_pools",
 )
 
 DESCRIPTION = """\
 Check, from where it runs, that the Kubernetes provider can serve with these settings: credentials work, the
 agent-sandbox CRDs are installed, the RBAC verbs are granted, the warm pool exists and has ready pods, the router
-(or gateway) answers, and a test claim runs a command and is deleted. Takes the same settings as `serve`
-(flags, KUBERNETES_AGENT_SANDBOX_* variables, --config file). Exits 1 when a check fails, naming what to fix."""
+(or gateway) answers, each pool in --suspend-pools keeps /app on a volume, and a test claim runs a command and
+is deleted. Takes the same settings as `serve` (flags, KUBERNETES_AGENT_SANDBOX_* variables, --config file).
+Exits 1 when a check fails, naming what to fix."""
 
 
 def register(subcommands: Any) -> None:

@@ -254,7 +254,21 @@ SETTINGS: tuple[Setting, ...] = (
         "Rules from egress_allow whose names may resolve to loopback, link-local, private or metadata addresses.",
         "list",
     ),
-    Setting("reap_interval", "Seconds between sweeps for expired sessions.", "float"),
+    Setting("reap_interval", "Seconds between sweeps for expired sessions (and idle ones to suspend).", "float"),
+    # Suspend and resume (issue 16)
+    Setting(
+        "suspend_idle",
+        "Suspend an idle session (processes stop, files stay; the next call resumes it) where the provider keeps "
+        "its files, rather than ending it; its maximum lifetime ends it either way.",
+        "bool",
+    ),
+    Setting("resume_timeout", "Seconds a call on a suspended session waits for its sandbox to start again.", "float"),
+    Setting(
+        "suspend_pools",
+        "Kubernetes provider: warm pools whose template keeps /app on a volume (volumeClaimTemplates), so that "
+        "their idle sessions are suspended (Sandbox operatingMode Suspended) rather than deleted; comma-separated.",
+        "list",
+    ),
     Setting("default_timeout", "Seconds a command may run when the call names no timeout.", "float"),
     Setting("max_timeout", "Largest timeout a call may ask for.", "float"),
     Setting(
@@ -363,6 +377,9 @@ class ServerConfig(BaseModel):
     egress_private: tuple[str, ...] = ()
     egress_pool: str | None = None
     reap_interval: float = Field(_POLICY.reap_interval, gt=0)
+    suspend_idle: bool = _POLICY.suspend_idle
+    resume_timeout: float = Field(_POLICY.resume_timeout, gt=0)
+    suspend_pools: tuple[str, ...] = ()
     default_timeout: float = Field(_TOOLS.default_timeout, gt=0)
     max_timeout: float = Field(_TOOLS.max_timeout, gt=0)
     detach_after: float = Field(_TOOLS.detach_after, ge=0, le=170)

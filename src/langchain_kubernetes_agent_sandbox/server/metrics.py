@@ -166,6 +166,9 @@ class MeasuredProvider(SandboxProvider):
     async def list(self, labels: Mapping[str, str] | None = None) -> builtins.list[Sandbox]:
         return await self.inner.list(labels)
 
+    def can_suspend(self, network: bool | EgressPolicy = False) -> bool:
+        return self.inner.can_suspend(network)
+
     async def check(self) -> None:
         await self.inner.check()
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializerFuncti
 from ..engine.jobs import JOBS_DIR
 from ..engine.results import CellResult, Figure, JobResult
 from ..output import OutputLimit
-from ..sessions import Session
+from ..sessions import Session, suspension
 from .output_caps import recapped
 from .printable import printable_name, printable_output
 
@@ -298,6 +298,16 @@ class SessionDescription(Rendered):
         default=None,
         description="Whether processes a call leaves running outlive it here (needed for jobs and the kernel).",
     )
+    state: Literal["running", "suspended"] = Field(
+        default="running",
+        description="suspended: its processes were stopped and its files kept (idle, or suspend_session); the next "
+        f"call on it resumes it. {suspension.RESUME_NOTE}",
+    )
+    suspends_when_idle: bool = Field(
+        default=False,
+        description="Whether its idle timeout suspends it (files kept) rather than ending it; its maximum lifetime "
+        "ends it either way.",
+    )
 
     @classmethod
     def of(cls, session: Session, working_directory: str) -> SessionDescription:
@@ -313,6 +323,8 @@ class SessionDescription(Rendered):
             reachable=list(session.sandbox.info.reachable),
             labels=session.labels,
             working_directory=working_directory,
+            state="suspended" if session.suspended else "running",
+            suspends_when_idle=session.suspends,
         )
 
     def _network_text(self) -> str:
@@ -322,10 +334,16 @@ class SessionDescription(Rendered):
 
     def render(self) -> str:
         labels = ", ".join(f"{key}={value}" for key, value in self.labels.items()) or "none"
+        if self.state == "suspended":
+            idle = "suspended (the next call resumes it)"
+        elif self.suspends_when_idle:
+            idle = f"suspends {self.expires_at} unless used"
+        else:
+            idle = f"expires {self.expires_at} unless used"
         return (
             f"session {self.session_id}{' (default)' if self.default else ''} on {self.provider}: "
             f"working directory {self.working_directory}, network {self._network_text()}, "
-            f"idle timeout {self.idle_timeout_seconds:g} s, expires {self.expires_at} unless used, "
+            f"idle timeout {self.idle_timeout_seconds:g} s, {idle}, "
             f"ends by {self.ends_at}, labels {labels}"
             + (f"; Python: {self.python_kernel}" if self.python_kernel else "")
         )
@@ -345,6 +363,14 @@ class SessionList(Rendered):
         if not self.sessions:
             return "No open sessions; a call without session_id will create your default session."
         return "\n".join(session.render() for session in self.sessions)
+
+
+class SuspendedSession(Rendered):
+    session_id: str
+    state: Literal["suspended"] = "suspended"
+
+    def render(self) -> str:
+        return f"Suspended session {self.session_id}; the next call on it resumes it. {suspension.RESUME_NOTE}"
 
 
 class ClosedSession(Rendered):

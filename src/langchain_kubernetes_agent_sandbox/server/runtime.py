@@ -116,6 +116,7 @@ def kubernetes_config(config: ServerConfig, **defaults: Any) -> KubernetesConfig
             max_lifetime=config.max_lifetime,
             agent_port=config.agent_port or None,
             egress_pool=config.egress_pool,
+            suspend_pools=config.suspend_pools,
             **chosen,
         )
     except InvalidArgumentError as error:
@@ -148,6 +149,8 @@ def session_policy(config: ServerConfig) -> SessionPolicy:
         egress=config.egress,
         reap_interval=config.reap_interval,
         max_fork_bytes=config.max_fork_mib * 1024 * 1024,
+        suspend_idle=config.suspend_idle,
+        resume_timeout=config.resume_timeout,
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..limits import ExecutionLimits
-from ..sessions import SessionPolicy
+from ..sessions import SessionPolicy, suspension
 
 _EXECUTION = ExecutionLimits()
 _POLICY = SessionPolicy()
@@ -44,5 +44,6 @@ class ToolLimits:
         said |= {
             "max_call_output_bytes": f"{self.max_call_output_bytes} bytes",
             "max_list_entries": f"{self.max_list_entries:,}",
+            "resume_note": suspension.RESUME_NOTE,
         }
         object.__setattr__(self, "wording", said)

@@ -26,12 +26,17 @@ class SessionPolicy:
     egress: EgressPolicy | None = None
     """The operator's allow-list, which a session's own network rules may only narrow."""
     reap_interval: float = 60.0
-    """Seconds between sweeps that terminate expired sessions."""
+    """Seconds between sweeps that terminate expired sessions (and suspend idle ones)."""
+    suspend_idle: bool = True
+    """Whether an idle session is suspended (processes stop, files stay) where the provider can keep its files,
+    rather than terminated; its maximum lifetime ends it either way."""
+    resume_timeout: float = 180.0
+    """Longest wait of a call on a suspended session for its sandbox to start again."""
     max_fork_bytes: int = 1024 * 1024 * 1024
     """The largest workspace (/app) a fork copies."""
 
     def __post_init__(self) -> None:
-        for name in ("idle_timeout", "max_idle_timeout", "max_lifetime", "reap_interval"):
+        for name in ("idle_timeout", "max_idle_timeout", "max_lifetime", "reap_interval", "resume_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}.")
         if self.idle_timeout > self.max_idle_timeout:

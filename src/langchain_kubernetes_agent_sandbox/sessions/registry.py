@@ -34,6 +34,7 @@ from ..errors import (
 from ..network.policy import EgressPolicy
 from ..sandbox import Sandbox, SandboxProvider
 from . import labels as lb
+from . import suspension
 from .policy import SessionPolicy
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ provider a write per call; the idle timeout a session gets is therefore at least
 
 @dataclass
 class Session:
-    """A sandbox with an owner; `expires_at` is the only field that changes, as use slides it."""
+    """A sandbox with an owner; `expires_at` changes as use slides it, and `sandbox` when another replica suspended
+    or resumed it."""
 
     id: str
     sandbox: Sandbox
@@ -57,14 +59,27 @@ class Session:
     ends_at: float
     """When the maximum lifetime runs out; the idle deadline never moves past it."""
     expires_at: float | None
+    """When idleness ends it, or suspends it where it `suspends` (None while suspended)."""
+    suspends: bool = False
+    """Whether idleness suspends it (files kept) rather than ending it; only its maximum lifetime ends it then."""
 
     @property
     def network(self) -> bool:
         return self.sandbox.info.network
 
+    @property
+    def suspended(self) -> bool:
+        return self.sandbox.info.suspended
+
     def expired(self, now: float) -> bool:
+        if self.suspends:
+            return now >= self.ends_at
         deadline = min(self.ends_at, math.inf if self.expires_at is None else self.expires_at)
         return now >= deadline
+
+    def idle(self, now: float) -> bool:
+        """Due to be suspended: it suspends, runs, and went unused for its idle timeout."""
+        return self.suspends and not self.suspended and self.expires_at is not None and now >= self.expires_at
 
 
 class SessionRegistry:
@@ -84,6 +99,10 @@ class SessionRegistry:
         self._defaults: dict[str, str] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._running: Counter[str] = Counter()
+        self._resuming: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        """Per session: a suspension or resume in progress, which calls wait out."""
+        self._in_use: Counter[str] = Counter()
+        """Calls in flight by session id: idleness never suspends a session under a call of this process."""
 
     async def create(
         self,
@@ -177,16 +196,25 @@ class SessionRegistry:
         try:
             session = await self.resolve(principal, session_id)
             try:
-                await self._touch(session)
-                yield session
+                await self._enter(session, resume=True)
+                try:
+                    await self._touch(session)
+                    yield session
+                finally:
+                    self._leave(session)
             except SandboxGoneError as error:
+                if await self._suspended_elsewhere(session):  # its pod went with a suspension: the files are kept
+                    raise SandboxError(
+                        f"Session {session.id} was suspended by another server replica while this call ran; its files "
+                        "are kept. Retry: the next call resumes it."
+                    ) from error
                 closed_elsewhere = not session.is_default and not await self._still_listed(session)
                 await self._discard(session)
                 if closed_elsewhere:  # through another replica: say what that replica would say
                     raise _not_open(session.id) from error
                 raise SandboxGoneError(_gone_message(session, error)) from error
             except AgentLost as error:  # its agent ended mid-call: with the session, if another replica closed it
-                if session.is_default or await self._still_listed(session):
+                if await self._suspended_elsewhere(session) or session.is_default or await self._still_listed(session):
                     raise
                 self._forget(session)
                 raise _not_open(session.id) from error
@@ -205,16 +233,17 @@ class SessionRegistry:
         async with self.use(principal, session_id) as source, self._locks[source.owner]:
             self._check_room(await self._live(source.owner))
             labels = _session_labels(source.owner, source.idle_timeout, source.labels, default=False)
+            suspends = self.policy.suspend_idle and source.sandbox.can_suspend  # the fork is made like its source
             try:
                 sandbox = await self.provider.fork(
                     source.sandbox,
                     labels=labels,
-                    lifetime=min(source.idle_timeout, self.policy.max_lifetime),
+                    lifetime=self._lifetime(source.idle_timeout, suspends),
                     max_bytes=self.policy.max_fork_bytes,
                 )
             except SandboxGoneError as error:  # the new sandbox's, maybe: not a reason to drop the source
                 raise SandboxError(f"The fork of session {source.id} failed and was removed: {error}") from error
-            return self._register(sandbox)
+            return await self._register(sandbox, source.idle_timeout if suspends else None)
 
     async def touch(self, principal: str, session_id: str) -> Session:
         """The session `session_id` of `principal`, its idle deadline slid as a call's would be: for use that is
@@ -223,12 +252,40 @@ class SessionRegistry:
         await self._touch(session)
         return session
 
+    @contextlib.asynccontextmanager
+    async def peek(self, principal: str, session_id: str | None = None) -> AsyncIterator[Session]:
+        """The session, kept from being suspended for idleness meanwhile, but neither resumed nor slid: for looking
+        at it (session_info) without counting as a use."""
+        session = await self.resolve(principal, session_id)
+        await self._enter(session, resume=False)
+        try:
+            yield session
+        finally:
+            self._leave(session)
+
+    async def _enter(self, session: Session, *, resume: bool) -> None:
+        """Count a call as using the session, after any suspension in progress (a call must not meet a dying pod)
+        and, with `resume`, after starting a suspended session again: once however many calls wait for it."""
+        async with self._resuming[session.id]:
+            if resume and session.suspended:
+                await session.sandbox.resume(self.policy.resume_timeout)
+                logger.info("resumed session %s (sandbox %s)", session.id, session.sandbox.id)
+                suspension.resumed.set(session.id)
+            self._in_use[session.id] += 1
+
+    def _leave(self, session: Session) -> None:
+        self._in_use[session.id] -= 1
+        if self._in_use[session.id] <= 0:
+            del self._in_use[session.id]
+
     async def list_for(self, principal: str) -> list[Session]:
         """The principal's live sessions, oldest first."""
         sessions = []
         for found in await self._live(lb.owner_of(principal)):
             cached = self._sessions.setdefault(found.id, found)
             cached.expires_at = found.expires_at
+            if cached.suspended != found.suspended:  # suspended or resumed elsewhere: the provider's word counts
+                cached.sandbox = found.sandbox
             sessions.append(cached)
         return sorted(sessions, key=lambda s: (s.created_at, s.id))
 
@@ -238,24 +295,38 @@ class SessionRegistry:
         self._forget(session)
         await session.sandbox.terminate()
 
-    async def reap(self) -> int:
-        """Terminate every expired session, whoever owns it; returns how many were reaped.
+    async def suspend(self, principal: str, session_id: str | None = None) -> Session:
+        """Suspend the session now, as its idle timeout would: processes stop, files stay, the next call resumes it."""
+        session = await self.resolve(principal, session_id)
+        if not session.suspends:
+            raise InvalidArgumentError(
+                f"Session {session.id} cannot be suspended here: this server's {self.provider.name} sandboxes do not "
+                "keep their files when stopped, so idle sessions end instead. Close it with close_session when done."
+            )
+        await self._suspend(session)
+        return session
 
-        A session whose sandbox fails to terminate is logged and skipped, so that it cannot keep the others
-        alive; it is still expired, so the next sweep tries it again."""
+    async def reap(self) -> int:
+        """Terminate every expired session and suspend every idle one that suspends, whoever owns it; returns how
+        many were reaped or suspended.
+
+        A session whose sandbox fails to terminate or suspend is logged and skipped, so that it cannot keep the
+        others alive; it is still due, so the next sweep tries it again."""
         reaped = 0
         now = self._clock()
         for sandbox in await self.provider.list({lb.ROLE: lb.ROLE_SESSION}):
             session = self._session_from(sandbox)
-            if session is not None and session.expired(now):
-                try:
+            if session is None or not (session.expired(now) or session.idle(now)):
+                continue
+            try:
+                if session.expired(now):
                     await self._discard(session)
-                except Exception:
-                    logger.exception(
-                        "reaping session %s (sandbox %s) failed; retrying next sweep", session.id, sandbox.id
-                    )
-                    continue
-                reaped += 1
+                elif not await self._suspend(self._sessions.get(session.id, session), idle=True):
+                    continue  # a call of this process is using it (a long command, say): not idle
+            except Exception:
+                logger.exception("reaping session %s (sandbox %s) failed; retrying next sweep", session.id, sandbox.id)
+                continue
+            reaped += 1
         return reaped
 
     async def reap_forever(self) -> None:
@@ -293,12 +364,17 @@ class SessionRegistry:
         self, owner: str, idle: float, network: bool | EgressPolicy, user_labels: dict[str, str], *, default: bool
     ) -> Session:
         self._check_room(await self._live(owner))
+        suspends = self.policy.suspend_idle and self.provider.can_suspend(network)
         sandbox = await self.provider.create(
             labels=_session_labels(owner, idle, user_labels, default=default),
-            lifetime=min(idle, self.policy.max_lifetime),
+            lifetime=self._lifetime(idle, suspends),
             network=network,
         )
-        return self._register(sandbox)
+        return await self._register(sandbox, idle if suspends else None)
+
+    def _lifetime(self, idle: float, suspends: bool) -> float:
+        """A new sandbox's expiry: its maximum lifetime where idleness suspends it, else its idle timeout."""
+        return self.policy.max_lifetime if suspends else min(idle, self.policy.max_lifetime)
 
     def _check_room(self, live: Sequence[Session]) -> None:
         if len(live) >= self.policy.max_sessions:
@@ -307,7 +383,10 @@ class SessionRegistry:
                 "close_session (list_sessions shows them) and retry."
             )
 
-    def _register(self, sandbox: Sandbox) -> Session:
+    async def _register(self, sandbox: Sandbox, suspend_after: float | None) -> Session:
+        """The session of a sandbox just made; `suspend_after` (its idle timeout) where idleness suspends it."""
+        if suspend_after is not None:
+            await sandbox.set_suspend_at(self._clock() + suspend_after)
         session = self._session_from(sandbox)
         if session is None:
             raise SandboxError(f"The provider dropped the session labels of sandbox {sandbox.id}.")
@@ -323,8 +402,21 @@ class SessionRegistry:
         target = min(self._clock() + session.idle_timeout, session.ends_at)
         current = session.expires_at
         if current is None or target - current > session.idle_timeout * SLIDE_SLACK:
-            await session.sandbox.set_expiry(target)
+            if session.suspends:
+                await session.sandbox.set_suspend_at(target)
+            else:
+                await session.sandbox.set_expiry(target)
             session.expires_at = target
+
+    async def _suspend(self, session: Session, *, idle: bool = False) -> bool:
+        """Suspend it, unless `idle` and a call of this process uses it; whether it was suspended."""
+        async with self._resuming[session.id]:
+            if idle and self._in_use[session.id]:
+                return False
+            await session.sandbox.suspend()
+            session.expires_at = None
+        logger.info("suspended session %s (sandbox %s)", session.id, session.sandbox.id)
+        return True
 
     def _session_from(self, sandbox: Sandbox) -> Session | None:
         info = sandbox.info
@@ -337,6 +429,9 @@ class SessionRegistry:
             idle = float(labels.get(lb.IDLE_SECONDS, ""))
         except ValueError:
             idle = self.policy.idle_timeout
+        # A session made to be deleted when idle (before suspension existed, or with it off) stays so: its provider
+        # expiry is its idle deadline. One made to suspend has a suspend-at deadline, or is suspended.
+        suspends = self.policy.suspend_idle and sandbox.can_suspend and (info.suspend_at is not None or info.suspended)
         return Session(
             id=session_id,
             sandbox=sandbox,
@@ -346,8 +441,25 @@ class SessionRegistry:
             labels=lb.user_labels_of(labels),
             created_at=info.created_at,
             ends_at=info.created_at + self.policy.max_lifetime,
-            expires_at=info.expires_at,
+            expires_at=info.suspend_at if suspends else info.expires_at,
+            suspends=suspends,
         )
+
+    async def _suspended_elsewhere(self, session: Session) -> bool:
+        """Whether the provider says the session is suspended though this process thought it ran (another replica
+        suspended it); if so, the cache takes the provider's word, so that the next call resumes it."""
+        if session.suspended:
+            return False
+        try:
+            found = await self.provider.list(
+                {lb.ROLE: lb.ROLE_SESSION, lb.SESSION_ID: session.id, lb.OWNER: session.owner}
+            )
+        except SandboxError:
+            return False
+        if not found or not found[0].info.suspended:
+            return False
+        session.sandbox, session.expires_at = found[0], None
+        return True
 
     async def _still_listed(self, session: Session) -> bool:
         """Whether the provider still lists the session's sandbox (when in doubt, yes)."""
@@ -361,6 +473,9 @@ class SessionRegistry:
 
     def _forget(self, session: Session) -> None:
         self._sessions.pop(session.id, None)
+        lock = self._resuming.get(session.id)
+        if lock is not None and not lock.locked():
+            del self._resuming[session.id]
         if self._defaults.get(session.owner) == session.id:
             del self._defaults[session.owner]
 

@@ -59,7 +59,8 @@ START_TIMEOUT = 120.0
 
 def reference_runtime_command() -> list[str]:
     """The project's reference-compatible runtime, serving the legacy protocol on the pod's address, and the pod's
-    agent port and preview ports (relayed into its sandbox) as a pod network would reach them."""
+    agent port and preview ports (relayed into its sandbox) as a pod network would reach them; its files outlive the
+    pod where the pod mounts a claim at /app."""
     return [
         sys.executable,
         "-m",
@@ -70,6 +71,7 @@ def reference_runtime_command() -> list[str]:
         "{port}",
         "--state-dir",
         "{state_dir}",
+        "{keep_files}",
         "--forward",
         ",".join(f"{port}={port}" for port in FORWARDED_PORTS),
     ]

@@ -4,6 +4,10 @@ A claim on a declared pool adopts a warm pod (or cold-starts one when the pool i
 `<pool>-<5 chars>`, and receives `status.sandbox` and its Ready condition in one update. Undeclared pools get
 `WarmPoolNotFound`. `spec.lifecycle.shutdownTime` is honoured; deleting a claim deletes its Sandbox and pod;
 a pod whose process dies turns the Sandbox and claim `Ready=False, PodFailed`.
+
+A Sandbox's `spec.operatingMode: Suspended` stops its pod and keeps its files (every template here keeps /app on
+a volume); `Running` starts a pod of the same name on them again, or, while the pool is exhausted (no capacity),
+leaves it `Ready=False` with the scheduler's message until there is room.
 """
 
 from __future__ import annotations
@@ -17,15 +21,19 @@ import string
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from ..providers.local.state import discard_state
 from .faults import Faults
 from .pods import Pod, PodLauncher
 from .store import JsonObject, Store, StoreError
 
 logger = logging.getLogger(__name__)
 
-CLAIMS, SANDBOXES, POOLS = "sandboxclaims", "sandboxes", "sandboxwarmpools"
+CLAIMS, SANDBOXES, POOLS, TEMPLATES = "sandboxclaims", "sandboxes", "sandboxwarmpools", "sandboxtemplates"
+WORKSPACE_VOLUME = "workspace"
+"""The volumeClaimTemplate every imitation template mounts at /app (the runtime's `--keep-files`)."""
 _NAME_CHARS = string.ascii_lowercase + string.digits
 
 
@@ -79,6 +87,9 @@ class Controller:
         self._claim_of: dict[tuple[str, str], Pod] = {}
         self._pending: set[tuple[str, str]] = set()
         self._starting: dict[str, int] = dict.fromkeys(self.pools, 0)
+        self._suspended: dict[tuple[str, str], tuple[str, str]] = {}
+        """Claims whose pod is stopped, by (namespace, sandbox name)."""
+        self._changing: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
@@ -86,7 +97,23 @@ class Controller:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _template(self, name: str) -> JsonObject:
+        """A SandboxTemplate as `doctor` reads it: the runtime container with /app on the workspace volume."""
+        mount = {"name": WORKSPACE_VOLUME, "mountPath": "/app"}
+        claim = {"metadata": {"name": WORKSPACE_VOLUME}, "spec": {"accessModes": ["ReadWriteOnce"]}}
+        return {
+            "apiVersion": "extensions.agents.x-k8s.io/v1beta1",
+            "kind": "SandboxTemplate",
+            "metadata": {"name": name},
+            "spec": {
+                "podTemplate": {"spec": {"containers": [{"name": "python-runtime", "volumeMounts": [mount]}]}},
+                "volumeClaimTemplates": [claim],
+            },
+        }
+
     async def start(self) -> None:
+        for template in {pool.template for pool in self.pools.values()}:
+            self.store.create(TEMPLATES, self.namespace, self._template(template))
         for pool in self.pools.values():
             self.store.create(
                 POOLS,
@@ -99,6 +126,7 @@ class Controller:
                 },
             )
         self._spawn(self._watch_claims())
+        self._spawn(self._watch_sandboxes())
         self._spawn(self._housekeeping())
         await asyncio.gather(*(self._replenish(name) for name in self.pools))
 
@@ -108,6 +136,8 @@ class Controller:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         pods = [pod for pods in self.warm.values() for pod in pods] + list(self._claim_of.values())
         await asyncio.gather(*(pod.stop() for pod in pods), return_exceptions=True)
+        for _, sandbox in self._suspended:  # no pod, but their files (the volumes) go too
+            await asyncio.to_thread(discard_state, Path(self.launcher.work_dir) / sandbox)
 
     def pod_for(self, namespace: str, sandbox: str) -> Pod | None:
         return self.bound.get((namespace, sandbox))
@@ -162,6 +192,10 @@ class Controller:
                 self._spawn(self._bind(key))
             for pool in self.pools:
                 self._spawn(self._replenish(pool))
+            for namespace, sandbox in list(self._suspended):
+                found = self.store.find(SANDBOXES, namespace, sandbox)
+                if found is not None and self._mode(found) == "Running":
+                    self._spawn(self._resume(namespace, sandbox))
 
     def _expire(self, claim: JsonObject) -> None:
         meta = claim["metadata"]
@@ -265,7 +299,84 @@ class Controller:
             self.store.update(SANDBOXES, namespace, pod.name, fail)
         self._set_claim_status(namespace, name, None, False, "PodFailed", message)
 
+    @staticmethod
+    def _mode(sandbox: JsonObject) -> str:
+        return str((sandbox.get("spec") or {}).get("operatingMode") or "Running")
+
+    async def _watch_sandboxes(self) -> None:
+        async for event in self.store.watch(SANDBOXES, None, None, self.store.resource_version):
+            if event.type != "MODIFIED":
+                continue
+            found = self.store.find(SANDBOXES, event.namespace, event.name)
+            if found is None:
+                continue
+            if self._mode(found) == "Suspended":
+                self._spawn(self._suspend(event.namespace, event.name))
+            else:
+                self._spawn(self._resume(event.namespace, event.name))
+
+    def _set_sandbox_ready(self, namespace: str, sandbox: str, pod: Pod | None, reason: str, message: str) -> None:
+        def mutate(obj: JsonObject) -> None:
+            status = obj.setdefault("status", {})
+            ready = _condition(pod is not None, reason, message)
+            suspended = {**_condition(message == "Sandbox is suspended", reason, message), "type": "Suspended"}
+            for condition in (ready, suspended):
+                condition["observedGeneration"] = obj["metadata"].get("generation", 1)  # the spec it answers
+            status["conditions"] = [ready, suspended]
+            status["podIPs"] = [pod.ip] if pod is not None else []
+
+        with contextlib.suppress(StoreError):
+            self.store.update(SANDBOXES, namespace, sandbox, mutate)
+
+    async def _suspend(self, namespace: str, sandbox: str) -> None:
+        key = next((k for k, pod in self._claim_of.items() if k[0] == namespace and pod.name == sandbox), None)
+        if key is None or (namespace, sandbox) in self._changing:
+            return
+        self._changing.add((namespace, sandbox))
+        try:
+            pod = self._claim_of.pop(key)
+            self.bound.pop((namespace, sandbox), None)
+            self._suspended[(namespace, sandbox)] = key
+            self._set_sandbox_ready(namespace, sandbox, None, "SandboxSuspended", "Sandbox is suspending")
+            await pod.stop(keep_files=True)
+            self._set_sandbox_ready(namespace, sandbox, None, "SandboxSuspended", "Sandbox is suspended")
+            self._set_claim_status(key[0], key[1], None, False, "SandboxSuspended", "Sandbox is suspended")
+        finally:
+            self._changing.discard((namespace, sandbox))
+
+    async def _resume(self, namespace: str, sandbox: str) -> None:
+        key = self._suspended.get((namespace, sandbox))
+        if key is None or (namespace, sandbox) in self._changing:
+            return
+        if self.faults.pool_exhausted:
+            message = "Pod is Pending: 0/1 nodes are available: 1 Insufficient cpu"
+            found = self.store.find(SANDBOXES, namespace, sandbox) or {}
+            if ((found.get("status") or {}).get("conditions") or [{}])[0].get("message") != message:
+                self._set_sandbox_ready(namespace, sandbox, None, "DependenciesNotReady", message)
+            return
+        self._changing.add((namespace, sandbox))
+        try:
+            pod = await self.launcher.start(sandbox)
+            del self._suspended[(namespace, sandbox)]
+            if self.store.find(CLAIMS, *key) is None:
+                await pod.stop()
+                return
+            self.bound[(namespace, sandbox)] = pod
+            self._claim_of[key] = pod
+            self._spawn(self._watch_pod(key, pod))
+            self._set_sandbox_ready(namespace, sandbox, pod, "DependenciesReady", "Pod is Ready")
+            self._set_claim_status(key[0], key[1], pod, True, "DependenciesReady", "Pod is Ready")
+        finally:
+            self._changing.discard((namespace, sandbox))
+
     async def _release(self, key: tuple[str, str]) -> None:
+        kept = next((place for place, claim in self._suspended.items() if claim == key), None)
+        if kept is not None:  # a suspended claim: its pod is gone already, its files (the volume) go now
+            del self._suspended[kept]
+            with contextlib.suppress(StoreError):
+                self.store.delete(SANDBOXES, *kept)
+            await asyncio.to_thread(discard_state, Path(self.launcher.work_dir) / kept[1])
+            return
         pod = self._claim_of.pop(key, None)
         if pod is None:
             return

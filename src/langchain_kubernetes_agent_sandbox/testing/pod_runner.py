@@ -6,6 +6,10 @@ for (`RuntimeTable`) in the pod's own network namespace with the pod's own addre
 readiness probe says, and reports the Pod Running and Ready with its `podIP` as a kubelet would. A process that
 exits is restarted as the pod's `restartPolicy` says; a Pod being deleted has its processes ended and is then
 removed with a grace period of 0, which is how a kubelet confirms a deletion.
+
+A container that mounts a PersistentVolumeClaim at /app keeps its files in a folder of that claim's (`volumes/`),
+not of the pod's: its command gets `{keep_files}` as `--keep-files` and `{state_dir}` as that folder, so the next
+pod on the claim (a suspended Sandbox resumed) finds them. A claim's folder goes once the claim is deleted.
 """
 
 from __future__ import annotations
@@ -45,9 +49,12 @@ RETRY_FOR = 120.0
 STOP_GRACE = 5.0
 
 RuntimeTable = Mapping[str, Sequence[str]]
-"""Image name fragment -> the command that stands for it; `{ip}`, `{port}` (the container's first port) and
-`{state_dir}` (a folder of the pod's own) are filled in, and a part `{args}` stands for the container's `args` (with
-`$(NAME)` references to its env expanded, as a kubelet does). The first fragment found in a container's image wins."""
+"""Image name fragment -> the command that stands for it; `{ip}`, `{port}` (the container's first port),
+`{state_dir}` (a folder of the pod's own, or of the claim it mounts at /app) and `{keep_files}` (an argument of its
+own: `--keep-files` for a container with /app on a claim, else dropped) are filled in, and a part `{args}` stands for
+the container's `args` (with `$(NAME)` references to its env expanded, as a kubelet does). The first fragment found
+in a container's image wins."""
+KEEP_FILES = "{keep_files}"
 
 
 class ApiAccess:
@@ -136,6 +143,21 @@ class Container:
     """(path, port) of an httpGet readiness probe; None: ready once started."""
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
+    volume: str | None = None
+    """The claim (`namespace_name`) whose folder holds its /app, or None when its files are the pod's own."""
+
+
+def app_claim(pod: dict[str, Any], container: dict[str, Any]) -> str | None:
+    """The PersistentVolumeClaim `container` mounts at /app, as `namespace_claim`, or None."""
+    claims = {
+        volume["name"]: volume["persistentVolumeClaim"]["claimName"]
+        for volume in pod["spec"].get("volumes") or []
+        if volume.get("persistentVolumeClaim")
+    }
+    for mount in container.get("volumeMounts") or []:
+        if mount.get("mountPath", "").rstrip("/") == "/app" and mount.get("name") in claims:
+            return f"{pod['metadata']['namespace']}_{claims[mount['name']]}"
+    return None
 
 
 @dataclass
@@ -185,7 +207,13 @@ class PodRunner:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.network.open)
-        for folder in (self.work_dir, self.work_dir / "pods", self.work_dir / "logs", self.work_dir / NETNS_RECORDS):
+        for folder in (
+            self.work_dir,
+            self.work_dir / "pods",
+            self.work_dir / "logs",
+            self.work_dir / NETNS_RECORDS,
+            self.work_dir / "volumes",
+        ):
             folder.mkdir(parents=True, exist_ok=True)
             folder.chmod(0o755)  # the pods' sandboxes run as an unprivileged user that must reach their folders
         self._http = self.api.client()
@@ -197,6 +225,8 @@ class PodRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
         await asyncio.gather(*(self._end(pod) for pod in list(self.pods.values())), return_exceptions=True)
+        for volume in list((self.work_dir / "volumes").iterdir()):
+            await asyncio.to_thread(discard_state, volume)
         if self._http is not None:
             await self._http.aclose()
         await asyncio.to_thread(self.network.close)
@@ -284,21 +314,28 @@ class PodRunner:
             ports = [port["containerPort"] for port in container.get("ports", [])]
             port = str(ports[0] if ports else 8888)
             probe = (container.get("readinessProbe") or {}).get("httpGet")
+            volume = app_claim(item, container)
             argv: list[str] = []
             for part in command:
-                argv += container.get("args", []) if part == "{args}" else [part.replace("{port}", port)]
+                if part == "{args}":
+                    argv += container.get("args", [])
+                elif part == KEEP_FILES:
+                    argv += ["--keep-files"] if volume else []
+                else:
+                    argv.append(part.replace("{port}", port))
             containers.append(
                 Container(
                     container["name"],
                     argv,
                     (probe.get("path", "/"), int(probe["port"])) if probe else None,
+                    volume=volume,
                 )
             )
         state_dir = self.work_dir / "pods" / f"{meta['namespace']}_{meta['name']}_{meta['uid'][:8]}"
         address = self.network.add()
         for container, declared in zip(containers, spec.get("containers", []), strict=True):
             variables = _environment(declared, address.ip)
-            folder = str(state_dir / container.name)
+            folder = str(self._folder(state_dir, container))
             container.argv = [
                 _expand(part, variables).replace("{ip}", address.ip).replace("{state_dir}", folder)
                 for part in container.argv
@@ -338,8 +375,13 @@ class PodRunner:
         path = f"/api/v1/namespaces/{pod.namespace}/pods/{pod.name}/binding"
         (await self._persist("POST", path, json=binding)).raise_for_status()
 
+    def _folder(self, state_dir: Path, container: Container) -> Path:
+        """Where the container keeps its files: its claim's folder, or one of the pod's."""
+        return state_dir / container.name if container.volume is None else self.work_dir / "volumes" / container.volume
+
     async def _start_container(self, pod: RunningPod, container: Container) -> None:
         (pod.state_dir / container.name).mkdir(parents=True, exist_ok=True)
+        self._folder(pod.state_dir, container).mkdir(parents=True, exist_ok=True)
         pod.state_dir.chmod(0o755)
         log_path = self.work_dir / "logs" / f"{pod.namespace}_{pod.name}_{container.name}.log"
         with open(log_path, "ab") as output:  # noqa: ASYNC230 - opening a log file does not block for long
@@ -513,6 +555,22 @@ class PodRunner:
         for container in pod.containers:
             await asyncio.to_thread(discard_state, pod.state_dir / container.name)
         await asyncio.to_thread(shutil.rmtree, pod.state_dir, True)
+        await self._sweep_volumes()
+
+    async def _sweep_volumes(self) -> None:
+        """Discard the folders of claims that are gone (deleted with their Sandbox) and that no pod uses."""
+        used = {c.volume for running in self.pods.values() for c in running.containers}
+        for folder in list((self.work_dir / "volumes").iterdir()):
+            if folder.name in used:
+                continue
+            namespace, _, claim = folder.name.partition("_")
+            with contextlib.suppress(httpx.HTTPError):
+                answer = await self.http.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{claim}")
+                # Deleting, too: nothing here removes the pvc-protection finalizer of a claim (no such controller runs).
+                if answer.status_code == 404 or (
+                    answer.is_success and answer.json()["metadata"].get("deletionTimestamp")
+                ):
+                    await asyncio.to_thread(discard_state, folder)
 
     async def _confirm_deletion(self, namespace: str, name: str, uid: str) -> None:
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0, "preconditions": {"uid": uid}}

@@ -28,9 +28,11 @@ DEFAULT_RUNTIME_COMMAND = (
     "{state_dir}",
     "--forward",
     "{forward}",
+    "--keep-files",
 )
 """`{port}`, `{state_dir}` and `{forward}` are filled in per pod; any server of the legacy runtime protocol can be
-dropped in (without `{forward}`, its pod has no port but the runtime's)."""
+dropped in (without `{forward}`, its pod has no port but the runtime's). `--keep-files` stands for the template's volume
+at /app: a pod of a suspended Sandbox started again with the same name finds its files."""
 RUNTIME_PORT = 8888
 """The pod port of the runtime, as in the reference template."""
 PREVIEW_PORTS = (8000, 8001)
@@ -98,7 +100,8 @@ class Pod:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
 
-    async def stop(self) -> None:
+    async def stop(self, *, keep_files: bool = False) -> None:
+        """End the runtime; its files go too unless `keep_files` (a suspension: the volume stays)."""
         if self.alive:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
@@ -107,7 +110,8 @@ class Pod:
             except TimeoutError:
                 self.kill()
                 await self.process.wait()
-        await asyncio.to_thread(discard_state, Path(self.state_dir))
+        if not keep_files:
+            await asyncio.to_thread(discard_state, Path(self.state_dir))
 
 
 class PodLauncher:

@@ -185,6 +185,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--state-dir", required=True, help="folder for the pod's local-provider sandbox")
     parser.add_argument("--unisolated", action="store_true", help="run commands without bubblewrap (trusted CI)")
     parser.add_argument(
+        "--keep-files",
+        action="store_true",
+        help="/app lies on a volume that outlives the pod: take up the sandbox in --state-dir again, stop it on exit",
+    )
+    parser.add_argument(
         "--forward", type=forwards_of, default={}, help="POD_PORT=LOCAL_PORT,...: other pod ports, relayed inside"
     )
     parser.add_argument("--ignore-timeout-field", action="store_true", help="behave like runtimes before 1.0.8")
@@ -208,6 +213,7 @@ async def serve(args: argparse.Namespace) -> None:
         isolated=not args.unisolated,
         exec_ceiling=args.exec_timeout,
         keep_background=not args.no_background,
+        keep_files=args.keep_files,
     )
     runtime = Runtime(workspace, exec_ceiling=args.exec_timeout, honour_timeout=not args.ignore_timeout_field)
     config = uvicorn.Config(

@@ -36,20 +36,33 @@ class Executed:
 class PodWorkspace:
     """The base directory `/app` of one pod's sandbox; `rel` paths are relative to it."""
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: Sandbox, *, keep_files: bool = False) -> None:
         self.sandbox = sandbox
+        self.keep_files = keep_files
 
     @classmethod
     async def open(
-        cls, state_dir: str, *, isolated: bool, exec_ceiling: float, keep_background: bool = True
+        cls,
+        state_dir: str,
+        *,
+        isolated: bool,
+        exec_ceiling: float,
+        keep_background: bool = True,
+        keep_files: bool = False,
     ) -> PodWorkspace:
+        """`keep_files`: the pod's /app lies on a volume that outlives the pod (a PVC): a sandbox already in
+        `state_dir` is taken up again with its files (not its processes), and closing only stops it."""
         limits = ExecutionLimits(
             default_timeout=exec_ceiling,
             max_timeout=max(exec_ceiling, 3600.0),
             output=OutputLimit(max_bytes=RUNTIME_MAX_OUTPUT_BYTES),
         )
         provider = LocalProvider(state_dir, limits=limits, unisolated=not isolated, keep_background=keep_background)
-        return cls(await provider.create(network=False))
+        kept = await provider.list() if keep_files else []
+        if kept:
+            await kept[0].resume(exec_ceiling)
+            return cls(kept[0], keep_files=True)
+        return cls(await provider.create(network=False), keep_files=keep_files)
 
     @staticmethod
     def _abs(rel: str) -> str:
@@ -99,4 +112,7 @@ class PodWorkspace:
         return await self.sandbox.exists(self._abs(rel))
 
     async def close(self) -> None:
-        await self.sandbox.terminate()
+        if self.keep_files:
+            await self.sandbox.suspend()
+        else:
+            await self.sandbox.terminate()

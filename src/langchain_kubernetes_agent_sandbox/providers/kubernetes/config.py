@@ -74,6 +74,9 @@ class KubernetesConfig:
     """For sandboxd in-cluster: the pod's address, or its Service's."""
     sandboxd_rest_port: int = 8080
     sandboxd_grpc_port: int = 9090
+    suspend_pools: tuple[str, ...] = ()
+    """Warm pools whose template keeps `/app` on a volume (a volumeClaimTemplate): their sandboxes can be suspended
+    (the Sandbox's `operatingMode: Suspended` deletes the pod and keeps its PVCs); the others' only end."""
 
     def __post_init__(self) -> None:
         if not self.warm_pool:

@@ -87,6 +87,7 @@ class Doctor:
             ("custom resources", self.crds, True),
             ("rbac", self.rbac, False),
             ("warm pool", self.warm_pool, False),
+            ("suspension", self.suspension, False),
             (self._path_name(), self.path, False),
             ("test claim", self.claim, False),
         ]
@@ -242,6 +243,46 @@ class Doctor:
         cold = " (every claim cold-starts)" if wanted == 0 else ""
         return f"{name!r} from template {template!r}: {ready} of {wanted} pods ready{cold}"
 
+    async def suspension(self) -> str:
+        """Each pool in suspend_pools must keep /app on a volume of its template's volumeClaimTemplates, or a suspended
+        session would come back without its files."""
+        pools = self.config.suspend_pools
+        if not pools:
+            return "no pool in suspend_pools: idle sessions end"
+        objects = k8s.CustomObjectsApi(self._api)
+        namespace = self.config.namespace
+        kept = []
+        for pool in pools:
+            try:
+                async with asyncio.timeout(self.config.api_timeout):
+                    found = await objects.get_namespaced_custom_object(
+                        CLAIMS_GROUP, "v1beta1", namespace, "sandboxwarmpools", pool
+                    )
+                    template_name = ((found.get("spec") or {}).get("sandboxTemplateRef") or {}).get("name", "")
+                    template = await objects.get_namespaced_custom_object(
+                        CLAIMS_GROUP, "v1beta1", namespace, "sandboxtemplates", template_name
+                    )
+            except Exception as error:
+                if getattr(error, "status", None) == 403:
+                    raise Unchecked(
+                        f"this account may not read SandboxWarmPool {pool!r} or its template (the server needs no such "
+                        "right): check by hand that the template mounts a volumeClaimTemplate at /app"
+                    ) from error
+                raise Failed(
+                    f"could not read SandboxWarmPool {pool!r} and its template: {describe(error)}",
+                    "create the pool, or remove it from --suspend-pools",
+                ) from error
+            volume = app_volume(template)
+            if volume is None:
+                raise Failed(
+                    f"SandboxTemplate {template_name!r} of pool {pool!r} does not keep /app on a volumeClaimTemplate: "
+                    "a suspended session would lose its files",
+                    "add a volumeClaimTemplates entry and a volumeMount of it at /app to the template, or remove the "
+                    "pool from --suspend-pools (its idle sessions then end)",
+                )
+            kept.append(f"{pool!r} (volume {volume!r})")
+        return "idle sessions are suspended on " + ", ".join(kept)
+
     async def path(self) -> str:
         mode = self.config.connection
         if mode is ConnectionMode.DIRECT:
@@ -320,3 +361,14 @@ class Doctor:
             raise Failed(f"{error.code}: {error}", fix) from error
         finally:
             await provider.aclose()
+
+
+def app_volume(template: dict[str, Any]) -> str | None:
+    """The name of the volumeClaimTemplate a SandboxTemplate mounts at /app, or None."""
+    spec = template.get("spec") or {}
+    claims = {(entry.get("metadata") or {}).get("name") for entry in spec.get("volumeClaimTemplates") or []}
+    for container in ((spec.get("podTemplate") or {}).get("spec") or {}).get("containers") or []:
+        for mount in container.get("volumeMounts") or []:
+            if mount.get("mountPath", "").rstrip("/") == "/app" and mount.get("name") in claims:
+                return str(mount["name"])
+    return None

@@ -31,6 +31,7 @@ from .errors import translated
 from .profiles import pool_for, pool_of
 from .sandbox import Backend, KubernetesSandbox
 from .sandboxd_sandbox import SandboxdSandbox, sandboxd_claims
+from .suspension import suspend_at_of, suspended_of
 from .unavailable import through_unavailability
 
 
@@ -113,7 +114,7 @@ class KubernetesProvider(SandboxProvider):
             expires_at=started + lifetime,
             network=pool != self.config.warm_pool,
         )
-        return self._sandbox_type(backend, info, self.limits, runtime)
+        return self._sandbox_type(backend, info, self.limits, runtime, suspendable=pool in self.config.suspend_pools)
 
     async def _delete_failed(self, backend: Backend, claim: str) -> None:
         """Delete the claim a failed create may have left (the client leaves named claims to their namer), through
@@ -143,7 +144,7 @@ class KubernetesProvider(SandboxProvider):
             raise NotFoundError(
                 f"Sandbox {sandbox_id!r} in the {self.config.where()} expired and was terminated: create a new one."
             )
-        return self._sandbox_type(backend, self._info(claim), self.limits)
+        return self._sandbox(backend, claim)
 
     async def list(self, labels: Mapping[str, str] | None = None) -> list[Sandbox]:
         backend = await self._connected()
@@ -155,15 +156,18 @@ class KubernetesProvider(SandboxProvider):
             claims = [claim for claim in listed if self._live(claim)]
         now = time.time()
         await self._reap(backend, [claim for claim in claims if is_expired(claim, now)])
-        return [
-            self._sandbox_type(backend, self._info(claim), self.limits)
-            for claim in claims
-            if not is_expired(claim, now)
-        ]
+        return [self._sandbox(backend, claim) for claim in claims if not is_expired(claim, now)]
 
-    def _info(self, claim: JsonObject) -> SandboxInfo:
-        egress = self.config.egress_pool is not None and pool_of(claim) == self.config.egress_pool
-        return dataclasses.replace(info_of(claim), network=egress)
+    def _sandbox(self, backend: Backend, claim: JsonObject) -> KubernetesSandbox:
+        pool = pool_of(claim)
+        egress = self.config.egress_pool is not None and pool == self.config.egress_pool
+        info = dataclasses.replace(
+            info_of(claim), network=egress, suspended=suspended_of(claim), suspend_at=suspend_at_of(claim)
+        )
+        return self._sandbox_type(backend, info, self.limits, suspendable=pool in self.config.suspend_pools)
+
+    def can_suspend(self, network: bool | EgressPolicy = False) -> bool:
+        return pool_for(self.config, network) in self.config.suspend_pools
 
     async def _on_pool(self, pool: str) -> Backend:
         """The backend that claims from `pool`: the warm pool's, or the egress pool's (its own client)."""

@@ -6,7 +6,9 @@ Read off the provider and the `k8s-agent-sandbox` 1.0.8 async client it drives:
   ready), `get` (find one again by id), `list` (find by labels, readiness), `patch` (slide the expiry, keep
   hashed labels), `delete` (terminate, reap, roll back a failed create).
 - sandboxes: `get` (the client reads the pod IP for routing; the provider asks a failed call's Sandbox whether
-  its pod died). Nothing lists or watches Sandboxes.
+  its pod died, and a resuming one whether its new pod is ready), `patch` (suspend and resume: the Sandbox's
+  `spec.operatingMode`, on pools in `suspend_pools`; granted whatever the pools, so that an operator who adds
+  a pool there needs no new Role). Nothing lists or watches Sandboxes.
 - gateways, only with `--connection gateway`: `list` and `watch` (the client watches the named Gateway for its
   address), in the gateway's namespace.
 - pods, only with `--runtime sandboxd --connection tunnel`: `get` (kubectl reads the pod) and `create` on
@@ -37,7 +39,7 @@ class Access:
 
 
 CLAIM_VERBS = ("create", "delete", "get", "list", "patch", "watch")
-SANDBOX_VERBS = ("get",)
+SANDBOX_VERBS = ("get", "patch")
 GATEWAY_VERBS = ("list", "watch")
 CORE_GROUP = ""
 
@@ -46,7 +48,7 @@ def required_access(config: KubernetesConfig) -> list[Access]:
     """What the provider configured as `config` calls on the Kubernetes API."""
     needed = [
         Access(CLAIMS_GROUP, "sandboxclaims", CLAIM_VERBS, config.namespace, "claim, find, wait for, slide, delete"),
-        Access(SANDBOX_GROUP, "sandboxes", SANDBOX_VERBS, config.namespace, "resolve a claim's pod"),
+        Access(SANDBOX_GROUP, "sandboxes", SANDBOX_VERBS, config.namespace, "resolve, suspend, resume a claim's pod"),
     ]
     if config.connection is ConnectionMode.GATEWAY:
         needed.append(

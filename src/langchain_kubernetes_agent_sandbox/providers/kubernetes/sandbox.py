@@ -47,6 +47,7 @@ from .config import KubernetesConfig
 from .connection import Claims, Runtime
 from .errors import translated
 from .ports import route_of
+from .suspension import Suspender
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,13 @@ def _file_api_path(path: str) -> str | None:
 
 class KubernetesSandbox(Sandbox):
     def __init__(
-        self, backend: Backend, info: SandboxInfo, limits: ExecutionLimits, runtime: Runtime | None = None
+        self,
+        backend: Backend,
+        info: SandboxInfo,
+        limits: ExecutionLimits,
+        runtime: Runtime | None = None,
+        *,
+        suspendable: bool = False,
     ) -> None:
         super().__init__(info, limits)
         self._backend = backend
@@ -89,6 +96,7 @@ class KubernetesSandbox(Sandbox):
         self._runtime = runtime
         self._attaching = asyncio.Lock()
         self._terminated = False
+        self._suspendable = suspendable
 
     @property
     def longest_run(self) -> float | None:
@@ -325,6 +333,39 @@ class KubernetesSandbox(Sandbox):
             async with asyncio.timeout(self._config.api_timeout):
                 await self._backend.claim_api.set_expiry(self.id, moment)
         self._info = replace(self._info, expires_at=moment)
+
+    @property
+    def can_suspend(self) -> bool:
+        return self._suspendable
+
+    async def set_suspend_at(self, moment: float) -> None:
+        with translated(self._config, "move the sandbox's idle deadline", self.id):
+            async with asyncio.timeout(self._config.api_timeout):
+                await Suspender(self._backend.claim_api).set_suspend_at(self.id, moment)
+        self._info = replace(self._info, suspend_at=moment)
+
+    async def suspend(self) -> None:
+        """Mark the claim suspended and set its Sandbox's operatingMode to Suspended: the controller deletes the pod
+        and keeps its PVCs (the pool's template keeps /app on one). This server's links to the pod go first."""
+        await self._forget_pod()
+        with translated(self._config, "suspend the sandbox", self.id):
+            async with asyncio.timeout(self._config.api_timeout * 3):
+                await Suspender(self._backend.claim_api).suspend(self.id, self._config.api_timeout)
+        self._info = replace(self._info, suspended=True, suspend_at=None)
+
+    async def resume(self, timeout: float) -> None:
+        """Set the Sandbox Running again and wait for its new pod, whose agent is started by the next call."""
+        await self._forget_pod()
+        with translated(self._config, "resume the sandbox", self.id):
+            async with asyncio.timeout(timeout + self._config.api_timeout * 3):
+                await Suspender(self._backend.claim_api).resume(self.id, timeout)
+        self._info = replace(self._info, suspended=False)
+
+    async def _forget_pod(self) -> None:
+        """Drop what this server knows of the current pod: its agent's channel, the runtime handle (its address)."""
+        self._runtime = None
+        await self.release()
+        await self._backend.claims.release(self.id)
 
     async def release(self) -> None:
         """Close this server's connection to the pod's agent (the pod and its agent live on)."""

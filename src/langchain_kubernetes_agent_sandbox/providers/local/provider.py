@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from ... import paths, shell_files
 from ...engine import processes, program
@@ -54,6 +55,7 @@ from .bubblewrap import (
 )
 from .cgroups import CgroupManager, SandboxCgroup
 from .disk import NO_SPACE_TEXT, DiskImages, usage_line
+from .disk import detach as detach_disk
 from .files import HostFiles, NeedsSandbox
 from .holder import HOLDER_COMMAND, Holder, HolderRecord, JoinFds
 from .limits import ResourceLimits
@@ -210,6 +212,9 @@ class LocalProvider(SandboxProvider):
     async def _copy_workspace(self, source: Sandbox, target: Sandbox, *, max_bytes: int) -> None:
         await _local(target).copy_workspace_from(_local(source), max_bytes=max_bytes)
 
+    def can_suspend(self, network: bool | EgressPolicy = False) -> bool:
+        return True
+
     def _cgroup(self, sandbox_id: str) -> SandboxCgroup | None:
         return self._cgroups.ensure(sandbox_id, self.resources) if self._cgroups else None
 
@@ -291,6 +296,8 @@ class LocalSandbox(Sandbox):
                 expires_at=record.expires_at,
                 network=record.network,
                 reachable=EgressPolicy.from_json(record.egress).reachable if record.egress else (),
+                suspended=record.suspended,
+                suspend_at=record.suspend_at,
             ),
             provider.limits,
         )
@@ -548,14 +555,49 @@ class LocalSandbox(Sandbox):
         await asyncio.to_thread(self._provider.state.save, self._record)
 
     async def terminate(self) -> None:
-        await self._provider._agents.forget(self.id)
-        await self._provider._egress.close(self.id)
-        await asyncio.to_thread(self._holder.stop)
+        await self._stop_processes()
         cgroups = self._provider._cgroups
         if cgroups is not None:
             await asyncio.to_thread(cgroups.existing(self.id).remove)
         if self._provider.state.folder(self.id).exists():
             await asyncio.to_thread(self._provider.state.remove, self.id)
+
+    async def _stop_processes(self) -> None:
+        """End everything running in the sandbox: its agent (and kernel), its holder with every process in the
+        holder's pid namespace, and whatever else its cgroup holds (detached processes of an unisolated one)."""
+        await self._provider._agents.forget(self.id)
+        await self._provider._egress.close(self.id)
+        await asyncio.to_thread(self._holder.stop)
+        cgroups = self._provider._cgroups
+        if cgroups is not None:
+            await asyncio.to_thread(cgroups.existing(self.id).kill_all)
+
+    @property
+    def can_suspend(self) -> bool:
+        return True
+
+    async def set_suspend_at(self, moment: float) -> None:
+        self._require_alive()
+        await self._save(suspend_at=moment)
+
+    async def suspend(self) -> None:
+        """Stop its processes and unmount its disk image; the files stay in the state folder (on the image), and the
+        next use mounts it again and starts a new holder."""
+        self._require_alive()
+        await self._save(suspended=True, suspend_at=None)
+        await self._stop_processes()
+        if self._provider.state.disk_of(self.id) is not None:
+            await asyncio.to_thread(detach_disk, self._provider.state.folder(self.id))
+
+    async def resume(self, timeout: float) -> None:
+        self._require_alive()
+        await self._save(suspended=False)
+
+    async def _save(self, **changes: Any) -> None:
+        """Change the record, on disk and in `info`, in one step."""
+        self._record = dataclasses.replace(self._record, **changes)
+        self._info = dataclasses.replace(self._info, **changes)
+        await asyncio.to_thread(self._provider.state.save, self._record)
 
     def _require_alive(self) -> None:
         # Blocks for a few milliseconds only on the first use after a reboot, when the disk image is mounted.

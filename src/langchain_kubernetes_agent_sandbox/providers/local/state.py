@@ -42,6 +42,10 @@ class SandboxRecord:
     labels: dict[str, str] = field(default_factory=dict)
     egress: dict[str, Any] | None = None
     """The sandbox's `EgressPolicy` (its JSON form), or None for no egress; `network` says whether there is one."""
+    suspended: bool = False
+    """Its processes were stopped by `suspend`; the next use starts its holder again."""
+    suspend_at: float | None = None
+    """When idleness suspends it (the session registry slides it)."""
 
 
 def default_state_dir() -> Path:

@@ -12,18 +12,26 @@ from typing import Any
 from mcp.server.fastmcp import FastMCP
 from mcp.types import CallToolResult, ContentBlock, TextContent, ToolAnnotations
 
+from ...errors import TOOL_ERROR_META
+from ...sessions import suspension
 from ..models import Rendered
 from ..observe import record_result
 from ..tool_limits import ToolLimits
 
+RESUMED_META = TOOL_ERROR_META.rsplit("/", 1)[0] + "/resumed"
+"""The key of a tool result's `_meta` that names the session the call resumed (see `sessions.suspension`)."""
+
 
 def reply(model: Rendered, *extra: ContentBlock) -> CallToolResult:
-    """Structured content for clients that read it, and the model's text rendering for those that do not."""
+    """Structured content for clients that read it, and the model's text rendering for those that do not; a call
+    that had to resume its session says so first, in the text and in `_meta`."""
     record_result(model)
-    return CallToolResult(
-        content=[TextContent(type="text", text=model.render()), *extra],
-        structuredContent=model.structured(),
-    )
+    content: list[ContentBlock] = [TextContent(type="text", text=model.render()), *extra]
+    resumed = suspension.resumed.get()
+    if resumed is None:
+        return CallToolResult(content=content, structuredContent=model.structured())
+    note = TextContent(type="text", text=suspension.resumed_note(resumed))
+    return CallToolResult(content=[note, *content], structuredContent=model.structured(), _meta={RESUMED_META: resumed})
 
 
 Live = Mapping[str, Callable[[ToolLimits], Any]]

@@ -1,5 +1,5 @@
-"""create_session, list_sessions, close_session, fork_session and session_info: sessions are the caller's, by
-principal."""
+"""create_session, list_sessions, close_session, fork_session, suspend_session and session_info: sessions are
+the caller's, by principal."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pydantic import Field
 from ...engine import kernel
 from ...engine.background import keeps_background
 from ...paths import WORKDIR
+from ...sessions import Session, suspension
 from ..context import context
-from ..models import ClosedSession, ForkedSession, SessionDescription, SessionList
+from ..models import ClosedSession, ForkedSession, SessionDescription, SessionList, SuspendedSession
 from ..principal import current_principal
 from . import ToolSpec, reply
 from .commands import SessionId
@@ -30,7 +31,8 @@ def idle_type(limits: ToolLimits) -> Any:
             default=None,
             ge=1,
             le=int(limits.max_idle_timeout),
-            description="Idle timeout: the session ends this many seconds after its last use. Omit for "
+            description="Idle timeout: this many seconds after its last use the session is suspended (files kept) "
+            "where the server can keep its files, else it ends. Omit for "
             f"{limits.wording['idle_timeout']}.",
         ),
     ]
@@ -53,10 +55,11 @@ async def create_session(
 ) -> Annotated[CallToolResult, SessionDescription]:
     """Create a new, empty sandbox session and return its session_id; pass that id to the other tools.
 
-    Each session is a separate sandbox whose files persist between calls until close_session, until it
-    goes unused for its idle timeout (every call resets the clock), or until the server's maximum
-    lifetime. Calls without session_id use your default session instead, so create one only for a
-    clean or separate workspace. Your number of open sessions is limited.
+    Each session is a separate sandbox whose files persist between calls until close_session or the
+    server's maximum lifetime. When it goes unused for its idle timeout (every call resets the clock) it is
+    suspended where the server can keep its files (session_info says whether), else it ends; the next call on
+    a suspended session resumes it. Calls without session_id use your default session instead, so create one
+    only for a clean or separate workspace. Your number of open sessions is limited.
     """
     session = await context().registry.create(
         current_principal.get(), idle_timeout=ttl_seconds, network=network, labels=labels
@@ -65,7 +68,8 @@ async def create_session(
 
 
 async def list_sessions() -> Annotated[CallToolResult, SessionList]:
-    """List your open sessions (oldest first) with their ids, labels and when each expires."""
+    """List your open sessions (oldest first) with their ids, labels, state (running or suspended) and when
+    each expires or is suspended."""
     sessions = await context().registry.list_for(current_principal.get())
     return reply(SessionList(sessions=[SessionDescription.of(session, WORKDIR) for session in sessions]))
 
@@ -80,11 +84,27 @@ async def close_session(
     return reply(ClosedSession(session_id=session_id, closed=True))
 
 
+async def suspend_session(session_id: SessionId = None) -> Annotated[CallToolResult, SuspendedSession]:
+    """Suspend a session now (default: your default session), as its idle timeout would: its sandbox
+    stops and its files stay, freeing the machine or cluster until you need it again. The next call on the
+    session resumes it, and that call's result says so. {resume_note}"""
+    session = await context().registry.suspend(current_principal.get(), session_id)
+    return reply(SuspendedSession(session_id=session.id))
+
+
 async def session_info(session_id: SessionId = None) -> Annotated[CallToolResult, SessionDescription]:
     """Describe a session (default: your default session, created if needed): its provider, working
-    directory, network access, labels, idle timeout, when it expires, and whether its Python kernel runs."""
-    session = await context().registry.resolve(current_principal.get(), session_id)
+    directory, network access, labels, idle timeout, when it expires or is suspended, its state (running or
+    suspended), and whether its Python kernel runs. Asking does not resume a suspended session."""
+    async with context().registry.peek(current_principal.get(), session_id) as session:
+        return await _described(session)
+
+
+async def _described(session: Session) -> CallToolResult:
     described = SessionDescription.of(session, WORKDIR)
+    if session.suspended:
+        described.python_kernel = f"none while suspended: the next call resumes the session. {suspension.RESUME_NOTE}"
+        return reply(described)
     described.background_processes = await keeps_background(session.sandbox)
     if not described.background_processes:
         described.python_kernel = (
@@ -117,10 +137,12 @@ async def fork_session(session_id: SessionId = None) -> Annotated[CallToolResult
 
 CREATES = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False)
 CLOSES = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False)
+SUSPENDS = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True)
 TOOLS = (
     ToolSpec(create_session, CREATES, {"ttl_seconds": idle_type}),
     ToolSpec(list_sessions, READS),
     ToolSpec(close_session, CLOSES),
     ToolSpec(fork_session, CREATES),
+    ToolSpec(suspend_session, SUSPENDS),
     ToolSpec(session_info, READS),
 )
