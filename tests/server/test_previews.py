@@ -183,10 +183,11 @@ async def test_a_request_cannot_choose_where_the_preview_leads(previewing: Open)
     async with previewing() as client, httpx.AsyncClient(timeout=30) as http:
         await start_app(client)
         url = await exposed(client)
-        assert (await ready(http, url)).status_code == 200
+        first = await ready(http, url)
+        assert first.status_code == 200, first.text
         hijack = {"X-Sandbox-ID": "someone-else", "X-Sandbox-Port": "6988", "X-Sandbox-Pod-IP": "10.0.0.1"}
         answer = await http.get(url + "hello", headers={**hijack, "Host": "169.254.169.254"})
-        assert answer.status_code == 200
+        assert answer.status_code == 200, answer.text
         routing = answer.json()["sandbox_headers"]  # the Go router passes its own routing headers on
         assert routing.get("x-sandbox-id") != "someone-else"
         assert routing.get("x-sandbox-port", str(PORT)) == str(PORT)

@@ -47,6 +47,9 @@ ROUTER_REFUSAL = "Could not connect to the backend sandbox"
 """How the sandbox-routers say that nothing listens on the pod's port (502 with `{"detail": ...}`)."""
 PEEK_BYTES = 4096
 
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Methods whose request may be sent again after the connection it went out on failed without an answer."""
+
 
 class PreviewProxy:
     """The ASGI app of `/preview/{token}/{rest}` for HTTP and WebSocket scopes."""
@@ -114,16 +117,25 @@ class PreviewProxy:
 
         if not has_body:
             watcher = asyncio.ensure_future(_watch_disconnect(receive, gone))
+        # A kept-alive connection the other end closed just as it was reused fails before any answer: a request
+        # that can be sent again (no body, a method without effects) is, once, on a new connection.
+        attempts = 2 if not has_body and scope["method"] in IDEMPOTENT else 1
         try:
             async with asyncio.timeout(limits.max_response_seconds):
-                async with upstream.pool.stream(
-                    scope["method"],
-                    upstream.url(_target(scope, preview)),
-                    headers=headers,
-                    content=body() if has_body else None,
-                    extensions={"timeout": {"connect": limits.connect_timeout}},
-                ) as response:
-                    await self._respond(scope, receive, send, call, response, gone)
+                for attempt in range(attempts):
+                    try:
+                        async with upstream.pool.stream(
+                            scope["method"],
+                            upstream.url(_target(scope, preview)),
+                            headers=headers,
+                            content=body() if has_body else None,
+                            extensions={"timeout": {"connect": limits.connect_timeout}},
+                        ) as response:
+                            await self._respond(scope, receive, send, call, response, gone)
+                        break
+                    except (httpcore.RemoteProtocolError, httpcore.ReadError, httpcore.WriteError):
+                        if call.responded or gone.is_set() or attempt + 1 == attempts:
+                            raise
         except TimeoutError:
             call.outcome = "timed_out"
             if not call.responded:
