@@ -120,7 +120,7 @@ async def test_a_preview_serves_get_streams_and_websockets_of_the_sandboxs_serve
             assert seen["host"] == f"localhost:{PORT}", "development servers accept their own names only"
 
         page = await http.get(url + "page")
-        assert page.status_code == 200
+        assert page.status_code == 200, page.text[:2000]
         assert len(page.content) == 1024 * 1024
 
         body = secrets.token_bytes(3 * 1024 * 1024)

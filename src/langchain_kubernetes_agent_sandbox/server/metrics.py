@@ -57,6 +57,19 @@ class ServerMetrics:
             ["tool", "direction"],
             registry=r,
         )
+        self.preview_requests = Counter(
+            f"{PREFIX}_preview_requests",
+            "Requests to previews by kind (http, websocket) and outcome (ok, refused, unreachable, too_large, "
+            "timed_out, cut, bad_answer); refused ones named no live preview of the caller's, or no credentials.",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.preview_bytes = Counter(
+            f"{PREFIX}_preview_bytes",
+            "Bytes through previews: in = to the sandbox, out = from it.",
+            ["direction"],
+            registry=r,
+        )
         self.quota_refusals = Counter(
             f"{PREFIX}_quota_refusals", "Tool calls refused by a per-principal quota.", ["tool"], registry=r
         )

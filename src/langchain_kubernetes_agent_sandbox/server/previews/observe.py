@@ -8,32 +8,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from prometheus_client import Counter
-
-from ..metrics import PREFIX, ServerMetrics
+from ..metrics import ServerMetrics
 from ..observe import audit_logger
 from .table import Preview
 
 logger = logging.getLogger(__name__)
 
 Kind = Literal["http", "websocket"]
-
-
-class PreviewMetrics:
-    def __init__(self, metrics: ServerMetrics) -> None:
-        self.requests = Counter(
-            f"{PREFIX}_preview_requests",
-            "Requests to previews by kind (http, websocket) and outcome (ok, refused, unreachable, too_large, "
-            "timed_out, cut, bad_answer); refused ones named no live preview of the caller's, or no credentials.",
-            ["kind", "outcome"],
-            registry=metrics.registry,
-        )
-        self.bytes = Counter(
-            f"{PREFIX}_preview_bytes",
-            "Bytes through previews: in = to the sandbox, out = from it.",
-            ["direction"],
-            registry=metrics.registry,
-        )
 
 
 @dataclass
@@ -50,13 +31,13 @@ class PreviewCall:
     bytes_in: int = 0
     bytes_out: int = 0
 
-    def record(self, metrics: PreviewMetrics) -> None:
+    def record(self, metrics: ServerMetrics) -> None:
         duration = time.perf_counter() - self.started
-        metrics.requests.labels(kind=self.kind, outcome=self.outcome).inc()
+        metrics.preview_requests.labels(kind=self.kind, outcome=self.outcome).inc()
         if self.bytes_in:
-            metrics.bytes.labels(direction="in").inc(self.bytes_in)
+            metrics.preview_bytes.labels(direction="in").inc(self.bytes_in)
         if self.bytes_out:
-            metrics.bytes.labels(direction="out").inc(self.bytes_out)
+            metrics.preview_bytes.labels(direction="out").inc(self.bytes_out)
         preview = self.preview
         audit_logger.info(
             "preview %s by %s on port %d: %s in %.3f s",
@@ -82,9 +63,9 @@ class PreviewCall:
         )
 
 
-def record_refusal(metrics: PreviewMetrics, kind: Kind, principal: str | None, status: int) -> None:
+def record_refusal(metrics: ServerMetrics, kind: Kind, principal: str | None, status: int) -> None:
     """A request that reached no preview: no valid credentials (401), or no live preview of the caller's (404)."""
-    metrics.requests.labels(kind=kind, outcome="refused").inc()
+    metrics.preview_requests.labels(kind=kind, outcome="refused").inc()
     audit_logger.info(
         "preview %s by %s refused: %d",
         kind,

@@ -19,7 +19,6 @@ from ...errors import NotFoundError, QuotaExceededError, SandboxError, SandboxGo
 from ...ports import check_port
 from ...sessions import Session, SessionRegistry
 from ..metrics import ServerMetrics
-from .observe import PreviewMetrics
 from .proxy import PATH_PREFIX, PreviewProxy
 from .table import Preview, PreviewLimits, PreviewTable, new_token
 from .upstream import Upstream
@@ -32,7 +31,7 @@ class Previews:
     def __init__(self, registry: SessionRegistry, limits: PreviewLimits, metrics: ServerMetrics) -> None:
         self.registry = registry
         self.limits = limits
-        self.metrics = PreviewMetrics(metrics)
+        self.metrics = metrics
         self.table = PreviewTable()
         self.open_websockets = 0
         self.base_url: str | None = None
