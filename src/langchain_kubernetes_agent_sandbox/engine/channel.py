@@ -45,6 +45,10 @@ class AgentLost(SandboxError):
     code = "sandbox_error"
 
 
+class AgentSilent(AgentLost):
+    """The agent did not answer a request in time: alive or not, it said nothing (a starved sandbox, say)."""
+
+
 class AgentRefused(SandboxError):
     """The agent answered a request with an error frame."""
 
@@ -109,7 +113,7 @@ class AgentChannel:
             async with asyncio.timeout(timeout):
                 return await reply
         except TimeoutError:
-            raise AgentLost(f"the agent of {self.name} did not answer within {timeout:g} s") from None
+            raise AgentSilent(f"the agent of {self.name} did not answer within {timeout:g} s") from None
         finally:
             self._pending.pop(number, None)
 

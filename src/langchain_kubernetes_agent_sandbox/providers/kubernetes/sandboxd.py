@@ -20,6 +20,7 @@ import grpc
 
 from ...engine import budget
 from ...engine.channel import Connection
+from ...errors import TimedOutError
 from . import sandboxd_proto as proto
 from .agent import AgentUnavailable, install_argv
 
@@ -120,10 +121,15 @@ async def start(channel: grpc.aio.Channel, argv: list[str], *, name: str) -> Pro
     try:
         async with asyncio.timeout(budget.AGENT_CONNECT):
             first = await call.read()
-    except (grpc.aio.AioRpcError, TimeoutError) as error:
+    except TimeoutError:
         call.cancel()
-        reason = error.code().name if isinstance(error, grpc.aio.AioRpcError) else "no answer in time"
-        raise AgentUnavailable(f"sandboxd of {name} did not start the agent's relay ({reason})") from None
+        raise TimedOutError(
+            f"sandboxd of {name} did not start the agent's relay within {budget.AGENT_CONNECT:g} s: the pod may be "
+            "overloaded; try again."
+        ) from None
+    except grpc.aio.AioRpcError as error:
+        call.cancel()
+        raise AgentUnavailable(f"sandboxd of {name} did not start the agent's relay ({error.code().name})") from None
     if first is grpc.aio.EOF or first.WhichOneof("event") != "init":
         call.cancel()
         raise AgentUnavailable(f"sandboxd of {name} answered Start without a process id")

@@ -26,9 +26,9 @@ from k8s_agent_sandbox.models import (
 )
 
 from ... import paths
-from ...engine.channel import AgentChannel, AgentLost
+from ...engine.channel import AgentChannel, AgentLost, AgentSilent
 from ...engine.memo import SandboxMemo
-from ...errors import BackendUnavailableError, NotFoundError
+from ...errors import BackendUnavailableError, NotFoundError, TimedOutError
 from . import sandboxd, sandboxd_files
 from .agent import AgentUnavailable
 from .config import ConnectionMode, KubernetesConfig, SandboxdAddress
@@ -172,6 +172,10 @@ class SandboxdSandbox(KubernetesSandbox):
         except (AgentUnavailable, AgentLost) as error:
             if backend.hosts_agent.get(self):  # lost: with its pod, maybe, which the caller can tell
                 raise AgentLost(f"{error}; try again, or close the session if it persists.") from None
+            if isinstance(error, AgentSilent):
+                # An agent that did not answer in time (a starved pod) says nothing about what the pod can run:
+                # marking it one-shot would put jobs on shell scripts, whose processes sandboxd ends.
+                raise TimedOutError(f"The agent of sandbox {self.id} did not answer ({error}); try again.") from None
             gone = await self._gone_or(error)
             if gone is not error:
                 raise gone from error
