@@ -104,6 +104,26 @@ async def execute(client: ClientSession, command: str, **options: Any) -> Any:
     return result
 
 
+async def claim_each(
+    number: int,
+    claims: dict[str, list[float]],
+    direct: Callable[[], Awaitable[Any]],
+    provider: Callable[[], Awaitable[Any]],
+) -> tuple[Any, Any]:
+    """One claim through each side, each timed into `claims`; which side goes first alternates with round `number`,
+    and the pool refills before each."""
+    order = [("direct", direct), ("provider", provider)]
+    if number % 2:
+        order.reverse()
+    made: dict[str, Any] = {}
+    for name, claim in order:
+        await asyncio.sleep(REFILL_SECONDS)
+        started = time.perf_counter()
+        made[name] = await claim()
+        claims[name].append(time.perf_counter() - started)
+    return made["direct"], made["provider"]
+
+
 async def first_line_delay(client: ClientSession) -> float:
     seen: list[float] = []
 
@@ -162,16 +182,7 @@ async def main(rounds: int, command_count: int) -> list[Figure]:
         wrapped = commands.wrap(COMMAND, agent.limits.default_timeout, "/app", {})
         per_round = max(1, command_count // rounds)
         for number in range(rounds):
-            order = [("direct", claim_direct), ("provider", claim_provider)]
-            if number % 2:
-                order.reverse()
-            made: dict[str, Any] = {}
-            for name, claim in order:
-                await asyncio.sleep(REFILL_SECONDS)
-                started = time.perf_counter()
-                made[name] = await claim()
-                claims[name].append(time.perf_counter() - started)
-            handle, sandbox = made["direct"], made["provider"]
+            handle, sandbox = await claim_each(number, claims, claim_direct, claim_provider)
             await sandbox.agent()  # the first command went one-shot while the agent started
             same_pod = await oneshot.get(sandbox.id)
             calls: dict[str, Callable[[], Awaitable[object]]] = {

@@ -41,7 +41,18 @@ from mcp.client.streamable_http import streamable_http_client
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from bench_kubernetes import COMMAND, Figure, execute, fig, first_line_delay, machine, median_ms, report, timed  # noqa: E402
+from bench_kubernetes import (  # noqa: E402
+    COMMAND,
+    Figure,
+    claim_each,
+    execute,
+    fig,
+    first_line_delay,
+    machine,
+    median_ms,
+    report,
+    timed,
+)
 from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesConfig, KubernetesProvider  # noqa: E402
 from langchain_kubernetes_agent_sandbox.providers.kubernetes.config import ConnectionMode, RuntimeKind  # noqa: E402
 from langchain_kubernetes_agent_sandbox.providers.kubernetes.connection import api_client  # noqa: E402
@@ -134,16 +145,7 @@ async def measure(plane: ControlPlane, rounds: int, command_count: int) -> list[
     data = secrets.token_bytes(FILE_BYTES)
     per_round = max(1, command_count // rounds)
     for number in range(rounds):
-        order = [("direct", claim_direct), ("provider", claim_provider)]
-        if number % 2:
-            order.reverse()
-        made: dict[str, Any] = {}
-        for name, claim in order:
-            await asyncio.sleep(REFILL_SECONDS)
-            started = time.perf_counter()
-            made[name] = await claim()
-            claims[name].append(time.perf_counter() - started)
-        handle, sandbox = made["direct"], made["provider"]
+        handle, sandbox = await claim_each(number, claims, claim_direct, claim_provider)
         await sandbox.agent()  # the first command went one-shot while the agent started
 
         async def files_direct(h: Any = handle) -> None:
