@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from langchain_kubernetes_agent_sandbox import NotFoundError
+from langchain_kubernetes_agent_sandbox import BackendUnavailableError, NotFoundError, TimedOutError
 from langchain_kubernetes_agent_sandbox.providers.local import LocalProvider
 from langchain_kubernetes_agent_sandbox.sessions import SessionPolicy, SessionRegistry
 from langchain_kubernetes_agent_sandbox.sessions.labels import looks_like_session_id
@@ -108,6 +108,23 @@ async def test_reaping_removes_expired_sessions_of_every_owner(make_registry: Ma
     assert await registry.reap() == 1
     assert await registry.list_for("alice") == []
     assert len(await registry.list_for("bob")) == 1
+
+
+@pytest.mark.parametrize("failure", [TimedOutError("no answer"), BackendUnavailableError("unreachable")])
+async def test_a_call_failing_in_a_session_closed_elsewhere_says_the_session_is_not_open(
+    make_registry: MakeRegistry, failure: Exception
+) -> None:
+    # The pod of a session closed through another replica can stop answering before its Sandbox says it is gone:
+    # what the caller needs to hear then is that the session ended, not that the pod was slow.
+    holder, closer = make_registry(), make_registry()
+    kept, closed = await holder.create("alice"), await holder.create("alice")
+    await closer.close("alice", closed.id)
+    with pytest.raises(NotFoundError, match="is open for you"):
+        async with holder.use("alice", closed.id):
+            raise failure
+    with pytest.raises(type(failure)):
+        async with holder.use("alice", kept.id):
+            raise failure
 
 
 async def test_calls_on_one_session_run_in_parallel(make_registry: MakeRegistry) -> None:

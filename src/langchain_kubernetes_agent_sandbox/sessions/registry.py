@@ -24,12 +24,14 @@ from dataclasses import dataclass
 
 from ..engine.channel import AgentLost
 from ..errors import (
+    BackendUnavailableError,
     InvalidArgumentError,
     NotFoundError,
     PermissionDeniedError,
     QuotaExceededError,
     SandboxError,
     SandboxGoneError,
+    TimedOutError,
 )
 from ..network.policy import EgressPolicy
 from ..sandbox import Sandbox, SandboxProvider
@@ -213,7 +215,8 @@ class SessionRegistry:
                 if closed_elsewhere:  # through another replica: say what that replica would say
                     raise _not_open(session.id) from error
                 raise SandboxGoneError(_gone_message(session, error)) from error
-            except AgentLost as error:  # its agent ended mid-call: with the session, if another replica closed it
+            except (AgentLost, TimedOutError, BackendUnavailableError) as error:
+                # Its agent ended or stopped answering mid-call: with the session, if another replica closed it.
                 if await self._suspended_elsewhere(session) or session.is_default or await self._still_listed(session):
                     raise
                 self._forget(session)

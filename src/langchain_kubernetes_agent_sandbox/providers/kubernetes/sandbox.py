@@ -143,6 +143,16 @@ class KubernetesSandbox(Sandbox):
                         return state
                     await asyncio.sleep(POD_LOSS_POLL)
 
+    async def _refuse_reconnect_to_dying_pod(self) -> None:
+        """Raise when the pod's agent, known to run, lost its connection and the Sandbox is no longer ready: the pod
+        may be going with its claim (closed through another replica, say), and an agent started in a dying pod
+        would serve a session that ended."""
+        backend = self._backend
+        if backend.hosts_agent.get(self) and backend.agents.open_channel(self.id) is None:
+            state = await self._pod_state(grace=0)
+            if state != "SandboxReady":
+                raise self._lost_pod(state)
+
     def _lost_pod(self, state: str) -> SandboxGoneError:
         return SandboxGoneError(
             f"Sandbox {self.id} lost its pod ({state}) in namespace {self._config.namespace!r}; its files are gone. "
@@ -168,12 +178,7 @@ class KubernetesSandbox(Sandbox):
         if port is None or backend.hosts_agent.get(self) is False:
             return None
         connect = pod_connection(self.id, port, self._run_script_for_agent, self._agent_endpoint)
-        if backend.hosts_agent.get(self) and backend.agents.open_channel(self.id) is None:
-            # Its agent's connection broke: the pod may be going with its claim (closed through another replica,
-            # say), and an agent started in a dying pod would serve a session that ended.
-            state = await self._pod_state(grace=0)
-            if state != "SandboxReady":
-                raise self._lost_pod(state)
+        await self._refuse_reconnect_to_dying_pod()
         try:
             channel = await backend.agents.channel(self.id, connect, generation=lambda: None)
         except (BackendUnavailableError, NotFoundError) as error:

@@ -165,9 +165,10 @@ class SandboxdSandbox(KubernetesSandbox):
             channel = await self._call("reach sandboxd", self._config.api_timeout, lambda _: runtime.grpc_channel())
             return await sandboxd.agent_connection(channel, replace, name=f"sandbox {self.id}")
 
+        await self._refuse_reconnect_to_dying_pod()
         try:
             channel = await backend.agents.channel(self.id, connect, generation=lambda: None)
-        except (BackendUnavailableError, NotFoundError) as error:
+        except (BackendUnavailableError, NotFoundError, TimedOutError) as error:
             raise await self._gone_or(error) from error
         except (AgentUnavailable, AgentLost) as error:
             if backend.hosts_agent.get(self):  # lost: with its pod, maybe, which the caller can tell
