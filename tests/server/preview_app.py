@@ -2,7 +2,7 @@
 
     python3 preview_app.py PORT
 
-GET /hello answers with the request's path, Host and whether an Authorization header arrived; /page a 1 MiB
+GET /hello answers with the request's path, Host, Authorization and Cookie headers; /page a 1 MiB
 page; /stream five lines 0.2 s apart; /forever lines without end; /huge announces 10 GB and sends zeros;
 /huge-chunked sends zeros without end; /endless-head a header without end; /not-http
 something else than HTTP; /ws is a WebSocket echo. Everything else is 404.
@@ -36,6 +36,7 @@ class Handler(BaseHTTPRequestHandler):
                     "path": self.path,
                     "host": self.headers.get("Host"),
                     "authorization": self.headers.get("Authorization"),
+                    "cookie": self.headers.get("Cookie"),
                     "sandbox_headers": {
                         k.lower(): v for k, v in self.headers.items() if k.lower().startswith("x-sandbox")
                     },

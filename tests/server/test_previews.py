@@ -16,6 +16,7 @@ import os
 import secrets
 import sys
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,14 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from langchain_kubernetes_agent_sandbox.server.config import ServerConfig
 from langchain_kubernetes_agent_sandbox.server.previews import PreviewLimits
+from langchain_kubernetes_agent_sandbox.server.previews.browser import COOKIE
+from langchain_kubernetes_agent_sandbox.server.previews.table import (
+    MAX_TICKETS,
+    TICKET_SECONDS,
+    Preview,
+    PreviewTable,
+    new_token,
+)
 from langchain_kubernetes_agent_sandbox.server.runtime import running
 from tests.server.http_serving import http_server, mcp_client
 from tests.server.mcp_calls import call, data, fail, text_of
@@ -96,6 +105,21 @@ async def ready(http: httpx.AsyncClient, url: str) -> httpx.Response:
         if answer.status_code != 502 or time.monotonic() > deadline:
             return answer
         await asyncio.sleep(0.2)
+
+
+@contextlib.asynccontextmanager
+async def previewed_app(config: ServerConfig) -> AsyncIterator[tuple[ClientSession, httpx.AsyncClient, str]]:
+    """An in-memory client to a server on `config` whose default session runs the test app, an HTTP client, and
+    the app's preview URL, once the app answers there."""
+    async with (
+        running(config) as server,
+        create_connected_server_and_client_session(server) as client,
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        await start_app(client)
+        url = await exposed(client)
+        assert (await ready(http, url)).status_code == 200
+        yield client, http, url
 
 
 async def exposed(client: ClientSession, port: int = PORT, session_id: str | None = None) -> str:
@@ -241,15 +265,7 @@ async def read_all(http: httpx.AsyncClient, url: str) -> tuple[int, Exception | 
 
 async def test_a_huge_endless_or_hostile_response_is_bounded(make_config: Callable[..., ServerConfig]) -> None:
     config = make_config(preview_max_bytes=4 * 1024 * 1024, preview_max_seconds=3)
-    async with (
-        running(config) as server,
-        create_connected_server_and_client_session(server) as client,
-        httpx.AsyncClient(timeout=30) as http,
-    ):
-        await start_app(client)
-        url = await exposed(client)
-        assert (await ready(http, url)).status_code == 200
-
+    async with previewed_app(config) as (_, http, url):
         announced = await http.get(url + "huge")
         assert announced.status_code == 502
         assert "preview_max_bytes" in announced.text
@@ -279,14 +295,7 @@ async def test_a_websocket_that_brings_too_much_from_the_sandbox_is_closed(
     make_config: Callable[..., ServerConfig],
 ) -> None:
     config = make_config(preview_max_bytes=4 * 1024 * 1024)
-    async with (
-        running(config) as server,
-        create_connected_server_and_client_session(server) as client,
-        httpx.AsyncClient(timeout=30) as http,
-    ):
-        await start_app(client)
-        url = await exposed(client)
-        assert (await ready(http, url)).status_code == 200
+    async with previewed_app(config) as (_, _, url):
         echoed, closed = await echo_until_closed("ws" + url.removeprefix("http") + "ws", 8, 1024 * 1024)
         assert echoed <= 4 * 1024 * 1024
         assert closed.rcvd is not None
@@ -416,6 +425,68 @@ async def test_over_http_only_the_owners_token_opens_the_preview(
     assert BOB not in everything
 
 
+async def test_a_browser_link_lets_one_browser_in_once_and_its_cookie_stays_here(http_settings: ServerConfig) -> None:
+    async with http_server(http_settings) as base, mcp_client(base, ALICE) as alice:
+        await start_app(alice)
+        result = await call(alice, "expose_port", port=PORT)
+        url, link = data(result)["url"], data(result)["browser_url"]
+        assert link.startswith(base + "/preview-open/")
+        assert link in text_of(result), "the model sees the link it can give the person"
+        path = urllib.parse.urlsplit(url).path
+        async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {ALICE}"}) as owner:
+            assert (await ready(owner, url)).status_code == 200
+
+        async with httpx.AsyncClient(timeout=30) as browser:
+            opened = await browser.get(link)
+            assert opened.status_code == 303
+            assert opened.headers["location"] == url
+            set_cookie = opened.headers["set-cookie"]
+            assert f"Path={path}" in set_cookie
+            assert "HttpOnly" in set_cookie
+            assert "samesite=lax" in set_cookie.lower()
+            key = browser.cookies[COOKIE]
+            assert (await browser.get(url + "hello")).status_code == 200, "the browser is in, without a token"
+            again = await browser.get(link)
+            assert again.status_code == 404, "a link works once"
+            assert "expose_port again" in again.text
+
+        async with httpx.AsyncClient(timeout=30) as app_view:
+            seen = await app_view.get(url + "hello", headers={"Cookie": f"app=kept; {COOKIE}={key}"})
+            assert seen.status_code == 200
+            assert seen.json()["cookie"] == "app=kept", "the app gets its own cookies, never this server's"
+            cookie_alone = await app_view.get(url + "hello", headers={"Cookie": f"{COOKIE}={key}"})
+            assert cookie_alone.json()["cookie"] is None
+            socket_url = "ws" + url.removeprefix("http") + "ws"
+            async with websocket(socket_url, additional_headers={"Cookie": f"{COOKIE}={key}"}) as socket:
+                await socket.send("by cookie")
+                assert await socket.recv() == "BY COOKIE"
+            assert (await app_view.get(url + "hello")).status_code == 401, "without the cookie, still a token"
+            other = data(await call(alice, "expose_port", port=CLOSED_PORT))
+            elsewhere = await app_view.get(other["url"], headers={"Cookie": f"{COOKIE}={key}"})
+            assert elsewhere.status_code == 401, "the cookie admits to its own preview only"
+
+            unused = data(await call(alice, "expose_port", port=PORT))["browser_url"]
+            await call(alice, "unexpose_port", port=PORT)
+            assert (await app_view.get(url + "hello", headers={"Cookie": f"{COOKIE}={key}"})).status_code == 401
+            assert (await app_view.get(unused)).status_code == 404, "a link ends with its preview"
+
+
+def test_browser_links_expire_and_only_the_newest_are_kept() -> None:
+    clock = [0.0]
+    table = PreviewTable(clock=lambda: clock[0])
+    preview = Preview(new_token(), "alice", "s-1", PORT, upstream=None)  # type: ignore[arg-type]
+    table.add(preview)
+    late = table.new_ticket(preview)
+    clock[0] += TICKET_SECONDS + 1
+    assert table.redeem(late) is None, "expired"
+    tickets = [table.new_ticket(preview) for _ in range(MAX_TICKETS + 1)]
+    assert table.redeem(tickets[0]) is None, "retired by newer ones"
+    assert table.redeem(tickets[-1]) is preview
+    assert table.redeem(tickets[-1]) is None, "spent"
+    table.remove(preview)
+    assert table.redeem(tickets[1]) is None, "gone with its preview"
+
+
 async def test_over_stdio_the_preview_listens_on_loopback_and_ends_with_the_server(local_state_dir: Path) -> None:
     params = StdioServerParameters(
         command=sys.executable,
@@ -430,6 +501,7 @@ async def test_over_stdio_the_preview_listens_on_loopback_and_ends_with_the_serv
             url = data(result)["url"]
             assert url.startswith("http://127.0.0.1:")
             assert data(result)["bearer_token_required"] is False
+            assert data(result)["browser_url"] == url, "on loopback the URL is the browser's too"
             assert (await ready(http, url)).status_code == 200
             await call(client, "close_session", session_id=data(result)["session_id"])
         with pytest.raises(httpx.ConnectError):

@@ -67,8 +67,18 @@ def unauthenticated() -> HTMLResponse:
     return page(
         401,
         "401: a preview needs your bearer token",
-        "Send the same bearer token you use for the MCP endpoint, in an Authorization: Bearer header.",
+        "Send the same bearer token you use for the MCP endpoint, in an Authorization: Bearer header. In a "
+        "browser, open the preview's browser_url from expose_port instead: it lets that browser in.",
         headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def link_spent() -> HTMLResponse:
+    return page(
+        404,
+        "404: this preview link was used already or has expired",
+        "A browser link opens its preview once, within minutes of expose_port, and only while the preview lasts. "
+        "Call expose_port again (for the same port) for a new link.",
     )
 
 

@@ -25,16 +25,15 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from . import pages
+from . import browser, pages
 from .observe import Kind, PreviewCall, record_refusal
-from .table import Preview
+from .table import PATH_PREFIX, Preview
 
 if TYPE_CHECKING:
     from .service import Previews
 
 logger = logging.getLogger(__name__)
 
-PATH_PREFIX = "/preview/"
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers"}
     | {"transfer-encoding", "upgrade", "proxy-connection"}
@@ -76,13 +75,16 @@ class PreviewProxy:
 
     async def _admitted(self, scope: Scope) -> tuple[Preview | None, Response | None]:
         """The preview the request may use, or the page that refuses it."""
-        if self.authenticated and not isinstance(scope.get("user"), AuthenticatedUser):
-            return None, pages.unauthenticated()
         preview = self.previews.table.find(str(scope.get("path_params", {}).get("token", "")))
+        if self.authenticated:
+            principal = _principal(scope)
+            if principal is None:
+                if preview is None or not browser.cookie_admits(scope, preview):
+                    return None, pages.unauthenticated()
+            elif preview is not None and principal != preview.principal:
+                return None, None  # someone else's preview: as if there were none
         if preview is None:
             return None, None
-        if self.authenticated and _principal(scope) != preview.principal:
-            return None, None  # someone else's preview: as if there were none
         if not await self.previews.alive(preview):
             return None, None
         return preview, None
@@ -229,7 +231,7 @@ class PreviewProxy:
         try:
             forwarded = [
                 (name.decode("latin-1"), value.decode("latin-1"))
-                for name, value in websocket.scope["headers"]
+                for name, value in _without_our_cookie(websocket.scope["headers"])
                 if name.decode("latin-1").lower() in WEBSOCKET_FORWARDED
             ]
             try:
@@ -330,7 +332,7 @@ def request_headers(
     ours = {name.lower().encode("latin-1") for name, _ in routing}
     kept = [
         (name, value)
-        for name, value in client
+        for name, value in _without_our_cookie(client)
         if (lowered := name.lower()).decode("latin-1") not in HOP_BY_HOP
         and lowered.decode("latin-1") not in NEVER_FORWARDED
         and lowered not in named
@@ -338,6 +340,19 @@ def request_headers(
         and not lowered.startswith(b"x-sandbox-")
     ]
     return kept + [(name.encode("latin-1"), value.encode("latin-1")) for name, value in routing]
+
+
+def _without_our_cookie(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """`headers` with this server's cookie taken out of every Cookie header (see `browser`)."""
+    kept: list[tuple[bytes, bytes]] = []
+    for name, value in headers:
+        if name.lower() == b"cookie":
+            remaining = browser.without_our_cookie(value)
+            if remaining is not None:
+                kept.append((name, remaining))
+        else:
+            kept.append((name, value))
+    return kept
 
 
 def response_headers(upstream: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -19,8 +19,9 @@ from ...errors import NotFoundError, QuotaExceededError, SandboxError, SandboxGo
 from ...ports import check_port
 from ...sessions import Session, SessionRegistry
 from ..metrics import ServerMetrics
-from .proxy import PATH_PREFIX, PreviewProxy
-from .table import Preview, PreviewLimits, PreviewTable, new_token
+from .browser import OPEN_PREFIX, BrowserLinks
+from .proxy import PreviewProxy
+from .table import PATH_PREFIX, Preview, PreviewLimits, PreviewTable, new_token
 from .upstream import Upstream
 
 LOOPBACK = "127.0.0.1"
@@ -46,7 +47,11 @@ class Previews:
         checks bearer tokens); previews made from now on get URLs there."""
         self.base_url, self.authenticated = base_url.rstrip("/"), authenticated
         _quiet_denials()
-        return self._routes(authenticated=authenticated)
+        routes = self._routes(authenticated=authenticated)
+        if authenticated:
+            links = BrowserLinks(self, secure=self.base_url.startswith("https:"))
+            routes.append(Route(OPEN_PREFIX + "{ticket}", links.open, methods=["GET"]))
+        return routes
 
     def _routes(self, *, authenticated: bool) -> list[BaseRoute]:
         proxy = PreviewProxy(self, authenticated=authenticated)
@@ -68,6 +73,13 @@ class Previews:
                 preview = Preview(new_token(), principal, session.id, port, Upstream(route))
                 self.table.add(preview)
             return preview, await self._url(preview)
+
+    def browser_url(self, preview: Preview, url: str) -> str:
+        """What a person opens in a browser for the preview at `url`: a one-time link that lets that browser in
+        where requests need a bearer token (see `browser`), else the URL itself."""
+        if not self.authenticated or self.base_url is None:
+            return url
+        return f"{self.base_url}{OPEN_PREFIX}{self.table.new_ticket(preview)}"
 
     async def unexpose(self, session_id: str, port: int) -> bool:
         """End the preview of `port` in the session; False when there was none."""
@@ -112,7 +124,7 @@ class Previews:
             if self._loopback is None:
                 self._loopback = await _LoopbackListener.start(self)
             base = self._loopback.url
-        return f"{base}{PATH_PREFIX}{preview.token}/"
+        return base + preview.path
 
 
 DENIAL_NOISE = "ASGI callable returned without completing handshake."

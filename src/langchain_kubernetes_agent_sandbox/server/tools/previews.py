@@ -9,6 +9,7 @@ from pydantic import Field
 
 from ..context import context
 from ..models import Rendered
+from ..previews.table import TICKET_SECONDS
 from ..principal import current_principal
 from . import ToolSpec, reply
 from .commands import SessionId
@@ -24,14 +25,19 @@ class PortPreview(Rendered):
     url: str
     bearer_token_required: bool
     """Whether requests to the URL must carry the caller's bearer token (HTTP with authentication)."""
+    browser_url: str
+    """What a person opens in a browser: where a bearer token is required, a link that works once, within
+    minutes, and lets that browser in; otherwise the URL itself."""
 
     def render(self) -> str:
-        how = (
-            "send your MCP bearer token with each request (Authorization: Bearer ...), e.g. "
-            f'curl -H "Authorization: Bearer $TOKEN" {self.url}'
-            if self.bearer_token_required
-            else f"open it from this machine, e.g. curl {self.url}; the URL itself is the key, keep it private"
-        )
+        if self.bearer_token_required:
+            how = (
+                "send your MCP bearer token with each request (Authorization: Bearer ...), e.g. "
+                f'curl -H "Authorization: Bearer $TOKEN" {self.url} ; in a browser, open {self.browser_url} '
+                f"(one use, within {TICKET_SECONDS / 60:g} minutes; call expose_port again for another)"
+            )
+        else:
+            how = f"open it from this machine, e.g. curl {self.url}; the URL itself is the key, keep it private"
         return (
             f"Port {self.port} of session {self.session_id} is previewed at {self.url}\n"
             f"To use it, {how}. WebSockets work at the same URL with ws:// (or wss://). It stops working on "
@@ -57,8 +63,9 @@ async def expose_port(port: Port, session_id: SessionId = None) -> Annotated[Cal
 
     Start the server first, listening on 127.0.0.1 or 0.0.0.0 in the sandbox, for instance
     execute("python3 -m http.server 8000", background=true); the sandbox's ports are not reachable otherwise.
-    Over HTTP, requests to the URL need the same Authorization: Bearer token as this MCP endpoint; over stdio
-    the URL (on this machine's loopback) is the key itself. The app sees paths relative to the URL, so it should
+    Over HTTP, requests to the URL need the same Authorization: Bearer token as this MCP endpoint, and
+    browser_url is a one-time link for a person to open in a browser; over stdio the URL (on this machine's
+    loopback) is the key itself. The app sees paths relative to the URL, so it should
     use relative links. Streaming responses, large bodies and WebSockets pass; each response is bounded in size
     and duration by the server's settings. A port with nothing listening gives a 502 page that says so. Calling
     it again for the same port returns the same URL; it ends with unexpose_port or with the session.
@@ -66,8 +73,16 @@ async def expose_port(port: Port, session_id: SessionId = None) -> Annotated[Cal
     principal = current_principal.get()
     session = await context().registry.resolve(principal, session_id)
     previews = context().previews
-    _, url = await previews.expose(principal, session, port)
-    return reply(PortPreview(session_id=session.id, port=port, url=url, bearer_token_required=previews.authenticated))
+    preview, url = await previews.expose(principal, session, port)
+    return reply(
+        PortPreview(
+            session_id=session.id,
+            port=port,
+            url=url,
+            bearer_token_required=previews.authenticated,
+            browser_url=previews.browser_url(preview, url),
+        )
+    )
 
 
 async def unexpose_port(port: Port, session_id: SessionId = None) -> Annotated[CallToolResult, UnexposedPort]:
