@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -115,7 +116,10 @@ async def impatient_provider(
     cluster: FakeCluster, *, patience: float, **options: Any
 ) -> AsyncIterator[KubernetesProvider]:
     """A Kubernetes provider on the imitation that gives up within seconds (claims and file calls after
-    `patience`, API calls a second sooner), so fault tests end quickly; no sandbox or fault outlives it."""
+    `patience`, API calls a second sooner), so fault tests end quickly; no sandbox or fault outlives it. It starts
+    once the warm pool is full again, so that a claim within `patience` measures the fault, not a pod's cold start
+    after the claims of the tests before."""
+    await asyncio.to_thread(cluster.wait_for_pool)
     config = KubernetesConfig(
         warm_pool=cluster.pool,
         api_url=cluster.router_url,
