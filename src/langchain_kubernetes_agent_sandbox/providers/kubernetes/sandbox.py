@@ -57,6 +57,9 @@ READ_CHUNK_BYTES = 768 * 1024
 POD_LOSS_GRACE = 2.0
 """How long a failed call waits for the Sandbox status to catch up with a pod that died."""
 POD_LOSS_POLL = 0.1
+AGENT_HEAD_START = 0.5
+"""Seconds a pod's first command runs before its agent starts beside it (at once when the command ends sooner):
+the two would share the pod's CPU, and the first command is what the caller waits for."""
 
 
 @dataclass(frozen=True)
@@ -193,21 +196,31 @@ class KubernetesSandbox(Sandbox):
         return channel
 
     async def _channel_for_run(self) -> AgentChannel | None:
-        """The agent's channel for a command when it is open, or when the pod is known to host an agent; else None,
-        and the agent is started meanwhile: a pod's first command does not wait for it, later ones find it."""
+        """The agent's channel for a command when it is open, or when the pod is known to host an agent; else None:
+        a pod's first command does not wait for the agent (`_with_agent_started`), later ones find it."""
         backend = self._backend
         if self._config.agent_port is None:
             return None
         channel = backend.agents.open_channel(self.id)
-        if channel is not None:
+        if channel is not None or backend.hosts_agent.get(self) is None:
             return channel
-        if backend.hosts_agent.get(self) is None:
-            backend.agents.prepare(self.id, self.agent)
-            return None
         try:
             return await self.agent()
         except (TimedOutError, BackendUnavailableError):
             return None  # the agent could not be reached now: the one-shot path meets the fault and says what it is
+
+    async def _with_agent_started(self, work: Awaitable[T]) -> T:
+        """`work` (a one-shot command), with the pod's agent started in the background, if it is not known yet, once
+        `work` is done or has run for `AGENT_HEAD_START` seconds."""
+        if self._config.agent_port is None or self._backend.hosts_agent.get(self) is not None:
+            return await work
+        task = asyncio.ensure_future(work)
+        try:
+            await asyncio.wait({task}, timeout=AGENT_HEAD_START)
+            self._backend.agents.prepare(self.id, self.agent)
+            return await task
+        finally:
+            task.cancel()  # when the caller was cancelled; a finished task ignores it
 
     async def _run_script_for_agent(self, script: str, limit: float) -> tuple[str, str, int]:
         answer, _ = await self._exec(commands.wrap(script, limit, "/", {}), limit)
@@ -240,7 +253,9 @@ class KubernetesSandbox(Sandbox):
             )
         started = time.monotonic()
         try:
-            answer, duration = await self._exec(commands.wrap(command, timeout, cwd, env), timeout)
+            answer, duration = await self._with_agent_started(
+                self._exec(commands.wrap(command, timeout, cwd, env), timeout)
+            )
         except TimedOutError as error:
             return commands.unanswered(timeout, time.monotonic() - started, str(error))
         except (BackendUnavailableError, NotFoundError) as error:
