@@ -3,7 +3,7 @@
 The sandbox is the Kubernetes provider's, with two differences. The engine's agent is reached through sandboxd's
 process API (`sandboxd.agent_connection`) rather than a port of its own behind the router, so commands stream,
 take stdin and signals, and jobs and the kernel live in the pod as on every channel; one-shot commands (a pod's
-first, while its agent starts, and the shell's file scripts) are the client's unary `Execute`. And files under
+first, before its agent starts, and the shell's file scripts) are the client's unary `Execute`. And files under
 `/app` use sandboxd's file API only when its root is `/app` (the project's working directory; the template says
 `--root-dir /app`): a command without a directory runs in sandboxd's root, so `pwd` says which it is, asked once
 per sandbox. Under any other root every path goes through the shell, since the file API could not reach `/app`.
