@@ -315,6 +315,21 @@ async def echo_until_closed(url: str, messages: int, size: int) -> tuple[int, Co
     raise AssertionError(f"{messages} messages of {size} bytes were echoed whole")
 
 
+async def test_a_killed_port_connector_is_replaced_and_a_missing_port_still_says_so(
+    make_config: Callable[..., ServerConfig],
+) -> None:
+    # Locally one helper process in the sandbox opens every connection to its ports; the sandbox's code can kill it.
+    async with previewed_app(make_config()) as (client, http, _):
+        killed = await call(client, "execute", command="pkill -f 'server[.]recv' && echo killed")
+        assert "killed" in text_of(killed)
+        await call(client, "unexpose_port", port=PORT)  # a new preview: its first GET needs a new connection
+        again = await exposed(client)
+        assert (await http.get(again + "hello")).status_code == 200
+        missing = await http.get(await exposed(client, CLOSED_PORT))
+        assert missing.status_code == 502
+        assert f"nothing listens on port {CLOSED_PORT}" in missing.text
+
+
 async def test_using_a_preview_keeps_its_session_alive(make_config: Callable[..., ServerConfig]) -> None:
     async with (
         running(make_config()) as server,

@@ -5,9 +5,7 @@ socket as its stdin. Inside, it connects to the agent's socket (starting the age
 the connected descriptor back over that stdin; then it exits. The socket's path is resolved inside the
 sandbox, so whatever the sandbox put there can only lead to something of its own, and the host never follows a
 path, link or socket the sandbox controls: it only receives one descriptor, which it checks is a socket.
-`PORT_HELPER` hands over a TCP connection to a port of the sandbox's network the same way: made inside the
-sandbox's network namespace, where it stays, so the host talks to the sandbox's own loopback and to nothing else,
-with no process of the sandbox's relaying the bytes.
+Connections to the sandbox's ports come back the same way (see `port_connector`).
 """
 
 from __future__ import annotations
@@ -23,23 +21,6 @@ from ...engine import budget, program
 from ...engine.channel import Connection
 from ...engine.links import Connect
 from ...errors import SandboxError
-
-PORT_HELPER = """import socket, sys
-port = int(sys.argv[1])
-for host in ("127.0.0.1", "::1"):
-    try:
-        connection = socket.create_connection((host, port), timeout=5)
-        break
-    except OSError as error:
-        failure = error
-else:
-    sys.stderr.write(f"nothing listens on port {port} in the sandbox ({failure.strerror or failure})\\n")
-    sys.exit(1)
-socket.send_fds(socket.socket(fileno=0), [b"c"], [connection.fileno()])
-"""
-"""Run with `python3 -c PORT_HELPER PORT` in the sandbox, its stdin a Unix socket: connects to the port on the
-sandbox's loopback (IPv4, then IPv6) and sends the connected socket back."""
-TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 
 Launch = Callable[[Sequence[str], socket.socket], Awaitable[asyncio.subprocess.Process]]
 """Starts a command inside the sandbox with the given socket as its stdin."""
@@ -68,10 +49,9 @@ async def handed_over(
     helper: Sequence[str],
     *,
     what: str,
-    families: tuple[int, ...] = (socket.AF_UNIX,),
 ) -> socket.socket:
-    """The connected stream socket, of one of `families`, that `helper`, started in the sandbox with a socket as
-    its stdin, hands back."""
+    """The connected Unix stream socket that `helper`, started in the sandbox with a socket as its stdin, hands
+    back."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         with theirs:
@@ -86,7 +66,7 @@ async def handed_over(
                 f"{what} of sandbox {sandbox_id} did not answer within {budget.AGENT_CONNECT:g} s: the sandbox may "
                 "be out of processes or memory; try again, or close the session."
             ) from None
-        connection = _received_socket(ours, families)
+        connection = _received_socket(ours, (socket.AF_UNIX,))
         if connection is None:
             detail = stderr.decode("utf-8", "replace").strip()[-1000:] or f"exit status {process.returncode}"
             raise SandboxError(f"{what} of sandbox {sandbox_id} could not be reached: {detail}")
@@ -102,6 +82,12 @@ def _received_socket(ours: socket.socket, families: tuple[int, ...]) -> socket.s
         _, fds, _, _ = socket.recv_fds(ours, 16, 4)
     except (BlockingIOError, OSError):
         return None
+    return received_socket(fds, families)
+
+
+def received_socket(fds: list[int], families: tuple[int, ...]) -> socket.socket | None:
+    """The first of the descriptors a sandbox's process sent that is a stream socket of one of `families`; the
+    others are closed."""
     received = None
     for fd in fds:
         try:

@@ -42,7 +42,7 @@ from ...ports import PortRoute, PortUnreachable, Stream, check_port
 from ...results import TIMEOUT_EXIT_CODE, CommandResult, FileEntry
 from ...sandbox import Sandbox, SandboxInfo, SandboxProvider
 from . import egress, fork, seccomp
-from .agent_link import PORT_HELPER, TCP_FAMILIES, agent_connection, handed_over
+from .agent_link import agent_connection
 from .bubblewrap import (
     SANDBOX_PATH,
     Mounts,
@@ -59,6 +59,7 @@ from .disk import detach as detach_disk
 from .files import HostFiles, NeedsSandbox
 from .holder import HOLDER_COMMAND, Holder, HolderRecord, JoinFds
 from .limits import ResourceLimits
+from .port_connector import CONNECTOR, PortConnectors
 from .process import Completed, run_process
 from .state import SandboxRecord, StateFolder, default_state_dir
 
@@ -119,6 +120,7 @@ class LocalProvider(SandboxProvider):
         self._seccomp = None if unisolated else seccomp.install(self.state.root)
         self._cgroups = CgroupManager.detect() if use_cgroups else None
         self._agents = AgentLinks()
+        self._port_connectors = PortConnectors()
         self.egress = egress
         self._as_root = os.geteuid() == 0
         self._egress = EgressService(resolver=egress_resolver)
@@ -185,6 +187,7 @@ class LocalProvider(SandboxProvider):
 
     async def aclose(self) -> None:
         await self._agents.aclose()
+        await self._port_connectors.aclose()
         await asyncio.to_thread(self._egress.stop)
 
     async def _reap_expired(self) -> None:
@@ -353,11 +356,11 @@ class LocalSandbox(Sandbox):
     async def connect_port(self, port: int) -> socket.socket:
         """A TCP connection to loopback port `port` of the network the sandbox's commands run in, which the host
         cannot reach otherwise (`SandboxError` when nothing listens there): made inside that network by a helper
-        (`PORT_HELPER`) and handed over, so it leads nowhere else."""
+        (`port_connector`) and handed over, so it leads nowhere else."""
         check_port(port)
         self._require_network_of_its_own()
-        helper = ["python3", "-u", "-E", "-s", "-S", "-c", PORT_HELPER, str(port)]
-        return await handed_over(self.id, self._launch_with_socket, helper, what=f"Port {port}", families=TCP_FAMILIES)
+        connector = ["python3", "-u", "-E", "-s", "-S", "-c", CONNECTOR]
+        return await self._provider._port_connectors.connect(self.id, port, self._launch_with_socket, connector)
 
     def _require_network_of_its_own(self) -> None:
         if self._provider.unisolated or not self._provider.keep_background:
@@ -566,6 +569,7 @@ class LocalSandbox(Sandbox):
         """End everything running in the sandbox: its agent (and kernel), its holder with every process in the
         holder's pid namespace, and whatever else its cgroup holds (detached processes of an unisolated one)."""
         await self._provider._agents.forget(self.id)
+        await self._provider._port_connectors.close(self.id)
         await self._provider._egress.close(self.id)
         await asyncio.to_thread(self._holder.stop)
         cgroups = self._provider._cgroups
