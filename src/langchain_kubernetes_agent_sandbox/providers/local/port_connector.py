@@ -56,10 +56,14 @@ class _Connector:
     def __init__(self, process: asyncio.subprocess.Process, ours: socket.socket) -> None:
         self.process = process
         self.ours = ours
+        self.interrupted = False
+        """Whether an answer may still be on its way for a question whose asker went (cancelled): the next
+        answer could be that one, for another port, so this helper is not asked again."""
 
     async def ask(self, port: int) -> tuple[bytes, list[int]]:
         """The helper's answer for `port`: its text, and the descriptors it passed."""
         loop = asyncio.get_running_loop()
+        self.interrupted = True
         try:
             async with asyncio.timeout(budget.AGENT_CONNECT):
                 await loop.sock_sendall(self.ours, str(port).encode())
@@ -70,6 +74,7 @@ class _Connector:
                         break
         except (TimeoutError, OSError) as error:
             raise _Lost(str(error) or "no answer in time") from None
+        self.interrupted = False
         if not message and not fds:
             raise _Lost("it ended")
         return message, fds
@@ -115,6 +120,9 @@ class PortConnectors:
 
     async def _ask(self, sandbox_id: str, port: int, launch: Launch, argv: Sequence[str]) -> tuple[bytes, list[int]]:
         connector = self._connectors.get(sandbox_id)
+        if connector is not None and connector.interrupted:
+            await self.close(sandbox_id)
+            connector = None
         if connector is None:
             connector = self._connectors[sandbox_id] = await _start(launch, argv)
         return await connector.ask(port)
