@@ -1,14 +1,14 @@
 """Connections to the ports of local sandboxes, for previews: one helper process per sandbox opens them.
 
 Starting a process in a sandbox for each connection costs tens of milliseconds, and a browser opens several
-connections per page. So the first connection to any port of a sandbox starts `CONNECTOR`
-in it (in its network namespace, like any command), with one end of a SOCK_SEQPACKET socket pair as its stdin, and
-it stays: each message the server sends names a port, each answer is the connected socket (passed back as a
-descriptor, checked to be a TCP stream socket) or a line saying why there is none. The connection is made
-inside the sandbox's network namespace, where it stays, so the server talks to the sandbox's own loopback and to
-nothing else, with no process of the sandbox's relaying the bytes. The helper is the sandbox's
-own process, as trustworthy as its code: its answers are bounded and checked, and a helper that dies or says
-nothing is replaced once per connection asked for. It ends when the server closes its end, or with the sandbox.
+connections per page. So the first connection to any port of a sandbox starts `CONNECTOR` in it (in its network
+namespace, like any command), with one end of a SOCK_SEQPACKET socket pair as its stdin, and it stays: each message
+the server sends names a port, each answer is the connected socket (passed back as a descriptor, checked to be a
+TCP stream socket) or a line saying why there is none. The connection is made inside the sandbox's network
+namespace, where it stays, so the server talks to the sandbox's own loopback and to nothing else, with no process
+of the sandbox's relaying the bytes. The helper is the sandbox's own process, as trustworthy as its code: its
+answers are bounded and checked, and a helper that ended or says nothing is replaced, once per connection asked
+for. It ends when the server closes its end, or with the sandbox.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ...engine import budget
 from ...errors import SandboxError
 from .agent_link import Launch, received_socket
 
-CONNECTOR = """import socket, sys
+CONNECTOR = """import socket
 server = socket.socket(fileno=0)
 while True:
     request = server.recv(16)
