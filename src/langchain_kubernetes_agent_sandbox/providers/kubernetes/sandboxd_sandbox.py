@@ -167,7 +167,15 @@ class SandboxdSandbox(KubernetesSandbox):
 
         await self._refuse_reconnect_to_dying_pod()
         try:
-            channel = await backend.agents.channel(self.id, connect, generation=lambda: None)
+            try:
+                channel = await backend.agents.channel(self.id, connect, generation=lambda: None)
+            except AgentLost as error:
+                if backend.hosts_agent.get(self) is not None or isinstance(error, AgentSilent):
+                    raise
+                # A first relay that started and then broke (its stream, its input, the agent's start in a busy
+                # pod) may be a passing fault: once more before the pod is taken for one that cannot host one.
+                logger.info("sandbox %s: the agent's first connection broke (%s); trying once more", self.id, error)
+                channel = await backend.agents.channel(self.id, connect, generation=lambda: None)
         except (BackendUnavailableError, NotFoundError, TimedOutError) as error:
             raise await self._gone_or(error) from error
         except (AgentUnavailable, AgentLost) as error:
