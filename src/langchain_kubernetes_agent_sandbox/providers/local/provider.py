@@ -65,6 +65,10 @@ from .state import SandboxRecord, StateFolder, default_state_dir
 
 logger = logging.getLogger(__name__)
 
+HOLDER_EXIT_WAIT = 2.0
+"""Seconds a holder that lost its namespaces may take to end before it counts as running still."""
+HOLDER_EXIT_POLL = 0.02
+
 NOBODY = UserDrop(65534, 65534)
 _FILE_OPERATION_TIMEOUT = 120.0
 _LAUNCHER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
@@ -438,10 +442,16 @@ class LocalSandbox(Sandbox):
         return self._provider.keep_background or self._provider.unisolated
 
     async def _join_holder(self) -> JoinFds:
-        """Descriptors of the holder's namespaces; a holder that ended a moment ago is started afresh."""
+        """Descriptors of the holder's namespaces; a holder that is ending (killed a moment ago, its namespaces
+        already gone) is waited out and started afresh."""
+        record = await self._ensure_holder()
         try:
-            fds = self._holder.join(await self._ensure_holder())
+            fds = self._holder.join(record)
         except ProcessLookupError:
+            for _ in range(int(HOLDER_EXIT_WAIT / HOLDER_EXIT_POLL)):
+                if self._holder.current() != record:
+                    break
+                await asyncio.sleep(HOLDER_EXIT_POLL)
             fds = self._holder.join(await self._ensure_holder())
         try:
             await self._provider._open_egress(self._record, fds.netns)
