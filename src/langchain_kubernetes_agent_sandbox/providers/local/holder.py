@@ -202,16 +202,14 @@ def _grandchild(pid: int) -> tuple[int, int] | None:
 
 
 def process_start(pid: int) -> int | None:
-    """When process `pid` started (clock ticks since boot), or None when there is no such process or only its
-    zombie is left (its namespaces are gone)."""
+    """When process `pid` started (clock ticks since boot), or None when there is no such process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    # The command name in parentheses may hold spaces and parentheses itself, so count from the last ")": the
-    # state is the 3rd field, the 1st after it, and the start time the 22nd, the 20th after it.
-    fields = stat.rpartition(")")[2].split()
-    return None if fields[0] in ("Z", "X") else int(fields[19])
+    # The command name in parentheses may hold spaces and parentheses itself, so count from the last ")":
+    # the start time is the 22nd field, the 20th after it.
+    return int(stat.rpartition(")")[2].split()[19])
 
 
 def _kill_if_same(pid: int, start: int) -> None:
