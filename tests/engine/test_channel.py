@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from langchain_kubernetes_agent_sandbox.engine import processes, wire
+from langchain_kubernetes_agent_sandbox.engine import budget, processes, wire
 from langchain_kubernetes_agent_sandbox.engine.channel import AgentChannel, AgentLost, AgentMismatch
 from langchain_kubernetes_agent_sandbox.output import OutputLimit
 
@@ -92,9 +92,48 @@ async def test_more_output_than_was_asked_for_ends_the_follow(stop: list[asyncio
 
     channel, task = await opened(await answering(reply))
     stop.append(task)
+    again = [channel]  # an agent that misbehaved is not followed again over a new connection
+
+    async def channel_of() -> AgentChannel:
+        return again.pop()
+
     with pytest.raises(AgentLost, match="than was asked for"):
-        await processes.follow(channel, "j-000000000000", wait=5, cursor=(0, 0), limit=limit)
+        await processes.follow(channel_of, "j-000000000000", wait=5, cursor=(0, 0), limit=limit)
     assert channel.closed
+
+
+async def test_a_follow_goes_on_over_a_new_connection_from_where_a_silent_one_stopped(
+    stop: list[asyncio.Task[None]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(budget, "AGENT_QUIET", 0.2)
+    monkeypatch.setattr(budget, "AGENT_REQUEST", 0.5)
+    attached: list[wire.Header] = []
+
+    def frames(*written: tuple[int, bytes], ended: bool) -> Callable[[wire.Header], list[bytes]]:
+        def reply(header: wire.Header) -> list[bytes]:
+            if header["op"] != "attach":
+                return []  # pings go unanswered: the connection stalled
+            attached.append(header)
+            about = {"p": header["p"], "a": header["a"]}
+            sent = [wire.encode({"op": "out", **about, "s": 0, "o": at}, data) for at, data in written]
+            if ended:
+                sent.append(wire.encode({"op": "exit", **about, "state": "exited", "code": 0, "n": [13, 0]}))
+            return [wire.encode({"op": "attached", "r": header["r"]}), *sent]
+
+        return reply
+
+    stalling, stalls = await opened(await answering(frames((0, b"first\n"), ended=False)))
+    working, works = await opened(await answering(frames((6, b"second\n"), ended=True)))
+    stop += [stalls, works]
+    channels = [working, stalling]
+
+    async def channel_of() -> AgentChannel:
+        return channels.pop()
+
+    report = await processes.follow(channel_of, "j-000000000000", wait=10, cursor=(0, 0), limit=OutputLimit())
+    assert (report.result.stdout, report.exit) == ("first\nsecond\n", processes.Exit("exited", 0))
+    assert [header["o"] for header in attached] == [[0, 0], [6, 0]]
+    assert (stalling.closed, stalling.misbehaved) == (True, False)
 
 
 async def test_a_broken_connection_wakes_every_waiter_at_once(stop: list[asyncio.Task[None]]) -> None:

@@ -5,13 +5,18 @@ files under `/app` stay where commands see them whatever sandboxd's root is."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from langchain_kubernetes_agent_sandbox.engine.processes import Exit
 from langchain_kubernetes_agent_sandbox.errors import SandboxError
 from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesConfig, KubernetesProvider, sandboxd
 from langchain_kubernetes_agent_sandbox.providers.kubernetes.config import AGENT_PORT, ConnectionMode, RuntimeKind
@@ -94,6 +99,44 @@ async def test_a_killed_pod_process_fails_the_running_command_at_once_and_the_ne
             continue
         assert result.stdout == "back\n"
         break
+
+
+def _relays(plane: ControlPlane, sandbox: Sandbox) -> list[int]:
+    """The agent's relays in the sandbox's pod (`agent.py pipe`): one per connection a server holds."""
+    pod = plane.http.get(f"{CLAIMS}/{sandbox.id}").json()["status"]["sandbox"]["name"]
+    relays = []
+    for pid in plane.pod_pids(NAMESPACE, pod):
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if b"pipe" in argv and any(part.endswith(b"/agent.py") for part in argv):
+                relays.append(pid)
+    return relays
+
+
+@pytest.mark.parametrize("fault", [signal.SIGSTOP, signal.SIGKILL], ids=["stalled", "ended"])
+async def test_a_relay_that_stalls_or_ends_mid_command_costs_the_command_nothing(
+    sandbox: Sandbox, sandboxd_pool: RealPool, fault: signal.Signals
+) -> None:
+    await sandbox.run("true")
+    await sandbox.agent()
+    [relay] = _relays(sandboxd_pool.plane, sandbox)
+    process = await sandbox.start("echo first; sleep 2; echo second", timeout=30)
+    following = asyncio.create_task(process.follow(wait=30))
+    await asyncio.sleep(0.5)
+    os.kill(relay, fault)
+    try:
+        report = await following
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(relay, signal.SIGCONT)
+    # The follow went on over a new relay, found out within the quiet limit and a ping's wait when it stalled.
+    assert (report.result.stdout, report.exit) == ("first\nsecond\n", Exit("exited", 0))
+    assert report.result.duration < 5
+    # The agent that ran it was kept, not replaced: what it runs in the background still answers.
+    background = await sandbox.start("sleep 1; echo kept", timeout=30)
+    [new_relay] = set(_relays(sandboxd_pool.plane, sandbox)) - {relay}
+    os.kill(new_relay, signal.SIGKILL)
+    assert (await background.follow(wait=20)).result.stdout == "kept\n"
 
 
 async def test_what_a_relay_that_ends_early_wrote_reaches_the_message_bounded_and_printable(sandbox: Sandbox) -> None:

@@ -9,6 +9,9 @@ from __future__ import annotations
 AGENT_REQUEST = 10.0
 """Seconds a sandbox's agent has to answer a request (start, read, signal): it answers at once unless its sandbox
 is starved, and then a typed error is better than a hung call."""
+AGENT_QUIET = 5.0
+"""Seconds a followed process's connection may bring nothing before the agent is asked whether it still hears it
+(then `AGENT_REQUEST` for the answer): a relay in between can stall without ending."""
 AGENT_CONNECT = 20.0
 """Seconds to reach a sandbox's agent, starting it (a python3) when none runs."""
 END_OF_RUN = 5.0

@@ -71,7 +71,6 @@ class AgentChannel:
         """Payload bytes each subscription may still receive."""
         self._send_lock = asyncio.Lock()
         self._failure: str | None = None
-        self.agent_pid: int | None = None
         self.misbehaved = False
         """Whether the agent sent something no genuine agent sends: the next connection replaces it."""
         self._reading = asyncio.create_task(self._read_forever())
@@ -88,7 +87,6 @@ class AgentChannel:
         except BaseException:
             await channel.aclose()
             raise
-        channel.agent_pid = hello.get("pid") if isinstance(hello.get("pid"), int) else None
         if hello.get("v") != wire.VERSION or hello.get("program") != program:
             await channel.aclose()
             raise AgentMismatch(f"the agent of {name} runs another program (version {hello.get('v')!r})")
@@ -141,7 +139,12 @@ class AgentChannel:
     def reject(self, reason: str) -> AgentLost:
         """End the channel because its agent said something no genuine agent says; the error to raise."""
         self.misbehaved = True
-        self._fail(f"the agent of {self.name} broke the protocol: {reason}")
+        return self.abandon(f"the agent of {self.name} broke the protocol: {reason}")
+
+    def abandon(self, reason: str) -> AgentLost:
+        """End the channel for `reason` (it went silent, say), waking every waiter; the error to raise. Unless it
+        misbehaved, the next connection may find the same agent, with its processes, alive and well."""
+        self._fail(reason)
         return AgentLost(self._failure or reason)
 
     def unsubscribe(self, attachment: str) -> None:

@@ -65,13 +65,12 @@ async def wait(
 ) -> JobResult:
     """Wait up to `timeout` seconds for the job to end (0: just look), then report as `status` does."""
     job_dir(job_id)  # an id no job can have is refused before anything is asked
-    channel = await sandbox.agent()
-    if channel is None:
+    if await sandbox.agent() is None:
         if timeout <= 0:
             return await shell_jobs.status(sandbox, job_id, cursor)
         return await shell_jobs.wait(sandbox, job_id, timeout, cursor)
     report = await processes.follow(
-        channel,
+        processes.agent_of(sandbox),
         job_id,
         wait=timeout,
         cursor=parse_cursor(cursor or "0:0"),

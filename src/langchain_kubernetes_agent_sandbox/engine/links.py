@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from ..errors import SandboxError
 from . import budget, program
-from .channel import AgentChannel, AgentLost, Connection
+from .channel import AgentChannel, AgentLost, AgentSilent, Connection
 
 logger = logging.getLogger(__name__)
 
@@ -104,18 +104,20 @@ class AgentLinks:
 
 async def _connect(name: str, connect: Connect, *, broken: AgentChannel | None) -> AgentChannel:
     """A channel to the sandbox's agent. An agent that runs another program than this package's (an older version,
-    or something the sandbox put in its place), that broke the protocol on the `broken` channel before, or that is
-    the very process whose connection broke (alive, yet failing) is asked to end and left behind, and this
-    package's started."""
+    or something the sandbox put in its place), that broke the protocol on the `broken` channel before, or that
+    cannot say hello on a first connection, is asked to end and left behind, and this package's started.
+
+    After a `broken` channel that did not misbehave, the agent found is kept if it answers: only the connection
+    broke (a relay or proxy ended, a stalled one was abandoned), and the agent's processes live on. One that stays
+    silent then is not replaced, since replacing it would end them: the caller gets `AgentSilent`."""
     if broken is None or not broken.misbehaved:
         try:
-            channel = await _open(name, connect, replace=False)
+            return await _open(name, connect, replace=False)
+        except AgentSilent:
+            if broken is not None:
+                raise
         except AgentLost:
             pass  # another program, or one that cannot even say hello: replaced below
-        else:
-            if broken is None or channel.agent_pid != broken.agent_pid:
-                return channel
-            await channel.aclose()
     with contextlib.suppress(SandboxError):
         stale = AgentChannel(*await connect(False), name=name)
         with contextlib.suppress(SandboxError):

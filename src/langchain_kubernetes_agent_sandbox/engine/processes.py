@@ -8,6 +8,7 @@ live, then only its sizes, and the tail is read from its spool once wanted, so m
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import signal
 import time
@@ -19,17 +20,21 @@ from ..errors import InvalidArgumentError, NotFoundError, QuotaExceededError, Sa
 from ..output import OutputLimit, dropped_marker
 from ..results import TIMEOUT_EXIT_CODE, CommandResult
 from . import budget, shell_jobs, wire
-from .channel import AgentChannel, AgentGone, AgentLost, AgentRefused, check
+from .channel import AgentChannel, AgentGone, AgentLost, AgentRefused, AgentSilent, check
 from .results import JobResult
 
 if TYPE_CHECKING:
     from ..sandbox import Sandbox
+
+logger = logging.getLogger(__name__)
 
 ChannelSource = Callable[[], Awaitable[AgentChannel]]
 OutputCallback = Callable[[int, bytes], None]
 """Called with (stream, bytes) as output arrives: stream 0 is stdout, 1 is stderr."""
 STATES = ("exited", "timed_out", "cancelled", "lost")
 MAX_FIGURES = 8
+MAX_RESUMES = 2
+"""New connections one follow may go on over after the one it was on broke or went silent."""
 NO_BACKGROUND = (
     "This sandbox's runtime ends every process a request started when it returns, so no process can run on its "
     "own here: use run(), which waits for the command's end."
@@ -89,8 +94,9 @@ class Process:
         on_output: OutputCallback | None = None,
     ) -> Report:
         """The output written after `cursor`, waiting up to `wait` seconds for the process to end."""
-        channel = await self.channel_of()
-        return await follow(channel, self.id, wait=wait, cursor=cursor, limit=self.output_limit, on_output=on_output)
+        return await follow(
+            self.channel_of, self.id, wait=wait, cursor=cursor, limit=self.output_limit, on_output=on_output
+        )
 
     async def wait(self, timeout: float | None = None) -> Report | None:
         """The final report once the process ended, or None if it still runs after `timeout` seconds."""
@@ -154,11 +160,17 @@ async def run(sandbox: Sandbox, command: str, *, timeout: float, cwd: str, env: 
             await process.signal(signal.SIGKILL)
             report = await process.follow(wait=budget.END_OF_RUN)
     except AgentLost as error:
-        raise SandboxError(
-            f"The sandbox's agent ended while the command ran ({error}): something in the sandbox killed it, "
-            "and the command's output is lost. The next call starts a new agent."
-        ) from None
+        raise _agent_ended(str(error)) from None
+    if report.exit is not None and report.exit.state == "lost":  # found out by the agent started in its place
+        raise _agent_ended("a new agent found the command lost")
     return report.result
+
+
+def _agent_ended(reason: str) -> SandboxError:
+    return SandboxError(
+        f"The sandbox's agent ended while the command ran ({reason}): something in the sandbox killed it, and the "
+        "command's output is lost. The next call starts a new agent."
+    )
 
 
 async def start(
@@ -223,7 +235,7 @@ class NoSpoolSpace(QuotaExceededError):
 
 
 async def follow(
-    channel: AgentChannel,
+    channel_of: ChannelSource,
     process_id: str,
     *,
     wait: float,
@@ -231,77 +243,132 @@ async def follow(
     limit: OutputLimit,
     on_output: OutputCallback | None = None,
 ) -> Report:
-    """See `Process.follow`."""
+    """See `Process.follow`. A connection that breaks or goes silent meanwhile is not the process's end: the agent
+    keeps it, so the follow goes on from where it was on a new connection (`MAX_RESUMES` times at most)."""
     if any(offset < 0 for offset in cursor):
         raise InvalidArgumentError(f"The cursor {cursor} is negative: omit it to read from the start.")
     started = time.monotonic()
-    # What a genuine agent sends at most: the live window of both streams and the inline figures.
-    attachment, queue = channel.subscribe(max_bytes=2 * limit.max_bytes + MAX_FIGURES * wire.MAX_PAYLOAD_BYTES)
-    live: list[bytearray] = [bytearray(), bytearray()]
-    sizes = list(cursor)
-    figures: list[bytes] = []
-    ended: wire.Header | None = None
-    known: wire.Header = {}
-    try:
-        attach = {"op": "attach", "p": process_id, "a": attachment, "o": list(cursor), "w": limit.max_bytes}
-        await channel.request(attach, timeout=budget.AGENT_REQUEST)
-        # A look (wait 0) still waits for the agent to say it has sent what there was.
-        deadline = started + (wait if wait > 0 else budget.AGENT_REQUEST)
-        while ended is None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                async with asyncio.timeout(None if math.isinf(remaining) else remaining):
-                    header, payload = await queue.get()
-            except TimeoutError:
-                break
-            op = header["op"]
-            if op == "out":
-                stream, offset = check(header, "s", int), check(header, "o", int)
-                if stream not in (0, 1) or offset != cursor[stream] + len(live[stream]):
-                    raise channel.reject(f"output of {process_id} out of order")
-                if len(live[stream]) + len(payload) > limit.max_bytes:
-                    raise channel.reject(f"more output of {process_id} than was asked for")
-                live[stream] += payload
-                sizes[stream] = max(sizes[stream], offset + len(payload))
-                if on_output is not None:
-                    on_output(stream, payload)
-            elif op == "tick":
-                sizes = _sizes(header, sizes)
-                if header.get("idle") is True and wait <= 0:
-                    break  # a look at where it stands: what it had written is all in
-                known = {**known, **{key: header[key] for key in ("limit", "started", "kind") if key in header}}
-            elif op == "figure" and len(figures) < MAX_FIGURES:
-                figures.append(payload)
-            elif op == "exit":
-                ended = header
-                sizes = _sizes(header, sizes)
-            elif op == "lost":
-                raise AgentLost(str(header.get("message")))
-    except AgentRefused as error:
-        if error.reason == "not_found":
-            raise NotFoundError(
-                f"No job {process_id} in this session: it never existed here, or the sandbox was reset."
-            ) from None
-        raise
-    finally:
-        channel.unsubscribe(attachment)
-        if ended is None and not channel.closed:
-            await channel.send({"op": "detach", "a": attachment})
-    texts = []
-    for stream in (0, 1):
-        texts.append(await _bounded(channel, process_id, stream, cursor[stream], sizes[stream], live[stream], limit))
+    # A look (wait 0) still waits for the agent to say it has sent what there was.
+    deadline = started + (wait if wait > 0 else budget.AGENT_REQUEST)
+    seen = _Seen(process_id, cursor, limit, look=wait <= 0, on_output=on_output)
+    channel = await channel_of()
+    resumes = 0
+    while True:
+        try:
+            await _attached(channel, seen, deadline)
+            break
+        except AgentRefused as error:
+            if error.reason == "not_found":
+                raise NotFoundError(
+                    f"No job {process_id} in this session: it never existed here, or the sandbox was reset."
+                ) from None
+            raise
+        except AgentLost as error:
+            if not channel.closed or channel.misbehaved or resumes == MAX_RESUMES:
+                raise
+            resumes += 1
+            logger.warning("following %s on %s: %s; going on over a new connection", process_id, channel.name, error)
+            channel = await channel_of()
+    texts = [await _bounded(channel, seen, stream) for stream in (0, 1)]
     return _report(
         process_id,
         texts,
         cursor,
-        sizes,
-        {**known, **(ended or {})},
-        ended is not None,
-        figures,
+        seen.sizes,
+        {**seen.known, **(seen.ended or {})},
+        seen.ended is not None,
+        seen.figures,
         time.monotonic() - started,
     )
+
+
+class _Seen:
+    """What a follow has received so far, across the connections it went over."""
+
+    def __init__(
+        self,
+        process_id: str,
+        cursor: tuple[int, int],
+        limit: OutputLimit,
+        *,
+        look: bool,
+        on_output: OutputCallback | None,
+    ) -> None:
+        self.process_id = process_id
+        self.cursor = cursor
+        self.limit = limit
+        self.look = look
+        self.on_output = on_output
+        self.live: list[bytearray] = [bytearray(), bytearray()]
+        self.sizes = list(cursor)
+        self.figures: list[bytes] = []
+        self.ended: wire.Header | None = None
+        self.known: wire.Header = {}
+
+    def attach_request(self, attachment: str) -> wire.Header:
+        """Streaming from where the live output stops, in a window that keeps it within the cap."""
+        offsets = [self.cursor[stream] + len(self.live[stream]) for stream in (0, 1)]
+        window = self.limit.max_bytes - max(len(self.live[0]), len(self.live[1]))
+        return {"op": "attach", "p": self.process_id, "a": attachment, "o": offsets, "w": window}
+
+    def take(self, channel: AgentChannel, header: wire.Header, payload: bytes) -> bool:
+        """Take one frame of the attachment; whether the follow is done (a look has seen it all)."""
+        op = header["op"]
+        if op == "out":
+            stream, offset = check(header, "s", int), check(header, "o", int)
+            if stream not in (0, 1) or offset != self.cursor[stream] + len(self.live[stream]):
+                raise channel.reject(f"output of {self.process_id} out of order")
+            if len(self.live[stream]) + len(payload) > self.limit.max_bytes:
+                raise channel.reject(f"more output of {self.process_id} than was asked for")
+            self.live[stream] += payload
+            self.sizes[stream] = max(self.sizes[stream], offset + len(payload))
+            if self.on_output is not None:
+                self.on_output(stream, payload)
+        elif op == "tick":
+            self.sizes = _sizes(header, self.sizes)
+            self.known = {**self.known, **{key: header[key] for key in ("limit", "started", "kind") if key in header}}
+            return header.get("idle") is True and self.look  # a look at where it stands: what it wrote is all in
+        elif op == "figure" and len(self.figures) < MAX_FIGURES:
+            self.figures.append(payload)
+        elif op == "exit":
+            self.ended = header
+            self.sizes = _sizes(header, self.sizes)
+        elif op == "lost":
+            raise AgentLost(str(header.get("message")))
+        return self.ended is not None
+
+
+async def _attached(channel: AgentChannel, seen: _Seen, deadline: float) -> None:
+    """Follow over `channel` until the process ends, a look is done, or `deadline`. A channel quiet for
+    `budget.AGENT_QUIET` seconds is asked whether it still carries anything, and abandoned if it does not."""
+    seen.figures.clear()  # the agent sends them all with the exit
+    # What a genuine agent sends at most: the live window of both streams and the inline figures.
+    attachment, queue = channel.subscribe(max_bytes=2 * seen.limit.max_bytes + MAX_FIGURES * wire.MAX_PAYLOAD_BYTES)
+    try:
+        await channel.request(seen.attach_request(attachment), timeout=budget.AGENT_REQUEST)
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                async with asyncio.timeout(min(remaining, budget.AGENT_QUIET)):
+                    header, payload = await queue.get()
+            except TimeoutError:
+                if remaining > budget.AGENT_QUIET:
+                    await _still_carrying(channel)
+                continue
+            if seen.take(channel, header, payload):
+                return
+    finally:
+        channel.unsubscribe(attachment)
+        if seen.ended is None and not channel.closed:
+            await channel.send({"op": "detach", "a": attachment})
+
+
+async def _still_carrying(channel: AgentChannel) -> None:
+    """Whether a quiet channel still reaches its agent: a relay or proxy in between can stall without ending, and
+    then nothing more of the process would ever arrive."""
+    try:
+        await channel.request({"op": "ping"}, timeout=budget.AGENT_REQUEST)
+    except AgentSilent as error:
+        raise channel.abandon(f"the connection to the agent of {channel.name} went silent ({error})") from None
 
 
 def _sizes(header: wire.Header, known: list[int]) -> list[int]:
@@ -311,11 +378,11 @@ def _sizes(header: wire.Header, known: list[int]) -> list[int]:
     return [max(new, old) for new, old in zip(sizes, known, strict=True)]
 
 
-async def _bounded(
-    channel: AgentChannel, process_id: str, stream: int, start: int, end: int, live: bytearray, limit: OutputLimit
-) -> tuple[str, int, int]:
-    """The text of bytes `start`..`end` of a stream, head and tail kept within `limit`; returns the text, the
-    byte count and the bytes dropped. Whatever the live stream did not bring is read from the spool."""
+async def _bounded(channel: AgentChannel, seen: _Seen, stream: int) -> tuple[str, int, int]:
+    """The text of a stream from the cursor to the last size seen, head and tail kept within the cap; returns the
+    text, the byte count and the bytes dropped. Whatever the live stream did not bring is read from the spool."""
+    start, end, live, limit = seen.cursor[stream], seen.sizes[stream], seen.live[stream], seen.limit
+    process_id = seen.process_id
     total = end - start
     if total <= limit.max_bytes:
         missing = total - len(live)

@@ -489,14 +489,19 @@ class ControlPlane:
                 return netns
         raise LookupError(f"no network namespace holds pod {namespace}/{name}'s address {pod_ip}")
 
+    def pod_pids(self, namespace: str, name: str) -> list[int]:
+        """The processes in the pod's network namespace (its containers' runtimes and what they started)."""
+        netns = self.pod_netns(namespace, name)
+        listed = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True, check=True).stdout
+        return [int(pid) for pid in listed.split()]
+
     def kill_pod(self, namespace: str, name: str) -> int:
         """SIGKILL every process in the pod's network namespace (its containers' runtimes), as a crash would;
         the pod runner then restarts them as the pod's restartPolicy says. Returns how many were killed."""
-        netns = self.pod_netns(namespace, name)
-        pids = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True, check=True).stdout.split()
+        pids = self.pod_pids(namespace, name)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
         return len(pids)
 
     def memory_bytes(self) -> dict[str, int]:
