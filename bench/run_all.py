@@ -32,6 +32,7 @@ import bench_preview  # noqa: E402
 import bench_python  # noqa: E402
 import bench_resume  # noqa: E402
 import bench_sandboxd  # noqa: E402
+import bench_transfers  # noqa: E402
 import bench_validation  # noqa: E402
 from langchain_kubernetes_agent_sandbox.providers.local.state import temporary_state  # noqa: E402
 
@@ -97,6 +98,14 @@ def preview_rows(runs: int) -> list[Row]:
     return [
         row("preview (local)", name, value, "ms", base, label)
         for name, value, base, label in asyncio.run(bench_preview.measure(runs))
+    ]
+
+
+def transfer_rows(runs: int) -> list[Row]:
+    """A 64 MiB download_file in pieces against one read of the whole file (the file is read once per download)."""
+    return [
+        row("transfers (local, MCP)", name, value, "ms", base, label)
+        for name, value, base, label in asyncio.run(bench_transfers.measure(runs))
     ]
 
 
@@ -242,6 +251,7 @@ def main() -> None:
     rows += engine_rows(args.calls)
     rows += fork_rows(args.fork_runs)
     rows += mcp_rows(args.calls, args.clients, args.per_client)
+    rows += transfer_rows(args.fork_runs)
     rows += validation_rows(args.validation_rounds)
     rows += python_rows(args.python_rounds)
     rows += kubernetes_rows(args.rounds, args.commands)

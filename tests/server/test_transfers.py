@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 
+from langchain_kubernetes_agent_sandbox.server.downloads import KEEP_SECONDS, MAX_KEPT_BYTES, Downloads, Snapshot
 from tests.server.mcp_calls import Connect, call, data, fail, text_of
 
 PIECE = 1024
@@ -113,3 +114,34 @@ async def test_pieces_planted_by_the_sandbox_cannot_make_a_file_larger_than_its_
             client, "upload_file", path="checked.bin", content="c" * 100, offset=200, size=300, sha256=expected
         )
         assert "nothing was written" in refused
+
+
+async def test_the_pieces_of_a_download_come_from_the_version_its_first_piece_read(connect: Connect) -> None:
+    async with connect(max_transfer_bytes=PIECE) as client:
+        await call(client, "execute", command="head -c 3000 /dev/zero | tr '\\0' a > f.txt")
+        first = data(await call(client, "download_file", path="f.txt"))
+        await call(client, "execute", command="head -c 3000 /dev/zero | tr '\\0' b > f.txt")
+        rest = data(await call(client, "download_file", path="f.txt", offset=first["next_offset"]))
+        assert (rest["content"], rest["sha256"]) == ("a" * PIECE, first["sha256"])
+        # Another session's file of the same name is its own.
+        other = data(await call(client, "create_session"))["session_id"]
+        await call(client, "execute", command="head -c 3000 /dev/zero | tr '\\0' c > f.txt", session_id=other)
+        theirs = data(await call(client, "download_file", path="f.txt", offset=PIECE, session_id=other))
+        assert theirs["content"] == "c" * PIECE
+        # A download that starts again reads the file as it is now.
+        again = data(await call(client, "download_file", path="f.txt"))
+        assert again["content"] == "b" * PIECE
+        assert again["sha256"] != first["sha256"]
+
+
+def test_what_downloads_keep_is_bounded_in_bytes_and_time() -> None:
+    now = [0.0]
+    kept = Downloads(clock=lambda: now[0])
+    big = Snapshot.of(b"x" * (MAX_KEPT_BYTES // 2), is_text=True)
+    for name in ("a", "b", "c"):
+        kept.keep(("alice", "s1", f"/app/{name}"), big)
+    assert kept.resumed(("alice", "s1", "/app/a")) is None, "the least recently used went first"
+    assert kept.resumed(("alice", "s1", "/app/c")) is big
+    assert kept.resumed(("bob", "s1", "/app/c")) is None
+    now[0] += KEEP_SECONDS + 1
+    assert kept.resumed(("alice", "s1", "/app/c")) is None

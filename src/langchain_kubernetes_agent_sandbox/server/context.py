@@ -5,9 +5,10 @@ neither import the app nor close over it."""
 from __future__ import annotations
 
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..sessions import SessionRegistry
+from .downloads import Downloads
 from .previews import Previews
 from .tool_limits import ToolLimits
 
@@ -17,6 +18,7 @@ class ToolContext:
     registry: SessionRegistry
     limits: ToolLimits
     previews: Previews
+    downloads: Downloads = field(default_factory=Downloads)
 
 
 current_context: ContextVar[ToolContext] = ContextVar("current_context")

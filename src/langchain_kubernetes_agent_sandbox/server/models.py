@@ -236,7 +236,8 @@ class DownloadedFile(Rendered):
             header += f"; bytes {self.offset or 0} to {end}"
             if self.next_offset is not None:
                 header += f" (call download_file again with offset={self.next_offset} for the rest)"
-        return f"{header}, {self.encoding}:\n{printable_output(self.content)}"
+        content = self.content if self.encoding == "base64" else printable_output(self.content)  # nothing to escape
+        return f"{header}, {self.encoding}:\n{content}"
 
 
 class FileItem(BaseModel):

@@ -14,6 +14,7 @@ from pydantic import Field
 from ...errors import InvalidArgumentError, TooLargeError
 from ...paths import resolve
 from ..context import context
+from ..downloads import Snapshot
 from ..models import DownloadedFile, FileItem, FileListing, UploadedFile
 from ..principal import current_principal
 from . import ToolSpec, reply, transfers
@@ -190,28 +191,39 @@ async def download_file(
 
     Returns the content with the file's size, sha256 and media type. A file larger than one call carries
     ({max_transfer_bytes}) comes in pieces: the result's next_offset is where the next call starts
-    (offset=next_offset), until there is none; the sha256 is always the whole file's.
+    (offset=next_offset), until there is none; the sha256 is always the whole file's, and every piece
+    comes from the version of the file that the download's first piece read.
     """
-    async with context().registry.use(current_principal.get(), session_id) as session:
-        data = await session.sandbox.read_file(path)
+    principal = current_principal.get()
+    async with context().registry.use(principal, session_id) as session:
+        key = (principal, session.id, resolve(path))
+        snapshot = context().downloads.resumed(key) if offset > 0 else None
+        if snapshot is None:
+            data = await session.sandbox.read_file(path)
+            snapshot = Snapshot.of(data, is_text=as_text(data) is not None)
+    data = snapshot.data
     if offset > len(data):
         raise InvalidArgumentError(f"offset {offset} is past the end of {path}, which has {len(data)} bytes.")
-    whole_text = as_text(data) if encoding != "base64" else None
+    is_text = snapshot.is_text and encoding != "base64"
     end = min(len(data), offset + (length or context().limits.max_transfer_bytes))
-    if whole_text is not None:
+    if is_text:
         end = text_end(data, offset, end)
     chunk = data[offset:end]
-    text = (whole_text if end - offset == len(data) else as_text(chunk)) if whole_text is not None else None
+    text = as_text(chunk) if is_text else None
     if encoding == "utf-8" and text is None:
         raise InvalidArgumentError(
             f"{path} is binary (not UTF-8 text): download it with encoding='base64' or encoding='auto'."
         )
+    if end < len(data):
+        context().downloads.keep(key, snapshot)
+    else:
+        context().downloads.done(key)
     image = image_type(data)
     result = DownloadedFile(
         session_id=session.id,
         path=resolve(path),
         size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=snapshot.sha256,
         encoding="utf-8" if text is not None else "base64",
         mime_type=image or ("text/plain" if text is not None else "application/octet-stream"),
         content=text if text is not None else base64.b64encode(chunk).decode("ascii"),
