@@ -112,7 +112,7 @@ async def test_two_replicas_serve_the_same_sessions_interchangeably(serve: Serve
                 assert (await tool(a, "list_sessions"))["sessions"] == []
 
         await asyncio.gather(*map(alternate, workers))
-    assert (tally.ok, tally.wrong, tally.broken, dict(tally.refused)) == (48, [], [], {})
+    assert (tally.ok, tally.wrong, tally.broken, dict(tally.refused)) == (48, [], [], {}), tally.summary()
     assert alive() - before == set()
 
 

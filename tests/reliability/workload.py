@@ -50,6 +50,8 @@ class Wrong(Exception):
 class Tally:
     ok: int = 0
     refused: Counter[str] = field(default_factory=Counter)
+    refusals: list[str] = field(default_factory=list)
+    """What the refused calls said (the first few), for the message of a test that expected none."""
     wrong: list[str] = field(default_factory=list)
     broken: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
@@ -60,8 +62,8 @@ class Tally:
 
     def summary(self) -> str:
         return (
-            f"{self.calls} calls: {self.ok} ok, refused {dict(self.refused)}, {len(self.wrong)} wrong "
-            f"{self.wrong[:3]}, {len(self.broken)} broken {self.broken[:3]}"
+            f"{self.calls} calls: {self.ok} ok, refused {dict(self.refused)} {self.refusals[:3]}, "
+            f"{len(self.wrong)} wrong {self.wrong[:3]}, {len(self.broken)} broken {self.broken[:3]}"
         )
 
 
@@ -176,6 +178,8 @@ class Worker:
             code = str(failed).split(":", 1)[0]
             if code in TYPED_CODES:
                 tally.refused[code] += 1
+                if len(tally.refusals) < 5:
+                    tally.refusals.append(f"{kind}: {str(failed)[:300]}")
             else:
                 tally.broken.append(f"{kind}: untyped error {str(failed)[:200]}")
         except Wrong as wrong:
