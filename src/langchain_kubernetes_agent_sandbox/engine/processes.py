@@ -34,7 +34,7 @@ OutputCallback = Callable[[int, bytes], None]
 STATES = ("exited", "timed_out", "cancelled", "lost")
 MAX_FIGURES = 8
 MAX_RESUMES = 2
-"""New connections one follow may go on over after the one it was on broke or went silent."""
+"""New connections one follow may go on over after the one it was on went silent."""
 NO_BACKGROUND = (
     "This sandbox's runtime ends every process a request started when it returns, so no process can run on its "
     "own here: use run(), which waits for the command's end."
@@ -243,8 +243,8 @@ async def follow(
     limit: OutputLimit,
     on_output: OutputCallback | None = None,
 ) -> Report:
-    """See `Process.follow`. A connection that breaks or goes silent meanwhile is not the process's end: the agent
-    keeps it, so the follow goes on from where it was on a new connection (`MAX_RESUMES` times at most)."""
+    """See `Process.follow`. A connection that goes silent meanwhile (a stalled relay) is not the process's end:
+    the follow goes on from where it was on a new connection (`MAX_RESUMES` times at most)."""
     if any(offset < 0 for offset in cursor):
         raise InvalidArgumentError(f"The cursor {cursor} is negative: omit it to read from the start.")
     started = time.monotonic()
@@ -263,8 +263,8 @@ async def follow(
                     f"No job {process_id} in this session: it never existed here, or the sandbox was reset."
                 ) from None
             raise
-        except AgentLost as error:
-            if not channel.closed or channel.misbehaved or resumes == MAX_RESUMES:
+        except ConnectionStalled as error:
+            if resumes == MAX_RESUMES:
                 raise
             resumes += 1
             logger.warning("following %s on %s: %s; going on over a new connection", process_id, channel.name, error)
@@ -368,7 +368,14 @@ async def _still_carrying(channel: AgentChannel) -> None:
     try:
         await channel.request({"op": "ping"}, timeout=budget.AGENT_REQUEST)
     except AgentSilent as error:
-        raise channel.abandon(f"the connection to the agent of {channel.name} went silent ({error})") from None
+        channel.abandon(f"the connection to the agent of {channel.name} went silent ({error})")
+        raise ConnectionStalled(str(error)) from None
+
+
+class ConnectionStalled(AgentLost):
+    """A followed process's connection went silent without ending: the agent may live on, and the follow goes on
+    over a new connection. One that ended is not tried again within the call, so that a pod that died fails the
+    call at once; the next call finds the agent, and its processes, if they live."""
 
 
 def _sizes(header: wire.Header, known: list[int]) -> list[int]:
