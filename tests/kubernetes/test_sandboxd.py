@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from langchain_kubernetes_agent_sandbox.engine.processes import Exit
+from langchain_kubernetes_agent_sandbox.engine.processes import Exit, Report
 from langchain_kubernetes_agent_sandbox.errors import SandboxError
 from langchain_kubernetes_agent_sandbox.providers.kubernetes import KubernetesConfig, KubernetesProvider, sandboxd
 from langchain_kubernetes_agent_sandbox.providers.kubernetes.config import AGENT_PORT, ConnectionMode, RuntimeKind
@@ -113,16 +113,24 @@ def _relays(plane: ControlPlane, sandbox: Sandbox) -> list[int]:
     return relays
 
 
-async def test_a_relay_that_stalls_mid_command_is_found_out_and_the_follow_goes_on(
-    sandbox: Sandbox, sandboxd_pool: RealPool
-) -> None:
+async def _followed_while_the_relay_gets(
+    fault: signal.Signals, sandbox: Sandbox, plane: ControlPlane
+) -> tuple[str, asyncio.Task[Report], int]:
+    """A two-line command's id, the follow of it, and the pod's relay, sent `fault` between the two lines."""
     await sandbox.run("true")
     await sandbox.agent()
-    [relay] = _relays(sandboxd_pool.plane, sandbox)
+    [relay] = _relays(plane, sandbox)
     process = await sandbox.start("echo first; sleep 2; echo second", timeout=30)
     following = asyncio.create_task(process.follow(wait=30))
     await asyncio.sleep(0.5)
-    os.kill(relay, signal.SIGSTOP)
+    os.kill(relay, fault)
+    return process.id, following, relay
+
+
+async def test_a_relay_that_stalls_mid_command_is_found_out_and_the_follow_goes_on(
+    sandbox: Sandbox, sandboxd_pool: RealPool
+) -> None:
+    _, following, relay = await _followed_while_the_relay_gets(signal.SIGSTOP, sandbox, sandboxd_pool.plane)
     try:
         report = await following
     finally:
@@ -136,17 +144,11 @@ async def test_a_relay_that_stalls_mid_command_is_found_out_and_the_follow_goes_
 async def test_a_relay_that_ends_mid_command_costs_the_command_nothing(
     sandbox: Sandbox, sandboxd_pool: RealPool
 ) -> None:
-    await sandbox.run("true")
-    await sandbox.agent()
-    [relay] = _relays(sandboxd_pool.plane, sandbox)
-    process = await sandbox.start("echo first; sleep 2; echo second", timeout=30)
-    following = asyncio.create_task(process.follow(wait=30))
-    await asyncio.sleep(0.5)
-    os.kill(relay, signal.SIGKILL)
+    process_id, following, _ = await _followed_while_the_relay_gets(signal.SIGKILL, sandbox, sandboxd_pool.plane)
     with pytest.raises(SandboxError):
         await following  # the call in progress learns of it at once, as when the pod died
     # The agent that runs it was kept, not replaced: the command ends as it would have.
-    report = await (await sandbox.process(process.id)).follow(wait=20)
+    report = await (await sandbox.process(process_id)).follow(wait=20)
     assert (report.result.stdout, report.exit) == ("first\nsecond\n", Exit("exited", 0))
 
 
